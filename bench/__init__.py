@@ -1,0 +1,1 @@
+"""Benchmarks: each module named ``bench_*.py`` here has a ``main()`` that prints figures."""

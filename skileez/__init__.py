@@ -1,0 +1,102 @@
+"""Skileez: a coaching portal.
+
+``create_app`` is the only place an app is built; nothing is created at import
+time, so the web server, the CLI, RQ workers and tests each build their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask
+
+from skileez.config import build_config
+
+__all__ = ["create_app"]
+
+
+def create_app(config_override: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=False,
+                instance_path=os.environ.get("SKILEEZ_INSTANCE_PATH")
+                or os.path.join(os.getcwd(), "instance"))
+    app.config.update(build_config(app.instance_path, config_override))
+    os.makedirs(app.instance_path, exist_ok=True)
+    if not app.logger.handlers or app.config["SKILEEZ_ENV"] != "testing":
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from skileez.policy import Policy
+
+    app.extensions["skileez_policy"] = Policy.from_mapping(
+        {**Policy.from_environment(), **app.config["POLICY"]}
+    )
+
+    _init_extensions(app)
+    _register_blueprints(app)
+
+    from skileez.core import web
+
+    web.init_app(app)
+
+    from skileez import cli
+
+    cli.init_app(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from skileez.extensions import bootstrap, csrf, db, htmx, limiter, login_manager, migrate
+
+    db.init_app(app)
+    _configure_sqlite(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..",
+                                                     "migrations"),
+                     compare_type=True, render_as_batch=True)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    bootstrap.init_app(app)
+    limiter.init_app(app)
+
+    from skileez.auth import session as auth_session
+
+    auth_session.init_login(app, login_manager)
+
+    # Import every model so metadata (and Alembic autogenerate) sees all tables.
+    from skileez import models  # noqa: F401
+
+
+def _configure_sqlite(app: Flask) -> None:
+    """WAL and a busy timeout, so readers never block the writer and writers queue."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        return
+    from sqlalchemy import event
+
+    from skileez.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+
+def _register_blueprints(app: Flask) -> None:
+    from skileez.admin.routes import bp as admin_bp
+    from skileez.auth.routes import bp as auth_bp
+    from skileez.coaches.routes import bp as coaches_bp
+    from skileez.contracts.routes import bp as contracts_bp
+    from skileez.core.routes import bp as core_bp
+    from skileez.core.vendor import bp as vendor_bp
+    from skileez.notifications.routes import bp as notifications_bp
+    from skileez.payments.routes import bp as payments_bp
+    from skileez.sessions.routes import bp as sessions_bp
+
+    for blueprint in (core_bp, vendor_bp, auth_bp, coaches_bp, contracts_bp, sessions_bp,
+                      payments_bp, notifications_bp, admin_bp):
+        app.register_blueprint(blueprint)

@@ -1,0 +1,1 @@
+"""Accounts, sign-in, profiles and the permission helpers other domains use."""

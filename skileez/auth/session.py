@@ -1,0 +1,54 @@
+"""Flask-Login wiring: who is signed in, and what happens when nobody is."""
+
+from __future__ import annotations
+
+from flask import Flask, flash, redirect, request, session, url_for
+from flask_login import LoginManager, login_user
+from sqlalchemy import select
+
+from skileez.extensions import db
+
+
+def init_login(app: Flask, login_manager: LoginManager) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.session_protection = "strong"
+
+    from skileez.auth.models import User
+
+    @login_manager.user_loader
+    def load_user(session_token: str):
+        """Look users up by their rotating token; deactivated accounts are signed out."""
+        user = db.session.scalar(select(User).where(User.session_token == session_token))
+        if user is None or not user.is_active:
+            return None
+        return user
+
+    @login_manager.unauthorized_handler
+    def unauthorized():
+        target = url_for("auth.login", next=_safe_next(request.full_path))
+        if request.headers.get("HX-Request") == "true":
+            response = app.response_class(status=401)
+            response.headers["HX-Redirect"] = target
+            return response
+        flash("Please sign in to continue.", "info")
+        return redirect(target)
+
+
+def start_session(user, remember: bool) -> None:
+    """Sign in on a fresh session so a session id planted before sign-in is worthless."""
+    session.clear()
+    login_user(user, remember=remember, fresh=True)
+    session.permanent = remember
+
+
+def _safe_next(path: str) -> str:
+    return path.rstrip("?") if path.startswith("/") and not path.startswith("//") else "/"
+
+
+def safe_redirect_target(target: str | None, default: str) -> str:
+    """Only follow ``next`` to our own paths, never to another site."""
+    if not target or not target.startswith("/") or target.startswith("//") \
+            or "\\" in target:
+        return default
+    return target

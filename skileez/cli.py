@@ -1,0 +1,126 @@
+"""``flask skileez …`` commands: admins, demo data, the dev server and workers."""
+
+from __future__ import annotations
+
+import threading
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from sqlalchemy import func, select
+
+from skileez.extensions import db
+
+group = AppGroup("skileez", help="Skileez administration commands.")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(group)
+
+
+@group.command("create-admin")
+@click.argument("email")
+@click.option("--name", default="Administrator", show_default=True)
+@click.password_option(prompt="Password for the new admin",
+                       confirmation_prompt="Repeat the password")
+def create_admin(email: str, name: str, password: str) -> None:
+    """Create an admin account (the only way admins come to exist)."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from skileez.auth.forms import PASSWORD_MIN
+    from skileez.auth.operations import create_user
+    from skileez.core.errors import DomainError
+
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise click.BadParameter(str(exc), param_hint="EMAIL") from None
+    if len(password) < PASSWORD_MIN:
+        raise click.BadParameter(f"Use at least {PASSWORD_MIN} characters.",
+                                 param_hint="password")
+    try:
+        user = create_user(name=name, email=email, password=password, role="admin",
+                           welcome=False)
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Admin {user.email} created.")
+
+
+@group.command("seed")
+@click.option("--if-empty", is_flag=True, help="Only seed when there are no users yet.")
+def seed_command(if_empty: bool) -> None:
+    """Load the demo accounts and data."""
+    from skileez.auth.models import User
+    from skileez.seed import DEMO_ACCOUNTS, seed
+
+    if if_empty and db.session.scalar(select(func.count()).select_from(User)):
+        click.echo("Database already has data; demo data not loaded.")
+    else:
+        seed()
+        db.session.commit()
+        click.echo("Demo data loaded.")
+    print_demo_accounts(DEMO_ACCOUNTS)
+
+
+def print_demo_accounts(accounts) -> None:
+    click.echo("")
+    click.echo(f"Demo accounts (password for all: {accounts[0]['password']})")
+    for account in accounts:
+        click.echo(f"  {account['role']:<8} {account['email']:<32} {account['name']}")
+    click.echo("")
+
+
+@group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+def serve(host: str, port: int) -> None:
+    """Development server, with the sweep on a background thread when there is no Redis."""
+    app = current_app._get_current_object()
+    if app.config["JOBS_BACKEND"] == "inprocess":
+        from skileez.jobs.runner import start_inprocess_sweeper
+
+        start_inprocess_sweeper(app)
+        click.echo("Background jobs run in this process; the sweep runs every "
+                   f"{app.config['SWEEP_INTERVAL_SECONDS']} seconds.")
+    else:
+        click.echo("Jobs go to Redis at REDIS_URL: start a worker with `make worker`.")
+    click.echo(f"Skileez is running at http://{host}:{port}")
+    app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+
+
+@group.command("worker")
+@click.option("--queue", "queues", multiple=True,
+              help="Queues to listen on (default: all, highest priority first).")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--no-sweep", is_flag=True, help="Do not enqueue the periodic sweep.")
+def worker(queues: tuple[str, ...], burst: bool, no_sweep: bool) -> None:
+    """An RQ worker with scheduling, plus the once-a-minute sweep ticker."""
+    from rq import Worker
+
+    from skileez.jobs.queue import get_queue, redis_connection
+    from skileez.jobs.runner import start_sweep_ticker
+
+    app = current_app._get_current_object()
+    if not app.config["REDIS_URL"]:
+        raise click.ClickException("REDIS_URL is not set; without Redis, jobs run inside "
+                                   "`make run` and no worker is needed.")
+    names = queues or app.config["RQ_QUEUES"]
+    stop = threading.Event()
+    if not no_sweep and not burst:
+        start_sweep_ticker(app, stop)
+    rq_worker = Worker([get_queue(name) for name in names], connection=redis_connection())
+    try:
+        rq_worker.work(burst=burst, with_scheduler=True)
+    finally:
+        stop.set()
+
+
+@group.command("sweep")
+def sweep_command() -> None:
+    """Run every deadline handler once, now."""
+    from skileez.jobs.sweep import sweep
+
+    for name, count in sweep().items():
+        click.echo(f"{name}: {count}")

@@ -1,0 +1,1 @@
+"""Coach profiles, offerings, availability, the directory and the slot engine."""

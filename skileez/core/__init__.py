@@ -1,0 +1,1 @@
+"""Mechanics every domain uses: state transitions with audit, money, time zones."""

@@ -1,0 +1,52 @@
+"""Default-deny access: every blueprint requires sign-in unless a view opts out.
+
+Copied from newdle's habit: forgetting a decorator should lock a page, not open it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, abort, current_app, request
+from flask_login import current_user
+
+from skileez.extensions import login_manager
+
+
+def public(view: Callable) -> Callable:
+    """Mark a view as reachable without signing in."""
+    view.skileez_public = True  # type: ignore[attr-defined]
+    return view
+
+
+def is_public_endpoint(endpoint: str | None) -> bool:
+    if endpoint is None or endpoint == "static" or endpoint.endswith(".static"):
+        return True
+    view = current_app.view_functions.get(endpoint)
+    return bool(getattr(view, "skileez_public", False))
+
+
+def require_login(bp: Blueprint) -> Blueprint:
+    @bp.before_request
+    def _require_login():
+        if is_public_endpoint(request.endpoint):
+            return None
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        return None
+
+    return bp
+
+
+def require_role(bp: Blueprint, role: str) -> Blueprint:
+    """Signed-in users without ``role`` get 403; anonymous ones are sent to sign in."""
+
+    @bp.before_request
+    def _require_role():
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        if current_user.role != role:
+            abort(403)
+        return None
+
+    return bp

@@ -1,0 +1,27 @@
+"""Form pieces shared by several domains."""
+
+from __future__ import annotations
+
+from wtforms import SelectField, ValidationError
+
+from skileez.core.timezones import all_timezones, is_valid_timezone
+
+
+class TimezoneField(SelectField):
+    """An IANA time zone chosen from the full list.
+
+    ``data-detect-timezone`` lets static/js/app.js preselect the browser's own
+    zone on a fresh form; a value the person chose or submitted is never
+    overwritten.
+    """
+
+    def __init__(self, label=None, validators=None, **kwargs):
+        render_kw = kwargs.pop("render_kw", {}) or {}
+        render_kw.setdefault("autocomplete", "off")
+        super().__init__(label, validators, choices=[(z, z.replace("_", " ")) for z in
+                                                     all_timezones()],
+                         validate_choice=False, render_kw=render_kw, **kwargs)
+
+    def pre_validate(self, form):
+        if not is_valid_timezone(self.data):
+            raise ValidationError("Choose a time zone from the list, such as Europe/Berlin.")

@@ -1,0 +1,1 @@
+"""Background work: RQ queues when Redis is configured, the same functions in-process otherwise."""

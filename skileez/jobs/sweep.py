@@ -1,0 +1,63 @@
+"""The sweep: one periodic job that acts on every deadline stored in the database.
+
+The schedule only says "look now"; the database says what is due. A sweep that
+runs late catches up, and two sweeps at once are harmless because each handler
+acts on each row through a compare-and-set that only one of them can win.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+
+from skileez.extensions import db
+from skileez.jobs.queue import job
+
+log = logging.getLogger(__name__)
+
+HandlerFn = Callable[[], int]
+HANDLERS: dict[str, HandlerFn] = {}
+
+# Modules whose import registers deadline handlers. Later domains add theirs here.
+HANDLER_MODULES = (
+    "skileez.notifications.deadlines",
+)
+
+
+class SweepError(RuntimeError):
+    """At least one handler failed; raised after the others ran so RQ records it."""
+
+
+def deadline_handler(name: str) -> Callable[[HandlerFn], HandlerFn]:
+    """Register a function that finds due rows and acts on each; returns how many it acted on."""
+
+    def register(fn: HandlerFn) -> HandlerFn:
+        HANDLERS[name] = fn
+        return fn
+
+    return register
+
+
+def load_handlers() -> dict[str, HandlerFn]:
+    for module in HANDLER_MODULES:
+        importlib.import_module(module)
+    return HANDLERS
+
+
+@job
+def sweep() -> dict[str, int]:
+    """Run every deadline handler, each in its own transaction."""
+    results: dict[str, int] = {}
+    failures: list[str] = []
+    for name, handler in load_handlers().items():
+        try:
+            results[name] = handler()
+            db.session.commit()
+        except Exception as exc:
+            db.session.rollback()
+            log.exception("Deadline handler %s failed", name)
+            failures.append(f"{name}: {exc!r}")
+    if failures:
+        raise SweepError("; ".join(failures))
+    return results

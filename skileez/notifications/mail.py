@@ -1,0 +1,113 @@
+"""Sending outbox emails: over SMTP when configured, into the local mailbox otherwise.
+
+Each send is claimed with a compare-and-set (pending → sending, with a claim
+that expires), so the job queued after commit and a sweep that finds the same
+row can never both send it. Retry state lives on the row, not in Redis, so it
+survives a Redis restart: a failed attempt puts the row back to pending with a
+later ``next_attempt_at`` and the sweep tries again, until MAIL_MAX_ATTEMPTS.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+from flask import current_app
+from sqlalchemy import or_
+
+from skileez import clock
+from skileez.core.errors import Conflict
+from skileez.core.transitions import transition
+from skileez.extensions import db
+from skileez.jobs.queue import job
+from skileez.notifications.models import OutboxEmail
+
+CLAIM_DURATION = timedelta(minutes=5)
+
+
+def backoff(attempts: int) -> timedelta:
+    """1, 2, 4, 8 … minutes between attempts, at most 6 hours."""
+    return min(timedelta(minutes=2 ** max(attempts - 1, 0)), timedelta(hours=6))
+
+
+@job
+def deliver(outbox_id: int) -> str:
+    """Send one outbox email if it is still due; safe to run any number of times."""
+    email = db.session.get(OutboxEmail, outbox_id)
+    if email is None or email.status in ("sent", "failed"):
+        return "nothing to do"
+    now = clock.now()
+    try:
+        if email.status == "pending":
+            transition(email, "sending", where=(OutboxEmail.next_attempt_at <= now,),
+                       values={"claimed_until": now + CLAIM_DURATION,
+                               "attempts": email.attempts + 1},
+                       reason=f"attempt {email.attempts + 1}")
+        else:  # 'sending' whose worker died: take over only once its claim expired
+            transition(email, "sending", expected="sending",
+                       where=(or_(OutboxEmail.claimed_until.is_(None),
+                                  OutboxEmail.claimed_until < now),),
+                       values={"claimed_until": now + CLAIM_DURATION,
+                               "attempts": email.attempts + 1},
+                       reason=f"attempt {email.attempts + 1} (previous claim expired)")
+    except Conflict:
+        db.session.rollback()
+        return "claimed elsewhere or not due"
+    db.session.commit()
+
+    try:
+        transport, message_id = _send(email)
+    except Exception as exc:
+        db.session.rollback()
+        email = db.session.get(OutboxEmail, outbox_id)
+        give_up = email.attempts >= current_app.config["MAIL_MAX_ATTEMPTS"]
+        transition(email, "failed" if give_up else "pending",
+                   values={"last_error": f"{type(exc).__name__}: {exc}"[:2000],
+                           "claimed_until": None,
+                           "next_attempt_at": clock.now() + backoff(email.attempts)},
+                   reason="gave up after repeated failures" if give_up else "send failed")
+        db.session.commit()
+        raise
+    transition(email, "sent", values={"sent_at": clock.now(), "transport": transport,
+                                      "message_id": message_id, "claimed_until": None,
+                                      "last_error": None})
+    db.session.commit()
+    return transport
+
+
+def build_message(email: OutboxEmail) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = email.subject
+    message["From"] = current_app.config["MAIL_DEFAULT_SENDER"]
+    message["To"] = email.to_address
+    message["Message-ID"] = make_msgid(idstring=f"outbox-{email.id}", domain="skileez")
+    message.set_content(email.text_body)
+    message.add_alternative(email.html_body, subtype="html")
+    return message
+
+
+def _send(email: OutboxEmail) -> tuple[str, str]:
+    config = current_app.config
+    message = build_message(email)
+    if not config["MAIL_SERVER"]:
+        # No SMTP: the outbox row itself is the local mailbox admins read.
+        return "local", message["Message-ID"]
+    smtp_class = smtplib.SMTP_SSL if config["MAIL_USE_SSL"] else smtplib.SMTP
+    with smtp_class(config["MAIL_SERVER"], config["MAIL_PORT"],
+                    timeout=config["MAIL_TIMEOUT"]) as smtp:
+        if config["MAIL_USE_TLS"] and not config["MAIL_USE_SSL"]:
+            smtp.starttls(context=ssl.create_default_context())
+        if config["MAIL_USERNAME"]:
+            smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"] or "")
+        smtp.send_message(message)
+    return "smtp", message["Message-ID"]
+
+
+def retry(email: OutboxEmail, *, actor) -> None:
+    """An admin asks for a failed email to be tried again."""
+    transition(email, "pending", actor=actor, reason="retried by an admin",
+               values={"next_attempt_at": clock.now(), "attempts": 0},
+               illegal_message="Only failed emails can be retried.")

@@ -1,0 +1,86 @@
+"""Notifications people read in the app, and the emails waiting to be sent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from skileez import clock
+from skileez.core.types import UTCDateTime
+from skileez.extensions import db
+
+
+class Notification(db.Model):
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(60))
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    recipient = relationship("User")
+
+    __table_args__ = (
+        Index("ix_notifications_recipient_unread", "recipient_id", "read_at"),
+    )
+
+    @property
+    def is_read(self) -> bool:
+        return self.read_at is not None
+
+
+class OutboxEmail(db.Model):
+    """An email written in the same transaction as the change that caused it.
+
+    If the change rolls back, so does the email; if it commits, the email is
+    sent eventually even when Redis or SMTP is down at that moment, because the
+    sweep resends whatever is still pending and due.
+    """
+
+    __tablename__ = "outbox_emails"
+    __display_name__ = "email"
+    __transitions__ = {"status": {
+        "pending": {"sending", "failed"},
+        # A worker that died mid-send leaves 'sending' with an expired claim;
+        # the next sweep may take it over ('sending' → 'sending').
+        "sending": {"sent", "pending", "failed", "sending"},
+        "failed": {"pending"},
+        "sent": set(),
+    }}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    notification_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notifications.id", ondelete="SET NULL")
+    )
+    to_address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(200))
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(60))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # 'smtp' or 'local' (kept in the local mailbox because no SMTP server is set).
+    transport: Mapped[str | None] = mapped_column(String(10))
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
+                                                 onupdate=clock.now)
+
+    recipient = relationship("User")
+
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'sending', 'sent', 'failed')",
+                        name="status_known"),
+        Index("ix_outbox_emails_due", "status", "next_attempt_at"),
+    )

@@ -1,0 +1,66 @@
+"""The bell, the notifications list, and marking things read."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from skileez.core.access import require_login
+from skileez.extensions import db
+from skileez.notifications import operations
+from skileez.notifications.models import Notification
+
+bp = require_login(Blueprint("notifications", __name__, url_prefix="/notifications"))
+
+
+@bp.app_template_filter("notification_summary")
+def notification_summary_filter(notification: Notification) -> str:
+    return operations.notification_summary(notification)
+
+
+@bp.app_template_filter("notification_link")
+def notification_link_filter(notification: Notification) -> str | None:
+    return operations.notification_link(notification.kind, notification.payload)
+
+
+@bp.get("/")
+def index():
+    page = db.paginate(
+        select(Notification).where(Notification.recipient_id == current_user.id)
+        .order_by(Notification.created_at.desc(), Notification.id.desc()),
+        per_page=20, error_out=False,
+    )
+    return render_template("notifications/index.html", page=page)
+
+
+@bp.get("/bell")
+def bell():
+    return render_template("notifications/_bell.html")
+
+
+def _own_notification(notification_id: int) -> Notification:
+    notification = db.session.get(Notification, notification_id)
+    if notification is None or notification.recipient_id != current_user.id:
+        abort(404)
+    return notification
+
+
+@bp.post("/<int:notification_id>/read")
+def mark_read(notification_id: int):
+    notification = _own_notification(notification_id)
+    operations.mark_read(notification)
+    db.session.commit()
+    if request.headers.get("HX-Request") == "true":
+        response = render_template("notifications/_item.html", n=notification)
+        return response, 200, {"HX-Trigger": "notifications-changed"}
+    target = operations.notification_link(notification.kind, notification.payload) \
+        if request.form.get("follow") else None
+    return redirect(target or url_for("notifications.index"), code=303)
+
+
+@bp.post("/read-all")
+def mark_all_read():
+    operations.mark_all_read(current_user)
+    db.session.commit()
+    return redirect(url_for("notifications.index"), code=303)

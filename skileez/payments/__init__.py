@@ -1,0 +1,1 @@
+"""Payments, the escrow ledger, payouts, refunds and disputes."""

@@ -1,0 +1,106 @@
+"""Every number from SPEC's policy table, in one object.
+
+Rules read these values instead of literals so an operator can change a
+default through configuration (``POLICY`` in the app config, or
+``SKILEEZ_POLICY_<NAME>`` in the environment) without touching code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from flask import current_app
+
+
+def _hours(n: float) -> timedelta:
+    return timedelta(hours=n)
+
+
+def _minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
+
+
+@dataclass(frozen=True)
+class Policy:
+    payment_hold: timedelta = _minutes(15)
+    proposal_expiry: timedelta = timedelta(days=7)
+    reschedule_notice_coach: timedelta = _hours(48)
+    reschedule_notice_student: timedelta = _hours(24)
+    reschedule_notice_student_late_floor: timedelta = _hours(10)
+    reschedule_new_time_min_lead: timedelta = _hours(1)
+    reschedule_reason_min_chars: int = 10
+    reschedule_reason_max_chars: int = 500
+    reschedule_response_window: timedelta = _hours(24)
+    reschedule_response_cap_before_start: timedelta = _hours(1)
+    start_window_before: timedelta = _minutes(5)
+    start_window_after: timedelta = _minutes(15)
+    mark_missed_after_start: timedelta = _minutes(15)
+    auto_close_after_end: timedelta = _minutes(30)
+    late_cancellation_window: timedelta = _hours(24)
+    refund_student_cancels_early: Decimal = Decimal("1")
+    refund_student_cancels_late: Decimal = Decimal("0")
+    refund_coach_cancels: Decimal = Decimal("1")
+    refund_missed_by_student: Decimal = Decimal("1")
+    refund_missed_by_coach: Decimal = Decimal("1")
+    refund_missed_unattended: Decimal = Decimal("1")
+    escrow_release_delay: timedelta = _hours(24)
+    platform_fee: Decimal = Decimal("0.10")
+    reminders: tuple[timedelta, ...] = field(default=(_hours(24), _hours(1)))
+    completion_notes_max_chars: int = 1000
+    rating_feedback_max_chars: int = 2000
+    proposal_message_max_chars: int = 1000
+    proposal_sessions_min: int = 1
+    proposal_sessions_max: int = 50
+
+    @classmethod
+    def from_mapping(cls, values: dict) -> Policy:
+        """Build a policy from config values, coercing strings from the environment.
+
+        Durations may be given as ``timedelta`` or as a number of minutes;
+        shares as ``Decimal``, float or string ("0.10").
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        defaults = cls()
+        kwargs = {}
+        for name, value in values.items():
+            if name not in fields:
+                raise KeyError(f"Unknown policy setting {name!r}")
+            kwargs[name] = _coerce(value, getattr(defaults, name))
+        return cls(**kwargs)
+
+    @classmethod
+    def from_environment(cls, environ: dict | None = None) -> dict:
+        """Collect ``SKILEEZ_POLICY_<NAME>`` variables into a mapping."""
+        environ = os.environ if environ is None else environ
+        prefix = "SKILEEZ_POLICY_"
+        return {
+            key[len(prefix):].lower(): value
+            for key, value in environ.items()
+            if key.startswith(prefix)
+        }
+
+
+def _coerce(value, default):
+    if isinstance(default, timedelta):
+        return value if isinstance(value, timedelta) else timedelta(minutes=float(value))
+    if isinstance(default, Decimal):
+        return Decimal(str(value))
+    if isinstance(default, bool):
+        return str(value).lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        return tuple(v if isinstance(v, timedelta) else timedelta(minutes=float(v))
+                     for v in value)
+    return value
+
+
+def get_policy() -> Policy:
+    """The policy of the running app (built once in ``create_app``)."""
+    return current_app.extensions["skileez_policy"]

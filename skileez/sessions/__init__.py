@@ -1,0 +1,1 @@
+"""The session life cycle, reschedules, ratings and calendars."""
