@@ -87,7 +87,10 @@ def serve(host: str, port: int) -> None:
     else:
         click.echo("Jobs go to Redis at REDIS_URL: start a worker with `make worker`.")
     click.echo(f"Skileez is running at http://{host}:{port}")
-    app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+    # app.run() refuses to start inside a `flask` command; call Werkzeug directly.
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, app, use_reloader=False, use_debugger=False, threaded=True)
 
 
 @group.command("worker")

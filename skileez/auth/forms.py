@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, RadioField, StringField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    PasswordField,
+    RadioField,
+    SelectChoice,
+    StringField,
+)
 from wtforms.validators import Email, EqualTo, InputRequired, Length, ValidationError
 
 from skileez.core.forms import TimezoneField
@@ -49,8 +56,8 @@ class RegisterForm(FlaskForm):
         EqualTo("password", "The two passwords do not match."),
     ], render_kw={"autocomplete": "new-password"})
     role = RadioField("I want to", choices=[
-        ("student", "Learn — I'm a student"),
-        ("coach", "Teach — I'm a coach"),
+        SelectChoice("student", "Learn — I'm a student"),
+        SelectChoice("coach", "Teach — I'm a coach"),
     ], default="student", validators=[InputRequired("Choose student or coach.")])
     timezone = TimezoneField("Time zone", default="UTC",
                              render_kw={"data-detect-timezone": "1"},

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from wtforms import SelectField, ValidationError
+from wtforms import SelectChoice, SelectField, ValidationError
 
 from skileez.core.timezones import all_timezones, is_valid_timezone
+
+
+def timezone_choices() -> list[SelectChoice]:
+    """Every zone, grouped by region ("Europe", "America"…) so the list can be scanned."""
+    return [SelectChoice(name, name.split("/", 1)[-1].replace("_", " ").replace("/", " / "),
+                         optgroup=name.split("/", 1)[0] if "/" in name else "Universal")
+            for name in all_timezones()]
 
 
 class TimezoneField(SelectField):
@@ -18,8 +25,7 @@ class TimezoneField(SelectField):
     def __init__(self, label=None, validators=None, **kwargs):
         render_kw = kwargs.pop("render_kw", {}) or {}
         render_kw.setdefault("autocomplete", "off")
-        super().__init__(label, validators, choices=[(z, z.replace("_", " ")) for z in
-                                                     all_timezones()],
+        super().__init__(label, validators, choices=timezone_choices(),
                          validate_choice=False, render_kw=render_kw, **kwargs)
 
     def pre_validate(self, form):

@@ -53,7 +53,7 @@ def init_app(app: Flask) -> None:
     def security_headers(response):
         stripe_origin = _origin(app.config["STRIPE_JS_URL"])
         script_src = " ".join(filter(None, ["'self'", stripe_origin]))
-        frame_src = " ".join(filter(None, [stripe_origin, "https://hooks.stripe.com"]))
+        frame_src = " ".join(filter(None, ["'self'", stripe_origin, "https://hooks.stripe.com"]))
         response.headers.setdefault(
             "Content-Security-Policy",
             f"default-src 'self'; script-src {script_src}; style-src 'self'; "

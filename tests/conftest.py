@@ -1,0 +1,283 @@
+"""Fixtures: apps on a schema built by the migrations, real services, frozen time.
+
+The database is SQLite unless TEST_DATABASE_URL points at PostgreSQL. The
+schema is built once per run by applying the Alembic migrations (so the
+migrations are tested too); every test then starts from empty tables.
+Services (PostgreSQL, Redis, SMTP, Chromium) skip their tests with a reason
+when missing, except under CI=true where a missing service fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from skileez import clock as clock_module
+from skileez import create_app
+from skileez.extensions import db, limiter
+
+CI = os.environ.get("CI", "").lower() == "true"
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_PASSWORD = "correct horse battery"
+
+
+def require_service(name: str, available: bool, reason: str) -> None:
+    """Skip locally, fail under CI: CI must never pass by skipping."""
+    if available:
+        return
+    if CI:
+        pytest.fail(f"{name} is required when CI=true but is unavailable: {reason}")
+    pytest.skip(f"{name} unavailable: {reason}")
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- database ---------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    if TEST_DATABASE_URL:
+        from skileez.config import normalise_database_url
+
+        url = normalise_database_url(TEST_DATABASE_URL)
+        try:
+            engine = create_engine(url)
+            with engine.begin() as connection:
+                connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+                connection.execute(text("CREATE SCHEMA public"))
+            engine.dispose()
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            require_service("PostgreSQL", False, str(exc))
+        return url
+    return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+def base_config(database_url: str, **overrides) -> dict:
+    config = {
+        "SKILEEZ_ENV": "testing",
+        "SECRET_KEY": "test-secret-key",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "REDIS_URL": None,
+        "MAIL_SERVER": None,
+        "RATELIMIT_STORAGE_URI": "memory://",
+        # Cheap hashing keeps the suite fast; test_security checks the real defaults.
+        "ARGON2_TIME_COST": 1,
+        "ARGON2_MEMORY_COST": 8,
+        "ARGON2_PARALLELISM": 1,
+        "PUBLIC_BASE_URL": "http://skileez.test",
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="session")
+def migrated(database_url) -> str:
+    """Apply every migration once; the schema tests use is the migrations' schema."""
+    from flask_migrate import upgrade
+
+    app = create_app(base_config(database_url))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return database_url
+
+
+def _empty_all_tables(app) -> None:
+    with app.app_context():
+        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+        with db.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text(
+                    "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    connection.execute(text(f'DELETE FROM "{table}"'))
+        db.session.remove()
+
+
+@pytest.fixture
+def make_app(migrated) -> Iterator:
+    """Build apps with config overrides; their tables are emptied afterwards."""
+    apps = []
+
+    def factory(**overrides):
+        app = create_app(base_config(migrated, **overrides))
+        apps.append(app)
+        limiter.reset()
+        return app
+
+    yield factory
+    if apps:
+        _empty_all_tables(apps[0])
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+# --- time -------------------------------------------------------------------
+
+@pytest.fixture
+def clock():
+    """Frozen at a fixed instant; move it with ``clock.advance(timedelta)``."""
+    clock_module.freeze(datetime(2026, 3, 10, 9, 0, tzinfo=UTC))
+    yield clock_module
+    clock_module.unfreeze()
+
+
+@pytest.fixture(autouse=True)
+def _never_leave_time_frozen():
+    yield
+    clock_module.unfreeze()
+
+
+# --- people -----------------------------------------------------------------
+
+@pytest.fixture
+def make_user(app):
+    from skileez.auth.operations import create_user
+
+    counter = {"n": 0}
+
+    def factory(role="student", *, email=None, name=None, password=TEST_PASSWORD,
+                timezone="Europe/Berlin", welcome=False):
+        counter["n"] += 1
+        with app.app_context():
+            user = create_user(
+                name=name or f"{role.title()} {counter['n']}",
+                email=email or f"{role}{counter['n']}@example.com",
+                password=password, role=role, timezone=timezone, welcome=welcome,
+            )
+            db.session.commit()
+            db.session.refresh(user)
+            db.session.expunge(user)
+        return user
+
+    return factory
+
+
+class Client:
+    """The Flask test client plus what a browser does: send the CSRF token, sign in."""
+
+    CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|'
+                      r'"X-CSRFToken": "([^"]+)"')
+
+    def __init__(self, app):
+        self.app = app
+        self.http = app.test_client()
+
+    def get(self, url, **kwargs):
+        return self.http.get(url, **kwargs)
+
+    def csrf_token(self, page: str = "/login") -> str:
+        body = self.http.get(page).get_data(as_text=True)
+        match = self.CSRF.search(body)
+        assert match, f"no CSRF token on {page}"
+        return match.group(1) or match.group(2)
+
+    def post(self, url, data=None, *, csrf=True, htmx=False, token_page="/login", **kwargs):
+        data = dict(data or {})
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if csrf and "csrf_token" not in data:
+            data["csrf_token"] = self.csrf_token(token_page)
+        if htmx:
+            headers["HX-Request"] = "true"
+        return self.http.post(url, data=data, headers=headers, **kwargs)
+
+    def login(self, email, password=TEST_PASSWORD, remember=False):
+        data = {"email": email, "password": password}
+        if remember:
+            data["remember"] = "y"
+        response = self.post("/login", data)
+        assert response.status_code == 303, response.get_data(as_text=True)
+        return response
+
+    def logout(self):
+        return self.post("/logout", token_page="/dashboard")
+
+
+@pytest.fixture
+def client(app) -> Client:
+    return Client(app)
+
+
+@pytest.fixture
+def make_client():
+    return Client
+
+
+# --- services ---------------------------------------------------------------
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    from redis import Redis
+
+    try:
+        connection = Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1)
+        connection.ping()
+    except Exception as exc:
+        require_service("Redis", False, str(exc))
+    connection.flushdb()
+    yield TEST_REDIS_URL
+    connection.flushdb()
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        self.messages: list = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                from email import message_from_bytes, policy
+
+                sink.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+                return "250 Message accepted for delivery"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self):
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+def smtp_config(sink: SmtpSink) -> dict:
+    return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": sink.port, "MAIL_USE_TLS": False,
+            "MAIL_USE_SSL": False, "MAIL_TIMEOUT": 5}
