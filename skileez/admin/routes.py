@@ -14,6 +14,7 @@ from skileez.auth.forms import ConfirmForm
 from skileez.auth.models import ROLES, User
 from skileez.core.access import require_role
 from skileez.core.errors import Conflict
+from skileez.core.http import choice_arg, like_pattern, text_arg
 from skileez.core.models import AuditEvent
 from skileez.extensions import db
 from skileez.notifications import mail
@@ -45,17 +46,17 @@ def index():
 
 @bp.get("/users")
 def users():
-    query = (request.args.get("q") or "").strip()[:100]
-    role = request.args.get("role") or ""
-    status = request.args.get("status") or ""
+    query = text_arg("q")
+    role = choice_arg("role", ROLES)
+    status = choice_arg("status", ("active", "deactivated"))
     statement = select(User)
     if query:
-        pattern = f"%{query.lower()}%"
-        statement = statement.where(or_(func.lower(User.name).like(pattern),
-                                        User.email.like(pattern)))
-    if role in ROLES:
+        pattern = like_pattern(query)
+        statement = statement.where(or_(func.lower(User.name).like(pattern, escape="\\"),
+                                        User.email.like(pattern, escape="\\")))
+    if role:
         statement = statement.where(User.role == role)
-    if status in ("active", "deactivated"):
+    if status:
         statement = statement.where(User.status == status)
     page = db.paginate(statement.order_by(User.created_at.desc(), User.id.desc()),
                        per_page=current_app.config["PER_PAGE"], error_out=False)
@@ -98,15 +99,16 @@ def change_user_status(user_id: int, action: str):
 
 @bp.get("/mail", endpoint="mail")
 def mail_index():
-    status = request.args.get("status") or ""
-    query = (request.args.get("q") or "").strip()[:100]
+    status = choice_arg("status", MAIL_STATUSES)
+    query = text_arg("q")
     statement = select(OutboxEmail)
-    if status in MAIL_STATUSES:
+    if status:
         statement = statement.where(OutboxEmail.status == status)
     if query:
-        pattern = f"%{query.lower()}%"
-        statement = statement.where(or_(OutboxEmail.to_address.like(pattern),
-                                        func.lower(OutboxEmail.subject).like(pattern)))
+        pattern = like_pattern(query)
+        statement = statement.where(or_(
+            OutboxEmail.to_address.like(pattern, escape="\\"),
+            func.lower(OutboxEmail.subject).like(pattern, escape="\\")))
     page = db.paginate(statement.order_by(OutboxEmail.created_at.desc(),
                                           OutboxEmail.id.desc()),
                        per_page=current_app.config["PER_PAGE"], error_out=False)

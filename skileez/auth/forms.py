@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     EmailField,
@@ -13,7 +12,7 @@ from wtforms import (
 )
 from wtforms.validators import Email, EqualTo, InputRequired, Length, ValidationError
 
-from skileez.core.forms import TimezoneField
+from skileez.core.forms import Form, TimezoneField
 
 PASSWORD_MIN = 10
 PASSWORD_MAX = 1024
@@ -36,7 +35,7 @@ class EmailInput(EmailField):
             self.data = self.data.strip()
 
 
-class RegisterForm(FlaskForm):
+class RegisterForm(Form):
     name = StringField("Full name", validators=[
         InputRequired("Tell us your name."),
         Length(max=120, message="Keep your name under 120 characters."),
@@ -69,7 +68,7 @@ class RegisterForm(FlaskForm):
             raise ValidationError("Tell us your name.")
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     email = EmailInput("Email", validators=[
         InputRequired("Enter your email address."), Length(max=254),
     ], render_kw={"autocomplete": "username", "autofocus": True})
@@ -79,7 +78,7 @@ class LoginForm(FlaskForm):
     remember = BooleanField("Keep me signed in for 30 days")
 
 
-class ProfileForm(FlaskForm):
+class ProfileForm(Form):
     name = StringField("Full name", validators=[
         InputRequired("Tell us your name."),
         Length(max=120, message="Keep your name under 120 characters."),
@@ -93,7 +92,7 @@ class ProfileForm(FlaskForm):
             raise ValidationError("Tell us your name.")
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(Form):
     current_password = PasswordField("Current password", validators=[
         InputRequired("Enter your current password."), Length(max=PASSWORD_MAX),
     ], render_kw={"autocomplete": "current-password"})
@@ -107,5 +106,5 @@ class ChangePasswordForm(FlaskForm):
     ], render_kw={"autocomplete": "new-password"})
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     """A bare form for POST buttons: carries only the CSRF token."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_wtf import FlaskForm
 from wtforms import SelectChoice, SelectField, ValidationError
 
 from skileez.core.timezones import all_timezones, is_valid_timezone
@@ -31,3 +32,19 @@ class TimezoneField(SelectField):
     def pre_validate(self, form):
         if not is_valid_timezone(self.data):
             raise ValidationError("Choose a time zone from the list, such as Europe/Berlin.")
+
+
+def _strip_nul(value):
+    """Browsers can send NUL characters; PostgreSQL text cannot store them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    return value
+
+
+class Form(FlaskForm):
+    """Base form for every Skileez form: CSRF from Flask-WTF, and input PostgreSQL can store."""
+
+    class Meta:
+        def bind_field(self, form, unbound_field, options):
+            filters = (_strip_nul, *unbound_field.kwargs.get("filters", ()))
+            return unbound_field.bind(form=form, filters=filters, **options)

@@ -1,0 +1,21 @@
+"""Reading query-string input safely: whatever a browser sends, never a 500."""
+
+from __future__ import annotations
+
+from flask import request
+
+
+def text_arg(name: str, max_length: int = 100) -> str:
+    """A trimmed, length-capped query parameter with NUL characters removed."""
+    return (request.args.get(name) or "").replace("\x00", "").strip()[:max_length]
+
+
+def choice_arg(name: str, allowed) -> str:
+    value = request.args.get(name) or ""
+    return value if value in allowed else ""
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching ``text`` literally anywhere (``%`` and ``_`` escaped)."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
