@@ -125,6 +125,7 @@ def make_app(migrated) -> Iterator:
         limiter.reset()
         return app
 
+    factory.apps = apps
     yield factory
     if apps:
         _empty_all_tables(apps[0])
@@ -157,7 +158,9 @@ def _never_leave_time_frozen():
 # --- people -----------------------------------------------------------------
 
 @pytest.fixture
-def make_user(app):
+def make_user(app, make_app):
+    """Create a user in the most recently built app (the default one unless the test built
+    its own with ``make_app``)."""
     from skileez.auth.operations import create_user
 
     counter = {"n": 0}
@@ -165,7 +168,7 @@ def make_user(app):
     def factory(role="student", *, email=None, name=None, password=TEST_PASSWORD,
                 timezone="Europe/Berlin", welcome=False):
         counter["n"] += 1
-        with app.app_context():
+        with make_app.apps[-1].app_context():
             user = create_user(
                 name=name or f"{role.title()} {counter['n']}",
                 email=email or f"{role}{counter['n']}@example.com",
