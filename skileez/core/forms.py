@@ -10,7 +10,7 @@ from skileez.core.timezones import all_timezones, is_valid_timezone
 
 def timezone_choices() -> list[SelectChoice]:
     """Every zone, grouped by region ("Europe", "America"…) so the list can be scanned."""
-    return [SelectChoice(name, name.split("/", 1)[-1].replace("_", " ").replace("/", " / "),
+    return [SelectChoice(name, name.replace("_", " "),
                          optgroup=name.split("/", 1)[0] if "/" in name else "Universal")
             for name in all_timezones()]
 

@@ -74,8 +74,8 @@ def humanize_delta(target: datetime, now: datetime | None = None) -> str:
     future = delta >= timedelta(0)
     seconds = abs(delta.total_seconds())
     if seconds < 60:
-        amount = "less than a minute"
-    elif seconds < 3600:
+        return "just now" if not future or seconds < 1 else "in less than a minute"
+    if seconds < 3600:
         n = int(seconds // 60)
         amount = f"{n} minute{'s' if n != 1 else ''}"
     elif seconds < 48 * 3600:

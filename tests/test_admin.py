@@ -1,0 +1,115 @@
+"""Admin pages: users (search, paginate, deactivate/reactivate), mailbox, overview."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from skileez.auth.models import User
+from skileez.core.models import AuditEvent
+from skileez.extensions import db
+from skileez.notifications.models import OutboxEmail
+
+
+def sign_in_admin(client, make_user):
+    admin = make_user("admin", email="root@example.com", name="Root Admin")
+    client.login("root@example.com")
+    return admin
+
+
+def test_users_search_filter_and_paginate(app, client, make_user):
+    sign_in_admin(client, make_user)
+    make_user(name="Ana Lopez", email="ana@example.com")
+    make_user("coach", name="Bruno Coach", email="bruno@coaching.org")
+    for n in range(25):
+        make_user(name=f"Filler {n:02d}", email=f"filler{n}@example.com")
+
+    page = client.get("/admin/users", query_string={"q": "ANA"}).get_data(as_text=True)
+    assert "ana@example.com" in page and "bruno@coaching.org" not in page
+    page = client.get("/admin/users", query_string={"q": "coaching.org"}).get_data(
+        as_text=True)
+    assert "Bruno Coach" in page and "Ana Lopez" not in page
+    page = client.get("/admin/users", query_string={"role": "coach"}).get_data(as_text=True)
+    assert "Bruno Coach" in page and "Filler" not in page
+    page = client.get("/admin/users", query_string={"q": "%"}).get_data(as_text=True)
+    assert "No users match these filters." in page  # % is matched literally
+
+    first = client.get("/admin/users").get_data(as_text=True)
+    assert "Page 1 of 2" in first and "28 in all" in first
+    second = client.get("/admin/users", query_string={"page": 2}).get_data(as_text=True)
+    assert "Page 2 of 2" in second
+
+    fragment = client.get("/admin/users", query_string={"q": "ana"},
+                          headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert fragment.lstrip().startswith('<div id="users-table">') and "<html" not in fragment
+
+
+def test_deactivate_asks_for_confirmation_then_signs_the_user_out(app, client, make_user,
+                                                                  make_client):
+    admin = sign_in_admin(client, make_user)
+    target = make_user(name="Ana Lopez", email="ana@example.com")
+    ana = make_client(app)
+    ana.login("ana@example.com")
+
+    confirm = client.get(f"/admin/users/{target.id}/deactivate").get_data(as_text=True)
+    assert "Deactivate Ana Lopez?" in confirm
+    assert "signed out on every device" in confirm
+    with app.app_context():
+        assert db.session.get(User, target.id).status == "active"  # GET changed nothing
+
+    response = client.post(f"/admin/users/{target.id}/deactivate",
+                           {"reason": "Abusive messages"},
+                           token_page=f"/admin/users/{target.id}/deactivate")
+    assert response.status_code == 303
+    assert "deactivated and signed out" in client.get("/admin/users").get_data(as_text=True)
+    assert ana.get("/dashboard").status_code == 302  # her open session is gone
+    with app.app_context():
+        assert db.session.get(User, target.id).status == "deactivated"
+        event = db.session.scalars(select(AuditEvent).where(
+            AuditEvent.object_id == target.id, AuditEvent.to_state == "deactivated")).one()
+        assert (event.actor_id, event.reason) == (admin.id, "Abusive messages")
+
+    response = client.post(f"/admin/users/{target.id}/reactivate", {"reason": ""},
+                           token_page=f"/admin/users/{target.id}/reactivate")
+    assert response.status_code == 303
+    ana.login("ana@example.com")
+
+
+def test_admin_cannot_deactivate_themselves(app, client, make_user):
+    admin = sign_in_admin(client, make_user)
+    response = client.post(f"/admin/users/{admin.id}/deactivate", {"reason": ""},
+                           token_page="/admin/users")
+    assert response.status_code == 409
+    assert "You cannot deactivate your own account." in response.get_data(as_text=True)
+
+
+def test_unknown_user_is_404(client, make_user):
+    sign_in_admin(client, make_user)
+    assert client.get("/admin/users/999999/deactivate").status_code == 404
+    assert client.get("/admin/mail/999999").status_code == 404
+
+
+def test_local_mailbox_lists_and_shows_emails(app, client, make_user):
+    sign_in_admin(client, make_user)
+    make_user(name="Ana Lopez", email="ana@example.com", welcome=True)
+    with app.app_context():
+        email_id = db.session.scalar(select(OutboxEmail.id))
+    mailbox = client.get("/admin/mail").get_data(as_text=True)
+    assert "No SMTP server is configured" in mailbox
+    assert "Welcome to Skileez, Ana Lopez" in mailbox and "local mailbox" in mailbox
+    detail = client.get(f"/admin/mail/{email_id}").get_data(as_text=True)
+    assert "Your student account is ready" in detail  # the plain-text part
+    assert "pending → sending" in detail and "sending → sent" in detail
+    html = client.get(f"/admin/mail/{email_id}/html")
+    assert html.headers["Content-Security-Policy"].startswith("sandbox")
+    assert b"Your student account is ready" in html.data
+    filtered = client.get("/admin/mail", query_string={"status": "failed"}).get_data(
+        as_text=True)
+    assert "No emails match." in filtered
+
+
+def test_overview_counts_people_and_mail(app, client, make_user):
+    sign_in_admin(client, make_user)
+    make_user(welcome=True)
+    make_user("coach")
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "Students" in page and "Coaches" in page and "jobs run in-process" in page
