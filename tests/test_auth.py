@@ -98,7 +98,8 @@ def test_bad_registration_input_is_explained_and_nothing_saved(app, client, fiel
 def test_register_page_offers_the_iana_list_and_detects_the_browser_zone(client):
     body = client.get("/register").get_data(as_text=True)
     assert 'data-detect-timezone="1"' in body
-    assert "<option value=\"America/Argentina/Buenos_Aires\">America/Argentina/Buenos Aires</option>" in body
+    assert ('<option value="America/Argentina/Buenos_Aires">'
+            "America/Argentina/Buenos Aires</option>") in body
     assert "<optgroup label=\"Europe\">" in body
 
 

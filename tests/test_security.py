@@ -101,9 +101,10 @@ def test_htmx_requests_carry_csrf_in_a_header(app, client, make_user):
     make_user(email="sam@example.com", welcome=True)
     client.login("sam@example.com")
     token = client.csrf_token("/dashboard")
-    from skileez.notifications.models import Notification
-    from skileez.extensions import db
     from sqlalchemy import select
+
+    from skileez.extensions import db
+    from skileez.notifications.models import Notification
 
     with app.app_context():
         notification_id = db.session.scalar(select(Notification.id))
