@@ -96,6 +96,12 @@ def build_config(instance_path: str, override: dict | None = None) -> dict:
         or redis_url
         or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
+        # If Redis is down, throttle per process rather than fail every sign-in.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        # Behind N reverse proxies, trust N X-Forwarded-* hops (client address for
+        # throttling, https for secure cookies). 0 when the app faces clients directly.
+        "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", 0)),
         # Mail: SMTP when MAIL_SERVER is set, otherwise the local mailbox.
         "MAIL_SERVER": mail_server,
         "MAIL_PORT": int(os.environ.get("MAIL_PORT", 587 if mail_server else 25)),
@@ -108,6 +114,7 @@ def build_config(instance_path: str, override: dict | None = None) -> dict:
             "MAIL_DEFAULT_SENDER", "Skileez <no-reply@skileez.localhost>"
         ),
         "MAIL_MAX_ATTEMPTS": int(os.environ.get("MAIL_MAX_ATTEMPTS", 8)),
+        "MAIL_RETRY_INTERVALS": (60, 300, 900),
         # The public URL used in emails (links must work outside a request).
         "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
         # Stripe (used from the payments issue on).

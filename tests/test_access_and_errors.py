@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from flask import abort
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from skileez.auth.models import User
 from skileez.core.access import is_public_endpoint
-from skileez.core.errors import Conflict
+from skileez.core.errors import Conflict, DomainError
 from skileez.extensions import db
 
 PUBLIC = {"core.home", "core.health", "auth.login", "auth.register", "coaches.index"}
@@ -77,18 +78,29 @@ def _add_failing_routes(app):
     def conflict():
         raise Conflict("This session is cancelled and cannot be completed.")
 
+    def rule_broken():
+        raise DomainError("Choose a start at least one hour from now.")
+
+    def forbidden():
+        abort(403)
+
+    def throttled():
+        abort(429)
+
     def crash():
         raise RuntimeError("boom")
 
-    app.add_url_rule("/test/conflict", "test_conflict", conflict)
-    app.add_url_rule("/test/crash", "test_crash", crash)
-    app.view_functions["test_conflict"].skileez_public = True
-    app.view_functions["test_crash"].skileez_public = True
+    for view in (conflict, rule_broken, forbidden, throttled, crash):
+        view.skileez_public = True
+        app.add_url_rule(f"/test/{view.__name__}", f"test_{view.__name__}", view)
 
 
 @pytest.mark.parametrize(("url", "status", "text"), [
     ("/no/such/page", 404, "We could not find that page"),
+    ("/test/forbidden", 403, "You do not have access to this page"),
     ("/test/conflict", 409, "This session is cancelled and cannot be completed."),
+    ("/test/rule_broken", 422, "Choose a start at least one hour from now."),
+    ("/test/throttled", 429, "Wait a few minutes, then try again."),
     ("/test/crash", 500, "Something went wrong on our side"),
 ])
 def test_error_pages_full_and_as_htmx_partials(app, client, url, status, text):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
-from rq.registry import FailedJobRegistry
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from sqlalchemy import select
 
 from skileez.extensions import db
@@ -70,10 +70,25 @@ def test_outbox_survives_redis_being_unreachable_and_next_sweep_sends_it(
     assert [row.status for row in mail_rows(up)] == ["sent"]
 
 
-def test_a_failing_job_is_recorded_not_swallowed(make_app, redis_url, make_client,
-                                                 make_user):
+def test_smtp_failure_is_retried_by_rq_with_backoff(make_app, redis_url):
     app = make_app(REDIS_URL=redis_url, MAIL_SERVER="127.0.0.1", MAIL_PORT=free_port(),
                    MAIL_USE_TLS=False)
+    assert Client(app).post("/register", REGISTER, token_page="/register").status_code == 303
+    run_worker(app, redis_url)
+    queue = Queue("mail", connection=Redis.from_url(redis_url))
+    scheduled = ScheduledJobRegistry(queue=queue)
+    [job_id] = scheduled.get_job_ids()
+    job = queue.fetch_job(job_id)
+    assert job.retries_left == 2 and job.retry_intervals == [60, 300, 900]
+    [row] = mail_rows(app)
+    assert row.status == "pending" and row.attempts == 1
+
+
+def test_a_failing_job_is_recorded_not_swallowed(make_app, redis_url, make_client,
+                                                 make_user):
+    # One immediate retry, so the burst worker exhausts the retries in this test.
+    app = make_app(REDIS_URL=redis_url, MAIL_SERVER="127.0.0.1", MAIL_PORT=free_port(),
+                   MAIL_USE_TLS=False, MAIL_RETRY_INTERVALS=(0,))
     make_user("admin", email="root@example.com")
     assert Client(app).post("/register", REGISTER, token_page="/register").status_code == 303
     run_worker(app, redis_url)
@@ -82,7 +97,7 @@ def test_a_failing_job_is_recorded_not_swallowed(make_app, redis_url, make_clien
     registry = FailedJobRegistry(queue=Queue("mail", connection=connection))
     assert registry.count == 1
     [row] = mail_rows(app)
-    assert row.status == "pending" and row.attempts == 1
+    assert row.status == "pending" and row.attempts == 2
     assert "ConnectionRefusedError" in row.last_error
 
     admin = make_client(app)

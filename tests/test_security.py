@@ -147,3 +147,23 @@ def test_htmx_and_bootstrap_are_served_locally(client):
     assert htmx.status_code == 200 and b"htmx" in htmx.data
     assert b"2.0" in client.get("/static/vendor/htmx/htmx.js").data[:20000]
     assert client.get("/bootstrap/static/css/bootstrap.min.css").status_code == 200
+
+
+def test_behind_a_proxy_throttling_uses_the_forwarded_client_address(make_app):
+    from tests.conftest import Client
+
+    client = Client(make_app(TRUSTED_PROXIES=1))
+
+    attempts = iter(range(100))
+
+    def fail(forwarded_for):
+        # A new email each time: only the per-address limit can trip.
+        return client.post("/login", {"email": f"x{next(attempts)}@example.com",
+                                      "password": "not the password"},
+                           headers={"X-Forwarded-For": forwarded_for},
+                           environ_base={"REMOTE_ADDR": "10.0.0.254"})
+
+    for _ in range(10):
+        assert fail("203.0.113.7").status_code == 422
+    assert fail("203.0.113.7").status_code == 429
+    assert fail("198.51.100.1").status_code == 422  # another client behind the same proxy

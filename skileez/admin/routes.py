@@ -154,9 +154,7 @@ def mail_retry(email_id: int):
     if not form.validate_on_submit():
         abort(400)
     mail.retry(email, actor=current_user)
-    from skileez.jobs.queue import enqueue_after_commit
-
-    enqueue_after_commit(mail.deliver, email.id, queue="mail")
+    mail.queue_delivery(email.id)
     db.session.commit()
     flash("The email will be sent again now.", "success")
     return redirect(url_for("admin.mail_detail", email_id=email.id), code=303)

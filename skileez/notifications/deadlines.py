@@ -6,9 +6,10 @@ from flask import current_app
 from sqlalchemy import and_, or_, select
 
 from skileez import clock
+from skileez.extensions import db
 from skileez.jobs.queue import dispatch
 from skileez.jobs.sweep import deadline_handler
-from skileez.notifications.mail import deliver
+from skileez.notifications.mail import deliver, rq_retry
 from skileez.notifications.models import OutboxEmail
 
 BATCH = 200
@@ -17,8 +18,6 @@ BATCH = 200
 @deadline_handler("send_due_mail")
 def send_due_mail() -> int:
     now = clock.now()
-    from skileez.extensions import db
-
     due_ids = db.session.scalars(
         select(OutboxEmail.id)
         .where(or_(
@@ -30,5 +29,5 @@ def send_due_mail() -> int:
     ).all()
     app = current_app._get_current_object()
     for outbox_id in due_ids:
-        dispatch(app, deliver, (outbox_id,), queue="mail")
+        dispatch(app, deliver, (outbox_id,), queue="mail", retry=rq_retry())
     return len(due_ids)

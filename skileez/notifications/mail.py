@@ -1,10 +1,11 @@
 """Sending outbox emails: over SMTP when configured, into the local mailbox otherwise.
 
 Each send is claimed with a compare-and-set (pending → sending, with a claim
-that expires), so the job queued after commit and a sweep that finds the same
-row can never both send it. Retry state lives on the row, not in Redis, so it
-survives a Redis restart: a failed attempt puts the row back to pending with a
-later ``next_attempt_at`` and the sweep tries again, until MAIL_MAX_ATTEMPTS.
+that expires), so the job queued after commit, its RQ retries and a sweep that
+finds the same row can never both send it. RQ's Retry handles a short SMTP
+hiccup; the row's own ``attempts`` and ``next_attempt_at`` are the durable
+record, so even if Redis loses every job the sweep keeps trying until
+MAIL_MAX_ATTEMPTS and then marks the email failed for an admin to see.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 from flask import current_app
+from rq import Retry
 from sqlalchemy import or_
 
 from skileez import clock
 from skileez.core.errors import Conflict
 from skileez.core.transitions import transition
 from skileez.extensions import db
-from skileez.jobs.queue import job
+from skileez.jobs.queue import enqueue_after_commit, job
 from skileez.notifications.models import OutboxEmail
 
 CLAIM_DURATION = timedelta(minutes=5)
@@ -31,6 +33,17 @@ CLAIM_DURATION = timedelta(minutes=5)
 def backoff(attempts: int) -> timedelta:
     """1, 2, 4, 8 … minutes between attempts, at most 6 hours."""
     return min(timedelta(minutes=2 ** max(attempts - 1, 0)), timedelta(hours=6))
+
+
+def rq_retry() -> Retry | None:
+    """RQ retries for a mail job, from MAIL_RETRY_INTERVALS (seconds)."""
+    intervals = list(current_app.config["MAIL_RETRY_INTERVALS"])
+    return Retry(max=len(intervals), interval=intervals) if intervals else None
+
+
+def queue_delivery(outbox_id: int) -> None:
+    """Send this email once the current transaction commits."""
+    enqueue_after_commit(deliver, outbox_id, queue="mail", retry=rq_retry())
 
 
 @job
@@ -42,7 +55,9 @@ def deliver(outbox_id: int) -> str:
     now = clock.now()
     try:
         if email.status == "pending":
-            transition(email, "sending", where=(OutboxEmail.next_attempt_at <= now,),
+            # Not gated on next_attempt_at: the sweep only dispatches due rows, and
+            # an RQ retry may try sooner than the row's backoff; the claim keeps it single.
+            transition(email, "sending",
                        values={"claimed_until": now + CLAIM_DURATION,
                                "attempts": email.attempts + 1},
                        reason=f"attempt {email.attempts + 1}")
@@ -55,7 +70,7 @@ def deliver(outbox_id: int) -> str:
                        reason=f"attempt {email.attempts + 1} (previous claim expired)")
     except Conflict:
         db.session.rollback()
-        return "claimed elsewhere or not due"
+        return "claimed elsewhere"
     db.session.commit()
 
     try:

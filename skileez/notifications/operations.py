@@ -9,7 +9,6 @@ from sqlalchemy import func, select, update
 
 from skileez import clock
 from skileez.extensions import db
-from skileez.jobs.queue import enqueue_after_commit
 from skileez.notifications.kinds import get_kind
 from skileez.notifications.models import Notification, OutboxEmail
 
@@ -37,9 +36,9 @@ def notify(recipient: Any, kind_name: str, payload: dict | None = None, *,
         )
         db.session.add(outbox)
         db.session.flush()
-        from skileez.notifications.mail import deliver
+        from skileez.notifications.mail import queue_delivery
 
-        enqueue_after_commit(deliver, outbox.id, queue="mail")
+        queue_delivery(outbox.id)
     return notification
 
 
