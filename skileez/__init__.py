@@ -25,6 +25,7 @@ def create_app(config_override: dict | None = None) -> Flask:
     if not app.logger.handlers or app.config["SKILEEZ_ENV"] != "testing":
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
     from skileez.policy import Policy
 
