@@ -55,6 +55,8 @@ class Policy:
     proposal_message_max_chars: int = 1000
     proposal_sessions_min: int = 1
     proposal_sessions_max: int = 50
+    # Not in SPEC's table: the grid open slots are offered on, from each rule's start.
+    slot_step: timedelta = _minutes(30)
 
     @classmethod
     def from_mapping(cls, values: dict) -> Policy:

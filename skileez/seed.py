@@ -1,12 +1,18 @@
 """Demo data for `make run`: enough people to click through every page.
 
-Loaded only into an empty database. Later issues extend ``seed()`` with
-offerings, contracts, sessions and payments.
+Loaded only into an empty database, through the same operations the app
+uses, so every demo row has its audit trail and notifications. Later issues
+extend ``seed()`` with sessions and payments.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from skileez import clock
 from skileez.auth.operations import create_user
+from skileez.coaches import operations as coaching
+from skileez.contracts import operations as contracting
 
 DEMO_PASSWORD = "skileez-demo-2026"
 
@@ -30,6 +36,55 @@ for _account in DEMO_ACCOUNTS:
     _account["password"] = DEMO_PASSWORD
 
 
+COACHES = {
+    "clara.coach@skileez.test": {
+        "headline": "Conversational German and Spanish for busy professionals",
+        "bio": "Native German speaker, fluent in Spanish, ten years of teaching adults.\n"
+               "Lessons are conversation first: we talk about your work and your week, and "
+               "fix grammar as it comes up.",
+        "subjects": "german, spanish, conversation, exam preparation",
+        "settings": (15, 12, 60),
+        "offerings": [
+            ("Conversation practice", "Relaxed conversation on topics you choose.", 45, 3900,
+             "EUR"),
+            ("Exam preparation (Goethe / DELE)", "Mock exams and targeted practice.", 60, 5500,
+             "EUR"),
+        ],
+        # (weekdays, start, end) in the coach's own zone
+        "hours": [((0, 1, 2, 3, 4), "09:00", "12:00"), ((1, 3), "17:00", "20:00")],
+    },
+    "marcus.coach@skileez.test": {
+        "headline": "Python and data science mentoring from a working engineer",
+        "bio": "Staff engineer in New York. I help you write cleaner Python, read other "
+               "people's code, and get through technical interviews.",
+        "subjects": "python, data science, code review, career",
+        "settings": (10, 24, 90),
+        "offerings": [
+            ("Python mentoring", "One hour on whatever you are stuck on.", 60, 8000, "USD"),
+            ("Code review session", "Send a pull request; we go through it together.", 30,
+             4500, "USD"),
+        ],
+        "hours": [((0, 1, 2, 3), "10:00", "16:00"), ((5,), "09:00", "12:00")],
+    },
+    "aiko.coach@skileez.test": {
+        "headline": "Japanese for beginners, from kana to your first conversations",
+        "bio": "Tokyo-based teacher. Evenings and Saturday mornings Japan time.",
+        "subjects": "japanese, calligraphy, travel",
+        "settings": (15, 6, 45),
+        "offerings": [
+            ("Japanese for beginners", "Kana, pronunciation and everyday phrases.", 50, 5000,
+             "JPY"),
+        ],
+        "hours": [((0, 2, 4), "18:00", "22:00"), ((5,), "10:00", "14:00")],
+    },
+}
+
+
+def _minutes(text: str) -> int:
+    hours, minutes = text.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
 def seed() -> dict[str, object]:
     users = {}
     for account in DEMO_ACCOUNTS:
@@ -38,4 +93,51 @@ def seed() -> dict[str, object]:
             role=account["role"], timezone=account["timezone"],
             welcome=account["role"] != "admin",
         )
+    offerings = {}
+    for email, data in COACHES.items():
+        coach = users[email]
+        buffer, notice, horizon = data["settings"]
+        coaching.update_profile(coach, headline=data["headline"], bio=data["bio"],
+                                subjects=data["subjects"], buffer_minutes=buffer,
+                                min_notice_hours=notice, horizon_days=horizon)
+        for title, description, duration, price, currency in data["offerings"]:
+            offerings[title] = coaching.create_offering(
+                coach, title=title, description=description, duration_minutes=duration,
+                price_minor=price, currency=currency)
+        for weekdays, start, end in data["hours"]:
+            for weekday in weekdays:
+                coaching.add_rule(coach, weekday=weekday, start_minute=_minutes(start),
+                                  end_minute=_minutes(end))
+    now = clock.now()
+    coaching.add_time_off(users["aiko.coach@skileez.test"], starts_at=now + timedelta(days=9),
+                          ends_at=now + timedelta(days=11), note="Family visit")
+
+    sam = users["sam.student@skileez.test"]
+    priya = users["priya.student@skileez.test"]
+    leo = users["leo.student@skileez.test"]
+    clara = users["clara.coach@skileez.test"]
+    marcus = users["marcus.coach@skileez.test"]
+
+    def propose(student, title, count, message):
+        return contracting.propose(student, offerings[title], sessions_count=count,
+                                   message=message)
+
+    # Two active contracts.
+    contracting.accept(
+        propose(sam, "Conversation practice", 10, "I move to Hamburg in spring and want to "
+                "be comfortable in meetings."),
+        clara, response_message="Wunderbar! Book your first session whenever suits you.")
+    contracting.accept(
+        propose(priya, "Python mentoring", 5, "Preparing for data engineering interviews."),
+        marcus)
+    # Pending, declined and expired proposals.
+    propose(leo, "Japanese for beginners", 8, "Trip to Kyoto in the autumn!")
+    propose(leo, "Conversation practice", 4, "Spanish, please: I can only do evenings.")
+    contracting.decline(
+        propose(sam, "Code review session", 2, "Could you review my Django side project?"),
+        marcus, response_message="Sorry, I only review Python data projects at the moment.")
+    stale = propose(priya, "Exam preparation (Goethe / DELE)", 6, "B2 exam in June.")
+    stale.created_at = now - timedelta(days=8)
+    stale.expires_at = now - timedelta(days=1)
+    contracting.expire(stale)
     return users

@@ -284,3 +284,78 @@ def smtp_server() -> Iterator[SmtpSink]:
 def smtp_config(sink: SmtpSink) -> dict:
     return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": sink.port, "MAIL_USE_TLS": False,
             "MAIL_USE_SSL": False, "MAIL_TIMEOUT": 5}
+
+
+# --- coaching ----------------------------------------------------------------
+
+def _in_app(make_app, fn):
+    with make_app.apps[-1].app_context():
+        result = fn()
+        db.session.commit()
+        if result is not None:
+            db.session.refresh(result)
+            db.session.expunge(result)
+        return result
+
+
+def _load(model, obj_id):
+    return db.session.get(model, obj_id)
+
+
+@pytest.fixture
+def make_offering(make_app):
+    from skileez.auth.models import User
+    from skileez.coaches.operations import create_offering
+
+    def factory(coach, *, title="Conversation practice", duration=60, price=5000,
+                currency="EUR", description=""):
+        return _in_app(make_app, lambda: create_offering(
+            _load(User, coach.id), title=title, description=description,
+            duration_minutes=duration, price_minor=price, currency=currency))
+
+    return factory
+
+
+@pytest.fixture
+def add_hours(make_app):
+    """Weekly availability: add_hours(coach, [0, 1, 2], "09:00", "12:00")."""
+    from skileez.auth.models import User
+    from skileez.coaches.operations import add_rule
+
+    def factory(coach, weekdays, start="09:00", end="17:00"):
+        def run():
+            for weekday in weekdays:
+                add_rule(_load(User, coach.id), weekday=weekday,
+                         start_minute=int(start[:2]) * 60 + int(start[3:]),
+                         end_minute=int(end[:2]) * 60 + int(end[3:]))
+        _in_app(make_app, run)
+
+    return factory
+
+
+@pytest.fixture
+def make_proposal(make_app):
+    from skileez.auth.models import User
+    from skileez.coaches.models import Offering
+    from skileez.contracts.operations import propose
+
+    def factory(student, offering, *, sessions=5, message="Hello!"):
+        return _in_app(make_app, lambda: propose(
+            _load(User, student.id), _load(Offering, offering.id), sessions_count=sessions,
+            message=message))
+
+    return factory
+
+
+@pytest.fixture
+def make_contract(make_app, make_proposal):
+    from skileez.auth.models import User
+    from skileez.contracts.models import Proposal
+    from skileez.contracts.operations import accept
+
+    def factory(student, offering, *, sessions=5):
+        proposal = make_proposal(student, offering, sessions=sessions)
+        return _in_app(make_app, lambda: accept(
+            _load(Proposal, proposal.id), _load(User, offering.coach_id)))
+
+    return factory

@@ -7,6 +7,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 
 from skileez.auth.models import User
+from skileez.coaches.models import AvailabilityRule, Offering
+from skileez.contracts.models import Contract, Proposal
 from skileez.extensions import db
 from skileez.notifications.models import Notification
 
@@ -34,7 +36,17 @@ def test_seed_loads_demo_accounts_once(app):
                                         .group_by(User.role)).all())
         assert roles == {"admin": 1, "coach": 3, "student": 3}
         # Demo people were welcomed like real ones (admins are not).
-        assert db.session.scalar(select(func.count()).select_from(Notification)) == 6
+        assert db.session.scalar(select(func.count()).select_from(Notification).where(
+            Notification.kind == "welcome")) == 6
+        statuses = dict(db.session.execute(select(Proposal.status, func.count())
+                                           .group_by(Proposal.status)).all())
+        assert statuses == {"pending": 2, "accepted": 2, "declined": 1, "expired": 1}
+        assert db.session.scalar(select(func.count()).select_from(Contract).where(
+            Contract.status == "active")) == 2
+        currencies = set(db.session.scalars(select(Offering.currency)))
+        assert currencies == {"EUR", "USD", "JPY"}
+        coaches_with_hours = set(db.session.scalars(select(AvailabilityRule.coach_id)))
+        assert len(coaches_with_hours) == 3
 
 
 def test_demo_accounts_can_sign_in(app, client):

@@ -47,6 +47,10 @@ def create_user(*, name: str, email: str, password: str, role: str,
     except IntegrityError:
         raise DomainError(DUPLICATE_EMAIL, field="email") from None
     record_creation(user, actor=actor or user, reason="account created")
+    if role == "coach":
+        from skileez.coaches.operations import profile_for
+
+        profile_for(user)
     if welcome:
         notify(user, "welcome", {"role": user.role})
     return user

@@ -1,26 +1,333 @@
-"""The public coach directory (offerings and availability arrive with the coaches issue)."""
+"""The coach directory and profiles (public), and the pages coaches manage themselves."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
-from sqlalchemy import func, select
+from datetime import datetime, timedelta
 
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy import select
+
+from skileez import clock
 from skileez.auth.models import User
-from skileez.core.access import public, require_login
-from skileez.core.http import like_pattern, text_arg
+from skileez.coaches import operations
+from skileez.coaches.availability import coach_open_slots
+from skileez.coaches.directory import (
+    SORTS,
+    DirectoryFilters,
+    active_offerings,
+    coach_card,
+    directory_statement,
+)
+from skileez.coaches.forms import OfferingForm, ProfileForm, RuleForm, TimeOffForm
+from skileez.coaches.models import WEEKDAYS, AvailabilityRule, Offering, TimeOff
+from skileez.core.access import public, require_login, role_required
+from skileez.core.errors import DomainError
+from skileez.core.forms import Form
+from skileez.core.http import choice_arg, text_arg
+from skileez.core.money import SUPPORTED_CURRENCIES, MoneyError, input_value, parse_amount
+from skileez.core.timezones import localize, zone
 from skileez.extensions import db
 
 bp = require_login(Blueprint("coaches", __name__, url_prefix="/coaches"))
 
+PREVIEW_DAYS = 14
+
+
+def _is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _attach(form, error: DomainError) -> None:
+    field = getattr(form, error.field, None) if error.field else None
+    if field is not None:
+        field.errors = [*field.errors, error.message]
+    else:
+        form.form_errors.append(error.message)
+
+
+# --- public directory and profiles -------------------------------------------------
 
 @bp.get("/")
 @public
 def index():
-    query = text_arg("q")
-    statement = select(User).where(User.role == "coach", User.status == "active")
-    if query:
-        statement = statement.where(func.lower(User.name).like(like_pattern(query),
-                                                               escape="\\"))
-    page = db.paginate(statement.order_by(User.name, User.id),
-                       per_page=current_app.config["PER_PAGE"], error_out=False)
-    return render_template("coaches/index.html", page=page, q=query)
+    filters = DirectoryFilters(query=text_arg("q"),
+                               currency=choice_arg("currency", SUPPORTED_CURRENCIES),
+                               sort=choice_arg("sort", SORTS) or "name")
+    price_errors = []
+    for name in ("min_price", "max_price"):
+        raw = text_arg(name, 20)
+        if not raw:
+            continue
+        if not filters.currency:
+            price_errors.append("Choose a currency to filter by price.")
+            break
+        try:
+            setattr(filters, name, parse_amount(raw, filters.currency))
+        except MoneyError as error:
+            price_errors.append(f"{'Minimum' if name == 'min_price' else 'Maximum'} price: "
+                                f"{error}")
+    page = db.paginate(directory_statement(filters), per_page=12, error_out=False)
+    cards = [coach_card(coach, filters.currency) for coach in page.items]
+    template = "coaches/_results.html" if _is_htmx() else "coaches/index.html"
+    return render_template(template, page=page, cards=cards, filters=filters, sorts=SORTS,
+                           currencies=SUPPORTED_CURRENCIES, price_errors=price_errors,
+                           min_price=text_arg("min_price", 20),
+                           max_price=text_arg("max_price", 20))
+
+
+def _listed_coach(coach_id: int) -> User:
+    coach = db.session.get(User, coach_id)
+    if coach is None or not coach.is_coach or not coach.is_active:
+        abort(404)
+    return coach
+
+
+@bp.get("/<int:coach_id>")
+@public
+def profile(coach_id: int):
+    coach = _listed_coach(coach_id)
+    offerings = active_offerings(coach.id)
+    preview = []
+    if offerings:
+        now = clock.now()
+        shortest = min(o.duration_minutes for o in offerings)
+        preview = coach_open_slots(coach, timedelta(minutes=shortest), now,
+                                   now + timedelta(days=PREVIEW_DAYS))[:12]
+    return render_template("coaches/profile.html", coach=coach,
+                           profile=operations.profile_for(coach), offerings=offerings,
+                           preview=preview, preview_days=PREVIEW_DAYS)
+
+
+# --- the coach's own pages ----------------------------------------------------------
+
+@bp.route("/me/profile", methods=["GET", "POST"])
+@role_required("coach")
+def edit_profile():
+    profile = operations.profile_for(current_user)
+    form = ProfileForm(obj=profile, data=None if request.method == "POST" else {
+        "subjects": ", ".join(profile.subject_names)})
+    if form.validate_on_submit():
+        try:
+            operations.update_profile(
+                current_user, headline=form.headline.data, bio=form.bio.data or "",
+                subjects=form.subjects.data or "", buffer_minutes=form.buffer_minutes.data,
+                min_notice_hours=form.min_notice_hours.data,
+                horizon_days=form.horizon_days.data)
+            db.session.commit()
+        except DomainError as error:
+            db.session.rollback()
+            _attach(form, error)
+        else:
+            flash("Your coach profile has been saved.", "success")
+            return redirect(url_for("coaches.edit_profile"), code=303)
+    return render_template("coaches/edit_profile.html", form=form, profile=profile), \
+        422 if form.errors or form.form_errors else 200
+
+
+@bp.get("/me/offerings")
+@role_required("coach")
+def offerings():
+    items = db.session.scalars(select(Offering).where(Offering.coach_id == current_user.id)
+                               .order_by(Offering.status, Offering.created_at)).all()
+    return render_template("coaches/offerings.html", offerings=items, form=Form())
+
+
+def _own_offering(offering_id: int) -> Offering:
+    offering = db.session.get(Offering, offering_id)
+    if offering is None or offering.coach_id != current_user.id:
+        abort(404)
+    return offering
+
+
+@bp.route("/me/offerings/new", methods=["GET", "POST"])
+@role_required("coach")
+def new_offering():
+    form = OfferingForm()
+    if form.validate_on_submit():
+        try:
+            operations.create_offering(
+                current_user, title=form.title.data, description=form.description.data or "",
+                duration_minutes=form.duration_minutes.data, price_minor=form.price_minor,
+                currency=form.currency.data)
+            db.session.commit()
+        except DomainError as error:
+            db.session.rollback()
+            _attach(form, error)
+        else:
+            flash(f"“{form.title.data.strip()}” is published.", "success")
+            return redirect(url_for("coaches.offerings"), code=303)
+    return render_template("coaches/offering_form.html", form=form, offering=None), \
+        422 if form.errors or form.form_errors else 200
+
+
+@bp.route("/me/offerings/<int:offering_id>/edit", methods=["GET", "POST"])
+@role_required("coach")
+def edit_offering(offering_id: int):
+    offering = _own_offering(offering_id)
+    form = OfferingForm(obj=offering, data=None if request.method == "POST" else {
+        "price": input_value(offering.price_minor, offering.currency)})
+    if form.validate_on_submit():
+        try:
+            operations.update_offering(
+                offering, title=form.title.data, description=form.description.data or "",
+                duration_minutes=form.duration_minutes.data, price_minor=form.price_minor,
+                currency=form.currency.data)
+            db.session.commit()
+        except DomainError as error:
+            db.session.rollback()
+            _attach(form, error)
+        else:
+            flash("The offering has been updated. Contracts already agreed keep their terms.",
+                  "success")
+            return redirect(url_for("coaches.offerings"), code=303)
+    return render_template("coaches/offering_form.html", form=form, offering=offering), \
+        422 if form.errors or form.form_errors else 200
+
+
+@bp.post("/me/offerings/<int:offering_id>/<any(activate, deactivate):action>")
+@role_required("coach")
+def set_offering_status(offering_id: int, action: str):
+    offering = _own_offering(offering_id)
+    if not Form().validate_on_submit():
+        abort(400)
+    operations.set_offering_active(offering, action == "activate", actor=current_user)
+    db.session.commit()
+    flash(f"“{offering.title}” is {'active again' if action == 'activate' else 'deactivated'}: "
+          f"{'students can propose to it' if action == 'activate' else 'no new proposals'}.",
+          "success")
+    return redirect(url_for("coaches.offerings"), code=303)
+
+
+# --- availability -------------------------------------------------------------------
+
+def _availability_context(rule_form=None, time_off_form=None):
+    rules = db.session.scalars(select(AvailabilityRule)
+                               .where(AvailabilityRule.coach_id == current_user.id)
+                               .order_by(AvailabilityRule.weekday,
+                                         AvailabilityRule.start_minute)).all()
+    by_day = {day: [r for r in rules if r.weekday == day] for day in range(7)}
+    time_off = db.session.scalars(select(TimeOff).where(
+        TimeOff.coach_id == current_user.id, TimeOff.ends_at > clock.now())
+        .order_by(TimeOff.starts_at)).all()
+    return {"rules_by_day": by_day, "weekdays": WEEKDAYS, "time_off": time_off,
+            "rule_form": rule_form or RuleForm(), "time_off_form": time_off_form or TimeOffForm(),
+            "delete_form": Form(), "profile": operations.profile_for(current_user)}
+
+
+@bp.get("/me/availability")
+@role_required("coach")
+def availability():
+    return render_template("coaches/availability.html", **_availability_context(),
+                           **_preview_context())
+
+
+@bp.post("/me/availability/rules")
+@role_required("coach")
+def add_rule():
+    form = RuleForm()
+    if form.validate_on_submit():
+        try:
+            operations.add_rule(current_user, weekday=int(form.weekday.data),
+                                start_minute=form.start_minute, end_minute=form.end_minute)
+            db.session.commit()
+        except DomainError as error:
+            db.session.rollback()
+            _attach(form, error)
+        else:
+            if _is_htmx():
+                return render_template("coaches/_weekly_rules.html",
+                                       **_availability_context()), \
+                    200, {"HX-Trigger": "availability-changed"}
+            flash("Availability added.", "success")
+            return redirect(url_for("coaches.availability"), code=303)
+    if _is_htmx():
+        return render_template("coaches/_weekly_rules.html",
+                               **_availability_context(rule_form=form)), 422
+    return render_template("coaches/availability.html", **_availability_context(rule_form=form),
+                           **_preview_context()), 422
+
+
+@bp.post("/me/availability/rules/<int:rule_id>/delete")
+@role_required("coach")
+def delete_rule(rule_id: int):
+    if not Form().validate_on_submit():
+        abort(400)
+    try:
+        operations.remove_rule(current_user, rule_id)
+    except LookupError:
+        abort(404)
+    db.session.commit()
+    if _is_htmx():
+        return render_template("coaches/_weekly_rules.html", **_availability_context()), \
+            200, {"HX-Trigger": "availability-changed"}
+    flash("Availability removed.", "success")
+    return redirect(url_for("coaches.availability"), code=303)
+
+
+def _coach_local_to_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=zone(current_user.timezone)).astimezone(zone("UTC"))
+
+
+@bp.post("/me/availability/time-off")
+@role_required("coach")
+def add_time_off():
+    form = TimeOffForm()
+    if form.validate_on_submit():
+        try:
+            operations.add_time_off(current_user,
+                                    starts_at=_coach_local_to_utc(form.starts_at.data),
+                                    ends_at=_coach_local_to_utc(form.ends_at.data),
+                                    note=form.note.data or "")
+            db.session.commit()
+        except DomainError as error:
+            db.session.rollback()
+            _attach(form, error)
+        else:
+            flash("Time off added: no one can book you then.", "success")
+            return redirect(url_for("coaches.availability"), code=303)
+    return render_template("coaches/availability.html",
+                           **_availability_context(time_off_form=form),
+                           **_preview_context()), 422
+
+
+@bp.post("/me/availability/time-off/<int:time_off_id>/delete")
+@role_required("coach")
+def delete_time_off(time_off_id: int):
+    if not Form().validate_on_submit():
+        abort(400)
+    try:
+        operations.remove_time_off(current_user, time_off_id)
+    except LookupError:
+        abort(404)
+    db.session.commit()
+    flash("Time off removed.", "success")
+    return redirect(url_for("coaches.availability"), code=303)
+
+
+def _preview_context() -> dict:
+    """Open slots for the next two weeks in the coach's zone, grouped by local day."""
+    offerings = active_offerings(current_user.id)
+    duration = min((o.duration_minutes for o in offerings), default=60)
+    now = clock.now()
+    slots = coach_open_slots(current_user, timedelta(minutes=duration), now,
+                             now + timedelta(days=PREVIEW_DAYS))
+    days: dict = {}
+    for slot in slots:
+        days.setdefault(localize(slot, current_user.timezone).date(), []).append(slot)
+    return {"preview_by_day": days, "preview_duration": duration,
+            "preview_days": PREVIEW_DAYS, "has_offerings": bool(offerings)}
+
+
+@bp.get("/me/availability/preview")
+@role_required("coach")
+def availability_preview():
+    return render_template("coaches/_preview.html", **_preview_context())

@@ -5,6 +5,7 @@ Copied from newdle's habit: forgetting a decorator should lock a page, not open 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from flask import Blueprint, abort, current_app, request
@@ -50,3 +51,20 @@ def require_role(bp: Blueprint, role: str) -> Blueprint:
         return None
 
     return bp
+
+
+def role_required(role: str) -> Callable[[Callable], Callable]:
+    """For views inside a login-required blueprint that only one role may use (403 otherwise)."""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if current_user.role != role:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

@@ -53,6 +53,7 @@ FORMATS = {
     "short": "%a %d %b, %H:%M",     # Tue 24 Nov, 14:00
     "date": "%a %d %b %Y",
     "time": "%H:%M",
+    "clock": "%H:%M",  # a bare wall-clock time, for lists whose heading names the zone
 }
 
 
@@ -62,7 +63,7 @@ def format_local(instant: datetime | None, tz_name: str | None, style: str = "fu
         return ""
     local = localize(instant, tz_name)
     text = local.strftime(FORMATS.get(style, style))
-    if style == "date":
+    if style in ("date", "clock"):
         return text
     return f"{text} {zone_label(local, tz_name)}"
 

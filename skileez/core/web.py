@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from flask import Flask, g, render_template, request
 from flask_login import current_user
@@ -153,6 +154,13 @@ def _register_template_helpers(app: Flask) -> None:
     @app.template_filter("local")
     def local_filter(instant, style: str = "full", tz: str | None = None):
         return format_local(instant, tz or viewer_timezone(), style)
+
+    @app.template_filter("local_in")
+    def local_in_filter(instant, tz: str, style: str = "full"):
+        """For emails and notifications: a time in a named person's zone (ISO strings too)."""
+        if isinstance(instant, str):
+            instant = datetime.fromisoformat(instant)
+        return format_local(instant, tz, style)
 
     @app.template_filter("relative")
     def relative_filter(instant):

@@ -22,6 +22,7 @@ HANDLERS: dict[str, HandlerFn] = {}
 # Modules whose import registers deadline handlers. Later domains add theirs here.
 HANDLER_MODULES = (
     "skileez.notifications.deadlines",
+    "skileez.contracts.deadlines",
 )
 
 

@@ -1,7 +1,8 @@
 """What each kind of notification says, in the app and by email.
 
 A kind's ``summary`` is the one line shown in the bell and the notifications
-page; its email bodies live in ``templates/emails/<kind>.txt`` and ``.html``.
+page; its email bodies live in ``templates/emails/<kind>.txt`` and ``.html``,
+or, for kinds without their own, the generic email built from summary and detail.
 All are rendered from the payload, so the same notification reads the same
 everywhere.
 """
@@ -20,6 +21,8 @@ class Kind:
     endpoint: str | None = None
     endpoint_args: tuple[str, ...] = ()
     email: bool = True
+    # Extra paragraph for the email (Jinja, same context as the summary).
+    detail: str = ""
 
 
 KINDS: dict[str, Kind] = {}
@@ -44,4 +47,48 @@ register(Kind(
             "and availability so students can find you.{% else %}Find a coach and "
             "propose your first sessions.{% endif %}",
     endpoint="core.dashboard",
+))
+
+
+register(Kind(
+    name="proposal_received",
+    subject="New proposal from {{ payload.student_name }}: {{ payload.sessions_count }} × "
+            "{{ payload.offering_title }}",
+    summary="{{ payload.student_name }} proposed {{ payload.sessions_count }} session"
+            "{{ 's' if payload.sessions_count != 1 }} of {{ payload.offering_title }}. "
+            "Please answer by {{ payload.expires_at|local_in(recipient.timezone) }}.",
+    detail="{% if payload.message %}Their message: “{{ payload.message }}”{% endif %}",
+    endpoint="contracts.proposal", endpoint_args=("proposal_id",),
+))
+register(Kind(
+    name="proposal_accepted",
+    subject="{{ payload.coach_name }} accepted your proposal",
+    summary="{{ payload.coach_name }} accepted your proposal of {{ payload.sessions_count }} "
+            "session{{ 's' if payload.sessions_count != 1 }} of {{ payload.offering_title }}. "
+            "Your contract is ready: you can book sessions now.",
+    detail="{% if payload.response %}Their note: “{{ payload.response }}”{% endif %}",
+    endpoint="contracts.detail", endpoint_args=("contract_id",),
+))
+register(Kind(
+    name="proposal_declined",
+    subject="{{ payload.coach_name }} declined your proposal",
+    summary="{{ payload.coach_name }} declined your proposal for {{ payload.offering_title }}.",
+    detail="{% if payload.response %}Their note: “{{ payload.response }}”{% endif %}",
+    endpoint="contracts.proposal", endpoint_args=("proposal_id",),
+))
+register(Kind(
+    name="proposal_withdrawn",
+    subject="{{ payload.student_name }} withdrew their proposal",
+    summary="{{ payload.student_name }} withdrew their proposal for "
+            "{{ payload.offering_title }}.",
+    endpoint="contracts.proposal", endpoint_args=("proposal_id",),
+))
+register(Kind(
+    name="proposal_expired",
+    subject="A proposal for {{ payload.offering_title }} expired",
+    summary="The proposal of {{ payload.sessions_count }} session"
+            "{{ 's' if payload.sessions_count != 1 }} of {{ payload.offering_title }} "
+            "({{ payload.student_name }} with {{ payload.coach_name }}) expired without an "
+            "answer.",
+    endpoint="contracts.proposal", endpoint_args=("proposal_id",),
 ))

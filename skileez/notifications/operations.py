@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, render_template, render_template_string, url_for
+from flask import current_app, render_template, url_for
 from sqlalchemy import func, select, update
 
 from skileez import clock
@@ -53,10 +53,14 @@ def render_email(kind_name: str, recipient: Any, payload: dict) -> tuple[str, st
         context = {"recipient": recipient, "payload": payload,
                    "link": notification_link(kind_name, payload, external=True),
                    "base_url": current_app.config["PUBLIC_BASE_URL"].rstrip("/")}
-        subject = render_template_string(kind.subject, **context).strip()
+        subject = render_plain(kind.subject, **context)
         context["subject"] = subject
-        text_body = render_template(f"emails/{kind_name}.txt", **context)
-        html_body = render_template(f"emails/{kind_name}.html", **context)
+        context["summary"] = render_plain(kind.summary, **context)
+        context["detail"] = render_plain(kind.detail, **context)
+        text_body = render_template([f"emails/{kind_name}.txt", "emails/_generic.txt"],
+                                    **context)
+        html_body = render_template([f"emails/{kind_name}.html", "emails/_generic.html"],
+                                    **context)
     return subject, text_body, html_body
 
 
@@ -68,10 +72,20 @@ def notification_link(kind_name: str, payload: dict, external: bool = False) -> 
     return url_for(kind.endpoint, _external=external, **args)
 
 
+def render_plain(source: str, **context: Any) -> str:
+    """Render a kind's text without HTML escaping: it ends up in subjects and plain text,
+    and is escaped by the HTML templates it is placed into."""
+    environment = current_app.extensions.get("skileez_plain_jinja")
+    if environment is None:
+        environment = current_app.jinja_env.overlay(autoescape=False)
+        current_app.extensions["skileez_plain_jinja"] = environment
+    return environment.from_string(source).render(**context).strip()
+
+
 def notification_summary(notification: Notification) -> str:
     kind = get_kind(notification.kind)
-    return render_template_string(kind.summary, payload=notification.payload,
-                                  recipient=notification.recipient).strip()
+    return render_plain(kind.summary, payload=notification.payload,
+                        recipient=notification.recipient)
 
 
 def unread_count(user: Any) -> int:

@@ -1,0 +1,70 @@
+"""Feeding the slot engine from the database.
+
+``slots.py`` is pure; this module loads a coach's rules, time off, settings and
+blocking sessions and asks it for open times. Blocking intervals come from
+sessions, which arrive with the booking issue: ``BLOCKING_SOURCES`` is where
+that domain registers its query, so this module never imports sessions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from skileez import clock
+from skileez.coaches.models import AvailabilityRule, CoachProfile, TimeOff
+from skileez.coaches.slots import Interval, WeeklyRule, next_open_slot, open_slots
+from skileez.extensions import db
+from skileez.policy import get_policy
+
+# Each source returns the busy intervals of a coach (and, when given, a student).
+BlockingSource = Callable[[int, int | None], list[Interval]]
+BLOCKING_SOURCES: list[BlockingSource] = []
+
+
+def blocking_intervals(coach_id: int, student_id: int | None = None) -> list[Interval]:
+    intervals: list[Interval] = []
+    for source in BLOCKING_SOURCES:
+        intervals.extend(source(coach_id, student_id))
+    return intervals
+
+
+def _engine_arguments(coach, duration: timedelta, student_id: int | None = None) -> dict:
+    profile = db.session.scalar(select(CoachProfile).where(CoachProfile.user_id == coach.id))
+    rules = [WeeklyRule(rule.weekday, rule.start_minute, rule.end_minute)
+             for rule in db.session.scalars(select(AvailabilityRule)
+                                            .where(AvailabilityRule.coach_id == coach.id))]
+    now = clock.now()
+    time_off = [Interval(item.starts_at, item.ends_at)
+                for item in db.session.scalars(select(TimeOff).where(
+                    TimeOff.coach_id == coach.id, TimeOff.ends_at > now))]
+    return {
+        "rules": rules,
+        "timezone": coach.timezone,
+        "time_off": time_off,
+        "blocking": blocking_intervals(coach.id, student_id),
+        "buffer": timedelta(minutes=profile.buffer_minutes if profile else 0),
+        "notice": timedelta(hours=profile.min_notice_hours if profile else 0),
+        "horizon": timedelta(days=profile.horizon_days if profile else 60),
+        "duration": duration,
+        "now": now,
+        "step": get_policy().slot_step,
+    }
+
+
+def coach_open_slots(coach, duration: timedelta, range_start: datetime, range_end: datetime,
+                     student_id: int | None = None) -> list[datetime]:
+    arguments = _engine_arguments(coach, duration, student_id)
+    if not arguments["rules"]:
+        return []
+    return open_slots(range_start=range_start, range_end=range_end, **arguments)
+
+
+def coach_next_open_slot(coach, duration: timedelta) -> datetime | None:
+    arguments = _engine_arguments(coach, duration)
+    if not arguments["rules"]:
+        return None
+    now = arguments["now"]
+    return next_open_slot(range_start=now, range_end=now + arguments["horizon"], **arguments)

@@ -1,0 +1,116 @@
+"""Proposals from students, and the contracts accepted proposals become."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from skileez import clock
+from skileez.core.types import UTCDateTime
+from skileez.extensions import db
+
+
+class Proposal(db.Model):
+    __tablename__ = "proposals"
+    __display_name__ = "proposal"
+    __transitions__ = {"status": {
+        "pending": {"accepted", "declined", "withdrawn", "expired"},
+        "accepted": set(), "declined": set(), "withdrawn": set(), "expired": set(),
+    }}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                            index=True)
+    coach_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                          index=True)
+    offering_id: Mapped[int] = mapped_column(ForeignKey("offerings.id"), index=True)
+    sessions_count: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text, default="")
+    response_message: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
+                                                 onupdate=clock.now)
+
+    student = relationship("User", foreign_keys=[student_id])
+    coach = relationship("User", foreign_keys=[coach_id])
+    offering = relationship("Offering")
+    contract = relationship("Contract", back_populates="proposal", uselist=False)
+
+    __table_args__ = (
+        CheckConstraint("sessions_count BETWEEN 1 AND 50", name="sessions_range"),
+        CheckConstraint(
+            "status IN ('pending', 'accepted', 'declined', 'withdrawn', 'expired')",
+            name="status_known"),
+        # One pending proposal per student per offering, enforced by the database.
+        Index("uq_proposals_one_pending", "student_id", "offering_id", unique=True,
+              postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
+        Index("ix_proposals_due", "status", "expires_at"),
+    )
+
+    def is_participant(self, user) -> bool:
+        return bool(user and user.is_authenticated and user.id in (self.student_id,
+                                                                    self.coach_id))
+
+
+class Contract(db.Model):
+    """An agreement for N sessions, with the offering as it was when accepted."""
+
+    __tablename__ = "contracts"
+    __display_name__ = "contract"
+    __transitions__ = {"status": {
+        "active": {"completed", "cancelled"}, "completed": set(), "cancelled": set(),
+    }}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Unique: however many accepts race, one proposal yields at most one contract.
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id"), unique=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                            index=True)
+    coach_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                          index=True)
+    offering_id: Mapped[int] = mapped_column(ForeignKey("offerings.id"))
+    title: Mapped[str] = mapped_column(String(120))
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    price_minor: Mapped[int] = mapped_column(db.BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    total_sessions: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
+                                                 onupdate=clock.now)
+
+    proposal = relationship("Proposal", back_populates="contract")
+    student = relationship("User", foreign_keys=[student_id])
+    coach = relationship("User", foreign_keys=[coach_id])
+    offering = relationship("Offering")
+
+    __table_args__ = (
+        CheckConstraint("total_sessions BETWEEN 1 AND 50", name="sessions_range"),
+        CheckConstraint("status IN ('active', 'completed', 'cancelled')", name="status_known"),
+    )
+
+    def is_participant(self, user) -> bool:
+        return bool(user and user.is_authenticated and user.id in (self.student_id,
+                                                                    self.coach_id))
+
+    def other_party(self, user):
+        return self.coach if user.id == self.student_id else self.student
+
+    # Sessions arrive with the booking issue; until then nothing is completed.
+    @property
+    def completed_sessions(self) -> int:
+        return 0
+
+    @property
+    def remaining_sessions(self) -> int:
+        return self.total_sessions - self.completed_sessions
+
+    @property
+    def progress_percent(self) -> int:
+        return round(100 * self.completed_sessions / self.total_sessions)
