@@ -8,6 +8,8 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from skileez import clock
+from skileez.core.permissions import ALLOWED, Decision, deny
+from skileez.core.timezones import format_local
 from skileez.core.types import UTCDateTime
 from skileez.extensions import db
 
@@ -56,6 +58,27 @@ class Proposal(db.Model):
     def is_participant(self, user) -> bool:
         return bool(user and user.is_authenticated and user.id in (self.student_id,
                                                                     self.coach_id))
+
+    def _still_pending(self) -> Decision:
+        if self.status != "pending":
+            return deny(f"This proposal is {self.status}; nothing more can be done with it.")
+        return ALLOWED
+
+    def can_answer(self, user) -> Decision:
+        """Accept or decline: only the coach it was sent to, only while pending."""
+        if not (user and user.is_authenticated) or user.id != self.coach_id:
+            return deny("Only the coach this proposal was sent to can answer it.")
+        decision = self._still_pending()
+        if decision:
+            return Decision(True, "Answer by "
+                            f"{format_local(self.expires_at, user.timezone)}; after that the "
+                            "proposal expires.")
+        return decision
+
+    def can_withdraw(self, user) -> Decision:
+        if not (user and user.is_authenticated) or user.id != self.student_id:
+            return deny("Only the student who sent this proposal can withdraw it.")
+        return self._still_pending()
 
 
 class Contract(db.Model):

@@ -66,7 +66,7 @@ def accept(proposal: Proposal, coach, *, response_message: str = "") -> Contract
     through; the unique proposal_id on contracts is the second line of defence.
     """
     if coach.id != proposal.coach_id:
-        raise Conflict("Only the coach this proposal was sent to can accept it.")
+        raise Conflict(proposal.can_answer(coach).reason)
     transition(proposal, "accepted", actor=coach, reason="accepted by the coach",
                values={"decided_at": clock.now(), "response_message":
                        response_message.strip() or None},
@@ -93,7 +93,7 @@ def accept(proposal: Proposal, coach, *, response_message: str = "") -> Contract
 
 def decline(proposal: Proposal, coach, *, response_message: str = "") -> None:
     if coach.id != proposal.coach_id:
-        raise Conflict("Only the coach this proposal was sent to can decline it.")
+        raise Conflict(proposal.can_answer(coach).reason)
     transition(proposal, "declined", actor=coach, reason="declined by the coach",
                values={"decided_at": clock.now(), "response_message":
                        response_message.strip() or None},
@@ -105,7 +105,7 @@ def decline(proposal: Proposal, coach, *, response_message: str = "") -> None:
 
 def withdraw(proposal: Proposal, student) -> None:
     if student.id != proposal.student_id:
-        raise Conflict("Only the student who sent this proposal can withdraw it.")
+        raise Conflict(proposal.can_withdraw(student).reason)
     transition(proposal, "withdrawn", actor=student, reason="withdrawn by the student",
                values={"decided_at": clock.now()},
                illegal_message=f"This proposal was already {proposal.status}, so it can "

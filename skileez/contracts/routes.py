@@ -137,13 +137,15 @@ def proposal(proposal_id: int):
 @bp.post("/proposals/<int:proposal_id>/<any(accept, decline, withdraw):action>")
 def answer(proposal_id: int, action: str):
     item = _proposal_for_participant(proposal_id)
+    # The other participant gets 403 (they may see it, not do this); the state check
+    # is the operation's compare-and-set, which answers 409.
     if action == "withdraw":
         if current_user.id != item.student_id:
-            abort(403)
+            abort(403, item.can_withdraw(current_user).reason)
         form = Form()
     else:
         if current_user.id != item.coach_id:
-            abort(403)
+            abort(403, item.can_answer(current_user).reason)
         form = ResponseForm()
     if not form.validate_on_submit():
         return render_template("contracts/proposal.html", proposal=item, form=form,

@@ -37,6 +37,11 @@ def dashboard():
         .order_by(Notification.created_at.desc(), Notification.id.desc()).limit(5)
     ).all()
     context = {"recent_notifications": recent}
+    if not current_user.is_admin:
+        from skileez.contracts.queries import active_contracts, pending_proposals
+
+        context["contracts"] = active_contracts(current_user)
+        context["proposals"] = pending_proposals(current_user)
     if current_user.is_admin:
         counts = dict(db.session.execute(
             select(User.role, func.count()).where(User.status == "active").group_by(User.role)
