@@ -5,6 +5,16 @@ from skileez.coaches.models import AvailabilityRule, CoachProfile, CoachSubject,
 from skileez.contracts.models import Contract, Proposal
 from skileez.core.models import AuditEvent
 from skileez.notifications.models import Notification, OutboxEmail
+from skileez.payments.models import (
+    Dispute,
+    LedgerEntry,
+    LedgerTransaction,
+    Payment,
+    Payout,
+    Refund,
+    WebhookEvent,
+)
+from skileez.sessions.models import Session
 
 __all__ = [
     "AuditEvent",
@@ -12,10 +22,18 @@ __all__ = [
     "CoachProfile",
     "CoachSubject",
     "Contract",
+    "Dispute",
+    "LedgerEntry",
+    "LedgerTransaction",
     "Notification",
     "Offering",
     "OutboxEmail",
+    "Payment",
+    "Payout",
     "Proposal",
+    "Refund",
+    "Session",
     "TimeOff",
     "User",
+    "WebhookEvent",
 ]

@@ -38,6 +38,10 @@ class CoachProfile(db.Model):
     # Filled by ratings (sessions issue); kept here so the directory can sort cheaply.
     rating_average: Mapped[float | None] = mapped_column(db.Float)
     rating_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Stripe Connect (Express) account for payouts; without one, earnings stay payable.
+    stripe_account_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payouts_enabled: Mapped[bool] = mapped_column(db.Boolean, default=False,
+                                                  server_default=db.false())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
                                                  onupdate=clock.now)
 

@@ -1,0 +1,243 @@
+"""Money: payments held in escrow, payouts to coaches, refunds, disputes, Stripe events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from skileez import clock
+from skileez.core.types import UTCDateTime
+from skileez.extensions import db
+
+
+class Payment(db.Model):
+    """What the student pays for one session; held until released to the coach."""
+
+    __tablename__ = "payments"
+    __display_name__ = "payment"
+    __transitions__ = {"status": {
+        "pending": {"held", "failed"},
+        # A declined card can be retried while the hold lasts.
+        "failed": {"held", "failed"},
+        "held": {"released", "refunded", "partially_refunded", "disputed"},
+        "partially_refunded": {"released", "refunded", "partially_refunded", "disputed"},
+        "disputed": {"released", "refunded", "partially_refunded"},
+        "released": set(),
+        "refunded": set(),
+    }}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), unique=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    coach_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    fee_minor: Mapped[int] = mapped_column(BigInteger)
+    coach_net_minor: Mapped[int] = mapped_column(BigInteger)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(24), default="pending")
+    gateway: Mapped[str] = mapped_column(String(10))  # 'stripe' or 'test'
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    client_secret: Mapped[str | None] = mapped_column(String(255))
+    charge_id: Mapped[str | None] = mapped_column(String(255))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    release_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
+                                                 onupdate=clock.now)
+
+    session = relationship("Session", backref=db.backref("payment", uselist=False))
+    student = relationship("User", foreign_keys=[student_id])
+    coach = relationship("User", foreign_keys=[coach_id])
+
+    __table_args__ = (
+        CheckConstraint("amount_minor >= 0 AND fee_minor >= 0 AND coach_net_minor >= 0 "
+                        "AND fee_minor + coach_net_minor = amount_minor", name="split_adds_up"),
+        CheckConstraint("refunded_minor >= 0 AND refunded_minor <= amount_minor",
+                        name="refund_within_amount"),
+        CheckConstraint("status IN ('pending', 'held', 'released', 'refunded', "
+                        "'partially_refunded', 'disputed', 'failed')", name="status_known"),
+        Index("ix_payments_release", "status", "release_at"),
+    )
+
+    @property
+    def remaining_minor(self) -> int:
+        """What is still in escrow for this payment (after refunds)."""
+        return self.amount_minor - self.refunded_minor
+
+    def is_participant(self, user) -> bool:
+        return bool(user and user.is_authenticated and user.id in (self.student_id,
+                                                                    self.coach_id))
+
+
+class Payout(db.Model):
+    """The coach's share of one released payment. Unique per payment: never paid twice."""
+
+    __tablename__ = "payouts"
+    __display_name__ = "payout"
+    __transitions__ = {"status": {
+        "pending": {"paid", "payable", "failed"},
+        "failed": {"paid", "failed", "payable"},
+        # A balance owed because the coach had no connected account; paid once they have one.
+        "payable": {"paid", "failed"},
+        "paid": {"reversed"},
+        "reversed": set(),
+    }}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), unique=True)
+    coach_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    transfer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
+                                                 onupdate=clock.now)
+
+    payment = relationship("Payment", backref=db.backref("payout", uselist=False))
+    coach = relationship("User")
+
+    __table_args__ = (
+        CheckConstraint("amount_minor >= 0", name="amount_not_negative"),
+        CheckConstraint("status IN ('pending', 'paid', 'payable', 'failed', 'reversed')",
+                        name="status_known"),
+        Index("ix_payouts_due", "status", "next_attempt_at"),
+    )
+
+
+class Refund(db.Model):
+    """Money going back to the student; executed at Stripe by an idempotent job."""
+
+    __tablename__ = "refunds"
+    __display_name__ = "refund"
+    __transitions__ = {"status": {
+        "pending": {"succeeded", "failed"},
+        "failed": {"succeeded", "failed"},
+        "succeeded": set(),
+    }}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    gateway_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
+                                                 onupdate=clock.now)
+
+    payment = relationship("Payment", backref=db.backref("refunds", order_by="Refund.id"))
+
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status_known"),
+        Index("ix_refunds_due", "status", "next_attempt_at"),
+    )
+
+
+class Dispute(db.Model):
+    __tablename__ = "disputes"
+    __display_name__ = "dispute"
+    __transitions__ = {"status": {"open": {"resolved"}, "resolved": set()}}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    opened_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    source: Mapped[str] = mapped_column(String(10), default="student")  # or 'stripe'
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    resolution: Mapped[str | None] = mapped_column(String(24))
+    refund_minor: Mapped[int | None] = mapped_column(BigInteger)
+    note: Mapped[str | None] = mapped_column(Text)
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
+                                                 onupdate=clock.now)
+
+    payment = relationship("Payment", backref=db.backref("disputes", order_by="Dispute.id"))
+    opened_by = relationship("User", foreign_keys=[opened_by_id])
+    resolved_by = relationship("User", foreign_keys=[resolved_by_id])
+
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'resolved')", name="status_known"),
+        Index("uq_disputes_one_open", "payment_id", unique=True,
+              postgresql_where=text("status = 'open'"), sqlite_where=text("status = 'open'")),
+    )
+
+
+class WebhookEvent(db.Model):
+    """Every Stripe event id we processed: a repeat finds its row and changes nothing."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class LedgerTransaction(db.Model):
+    """One money movement. Immutable: a correction is a new transaction."""
+
+    __tablename__ = "ledger_transactions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"), index=True)
+    refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id"), index=True)
+    memo: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    entries = relationship("LedgerEntry", back_populates="transaction",
+                           order_by="LedgerEntry.id")
+
+
+ACCOUNTS = ("student_funding", "escrow", "coach_payable", "platform_revenue", "refunds",
+            "paid_out")
+
+
+class LedgerEntry(db.Model):
+    """A signed amount on one account; the entries of a transaction sum to zero."""
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"),
+                                                index=True)
+    account: Mapped[str] = mapped_column(String(30))
+    # Which coach a coach_payable / paid_out entry belongs to.
+    coach_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+
+    transaction = relationship("LedgerTransaction", back_populates="entries")
+
+    __table_args__ = (
+        CheckConstraint("account IN ('student_funding', 'escrow', 'coach_payable', "
+                        "'platform_revenue', 'refunds', 'paid_out')", name="account_known"),
+        Index("ix_ledger_entries_account", "account", "currency"),
+    )
