@@ -74,7 +74,7 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _configure_sqlite(app: Flask) -> None:
-    """WAL and a busy timeout, so readers never block the writer and writers queue."""
+    """WAL, foreign keys, and a busy timeout so writers queue instead of failing."""
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         return
     from sqlalchemy import event

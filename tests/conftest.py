@@ -359,3 +359,28 @@ def make_contract(make_app, make_proposal):
             _load(Proposal, proposal.id), _load(User, offering.coach_id)))
 
     return factory
+
+
+@pytest.fixture
+def coaching(make_user, make_offering, add_hours, make_contract):
+    """A coach in Berlin free Mon–Fri 09:00–17:00, a student in New York, one contract."""
+    coach = make_user("coach", name="Clara Schmidt", email="clara@example.com",
+                      timezone="Europe/Berlin")
+    student = make_user(name="Sam Rivera", email="sam@example.com", timezone="America/New_York")
+    offering = make_offering(coach, title="Conversation practice", duration=60, price=4990,
+                             currency="EUR")
+    add_hours(coach, [0, 1, 2, 3, 4], "09:00", "17:00")
+    contract = make_contract(student, offering, sessions=5)
+    return {"coach": coach, "student": student, "offering": offering, "contract": contract}
+
+
+@pytest.fixture
+def book_session(make_app):
+    """Book through the real operation: book_session(student, contract, starts_at)."""
+    from skileez.auth.models import User
+    from skileez.sessions.operations import book
+
+    def factory(student, contract, starts_at):
+        return _in_app(make_app, lambda: book(_load(User, student.id), contract.id, starts_at))
+
+    return factory

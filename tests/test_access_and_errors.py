@@ -14,7 +14,7 @@ from skileez.core.errors import Conflict, DomainError
 from skileez.extensions import db
 
 PUBLIC = {"core.home", "core.health", "auth.login", "auth.register", "coaches.index",
-          "coaches.profile"}
+          "coaches.profile", "payments.webhook"}
 
 
 def _get_rules(app):

@@ -196,3 +196,7 @@ def job_action(queue_name: str, job_id: str, action: str):
     flash("The job has been queued again." if action == "requeue"
           else "The failed job has been deleted.", "success")
     return redirect(url_for("admin.jobs"), code=303)
+
+
+# Money pages live in their own module but share this blueprint.
+from skileez.admin import payments as _payments  # noqa: E402, F401

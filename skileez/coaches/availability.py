@@ -1,14 +1,11 @@
 """Feeding the slot engine from the database.
 
 ``slots.py`` is pure; this module loads a coach's rules, time off, settings and
-blocking sessions and asks it for open times. Blocking intervals come from
-sessions, which arrive with the booking issue: ``BLOCKING_SOURCES`` is where
-that domain registers its query, so this module never imports sessions.
+blocking sessions and asks it for open times.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -19,16 +16,12 @@ from skileez.coaches.slots import Interval, WeeklyRule, next_open_slot, open_slo
 from skileez.extensions import db
 from skileez.policy import get_policy
 
-# Each source returns the busy intervals of a coach (and, when given, a student).
-BlockingSource = Callable[[int, int | None], list[Interval]]
-BLOCKING_SOURCES: list[BlockingSource] = []
-
 
 def blocking_intervals(coach_id: int, student_id: int | None = None) -> list[Interval]:
-    intervals: list[Interval] = []
-    for source in BLOCKING_SOURCES:
-        intervals.extend(source(coach_id, student_id))
-    return intervals
+    # Imported here: sessions build on coaches, not the other way round.
+    from skileez.sessions.operations import blocking_sessions
+
+    return blocking_sessions(coach_id, student_id)
 
 
 def _engine_arguments(coach, duration: timedelta, student_id: int | None = None) -> dict:

@@ -125,10 +125,24 @@ class Contract(db.Model):
     def other_party(self, user):
         return self.coach if user.id == self.student_id else self.student
 
-    # Sessions arrive with the booking issue; until then nothing is completed.
     @property
     def completed_sessions(self) -> int:
-        return 0
+        return sum(1 for session in self.sessions if session.status == "completed")
+
+    @property
+    def booked_sessions(self) -> int:
+        """Sessions using up the contract: all but cancelled, expired and missed ones."""
+        return sum(1 for session in self.sessions if session.blocks_calendar)
+
+    def can_book(self, user) -> Decision:
+        if not (user and user.is_authenticated) or user.id != self.student_id:
+            return deny("Only the student books sessions on this contract.")
+        if self.status != "active":
+            return deny(f"This contract is {self.status}.")
+        if self.booked_sessions >= self.total_sessions:
+            return deny(f"All {self.total_sessions} sessions are booked. A cancelled or missed "
+                        "session frees its place again.")
+        return ALLOWED
 
     @property
     def remaining_sessions(self) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Flask, g, render_template, request
 from flask_login import current_user
@@ -54,12 +54,16 @@ def init_app(app: Flask) -> None:
     def security_headers(response):
         stripe_origin = _origin(app.config["STRIPE_JS_URL"])
         script_src = " ".join(filter(None, ["'self'", stripe_origin]))
+        # Stripe.js talks to Stripe's API (or, in tests, to the stand-in it came from).
+        connect_src = " ".join(dict.fromkeys(filter(None, [
+            "'self'", "https://api.stripe.com", stripe_origin,
+            _origin(app.config["STRIPE_API_BASE"])])))
         frame_src = " ".join(filter(None, ["'self'", stripe_origin, "https://hooks.stripe.com"]))
         response.headers.setdefault(
             "Content-Security-Policy",
             f"default-src 'self'; script-src {script_src}; style-src 'self'; "
-            f"img-src 'self' data:; font-src 'self' data:; connect-src 'self' "
-            f"https://api.stripe.com; frame-src {frame_src}; object-src 'none'; "
+            f"img-src 'self' data:; font-src 'self' data:; connect-src {connect_src}; "
+            f"frame-src {frame_src}; object-src 'none'; "
             "base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
         )
         response.headers.setdefault("X-Frame-Options", "DENY")
@@ -169,6 +173,11 @@ def _register_template_helpers(app: Flask) -> None:
     @app.template_filter("money")
     def money_filter(minor: int, currency: str):
         return format_money(minor, currency)
+
+    @app.template_filter("utc_param")
+    def utc_param_filter(instant):
+        """An instant for a URL: '2026-03-11T09:00:00Z' survives query strings ('+' does not)."""
+        return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if instant else ""
 
     @app.template_filter("iso")
     def iso_filter(instant):

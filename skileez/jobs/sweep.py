@@ -23,6 +23,8 @@ HANDLERS: dict[str, HandlerFn] = {}
 HANDLER_MODULES = (
     "skileez.notifications.deadlines",
     "skileez.contracts.deadlines",
+    "skileez.sessions.deadlines",
+    "skileez.payments.deadlines",
 )
 
 

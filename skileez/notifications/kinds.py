@@ -92,3 +92,64 @@ register(Kind(
             "answer.",
     endpoint="contracts.proposal", endpoint_args=("proposal_id",),
 ))
+
+
+_WHEN = "{{ payload.starts_at|local_in(recipient.timezone) }}"
+
+register(Kind(
+    name="payment_received",
+    subject="Payment received: your session on " + _WHEN + " is booked",
+    summary="We received your payment of {{ payload.amount }}. Your session of "
+            "{{ payload.contract_title }} with {{ payload.coach_name }} on " + _WHEN +
+            " is booked. The money is held until the session is done.",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="session_booked",
+    subject="New session booked: {{ payload.student_name }} on " + _WHEN,
+    summary="{{ payload.student_name }} booked and paid a session of "
+            "{{ payload.contract_title }} on " + _WHEN + ".",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="booking_expired",
+    subject="Your booking hold expired",
+    summary="The hold on your session of {{ payload.contract_title }} on " + _WHEN +
+            " expired before payment, so the time was released. Book again if it is still "
+            "free.",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="refund_issued",
+    subject="Refund of {{ payload.amount }} issued",
+    summary="We refunded {{ payload.amount }} for your session of "
+            "{{ payload.contract_title }} on " + _WHEN + ". Reason: {{ payload.reason }}",
+    detail="Refunds reach your card within 5–10 business days.",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="escrow_released",
+    subject="{{ payload.amount }} released to you",
+    summary="{{ payload.amount }} for the session with {{ payload.student_name }} on " + _WHEN
+            + " was released from escrow and is on its way to you.",
+    endpoint="payments.index",
+))
+register(Kind(
+    name="dispute_opened",
+    subject="A dispute was opened on the session of " + _WHEN,
+    summary="{{ payload.student_name }} opened a dispute about the session of "
+            "{{ payload.contract_title }} on " + _WHEN + ". The payment is on hold until an "
+            "admin resolves it.",
+    detail="Reason given: “{{ payload.reason }}”",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="dispute_resolved",
+    subject="The dispute on the session of " + _WHEN + " was resolved",
+    summary="The dispute about the session of {{ payload.contract_title }} on " + _WHEN +
+            " was resolved: {{ {'release': 'the payment goes to the coach', 'refund': "
+            "'the student is refunded in full', 'partial': 'part is refunded, the rest goes "
+            "to the coach'}[payload.resolution] }}.",
+    detail="{% if payload.note %}Note from the admin: “{{ payload.note }}”{% endif %}",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))

@@ -1,14 +1,240 @@
-"""Payments: the landing page of this domain; later issues fill it in."""
+"""Paying for a session, receipts, earnings, Stripe webhooks and Connect onboarding."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+import uuid
 
-from skileez.core.access import require_login
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy import select
+
+from skileez.coaches.operations import profile_for
+from skileez.core.access import public, require_login, role_required
+from skileez.core.errors import Conflict
+from skileez.extensions import csrf, db
+from skileez.payments import operations, queries
+from skileez.payments.forms import DisputeForm
+from skileez.payments.gateway import CardDeclined, GatewayError, InvalidWebhook, get_gateway
+from skileez.payments.models import Payment
+from skileez.payments.webhooks import handle_event
 
 bp = require_login(Blueprint("payments", __name__, url_prefix="/payments"))
 
 
 @bp.get("/")
 def index():
-    return render_template("payments/index.html")
+    if current_user.is_coach:
+        return render_template("payments/earnings.html", **queries.coach_earnings(current_user),
+                               profile=profile_for(current_user),
+                               stripe=get_gateway().name == "stripe")
+    page = db.paginate(select(Payment).where(Payment.student_id == current_user.id)
+                       .order_by(Payment.created_at.desc(), Payment.id.desc()),
+                       per_page=20, error_out=False)
+    return render_template("payments/history.html", page=page)
+
+
+def _payment_for_participant(payment_id: int) -> Payment:
+    payment = db.session.get(Payment, payment_id)
+    if payment is None or not payment.is_participant(current_user):
+        abort(404)
+    return payment
+
+
+def _payment_for_student(payment_id: int) -> Payment:
+    payment = _payment_for_participant(payment_id)
+    if current_user.id != payment.student_id:
+        abort(403, "Only the student pays for a session.")
+    return payment
+
+
+@bp.get("/<int:payment_id>/pay")
+def pay(payment_id: int):
+    payment = _payment_for_student(payment_id)
+    can_pay, why = operations.payment_can_be_paid(payment)
+    if not can_pay:
+        if payment.status in ("held", "released", "refunded", "partially_refunded"):
+            return redirect(url_for("sessions.detail", session_id=payment.session_id))
+        return render_template("payments/pay.html", payment=payment, blocked=why), 409
+    gateway = get_gateway()
+    context = {"payment": payment, "gateway": gateway.name}
+    if gateway.name == "stripe":
+        try:
+            operations.ensure_payment_intent(payment)
+            context["setup_secret"] = gateway.create_setup_intent(
+                idempotency_key=f"setup-{payment.id}-{uuid.uuid4().hex[:8]}",
+                metadata={"payment_id": str(payment.id)})
+        except GatewayError as error:
+            current_app.logger.warning("Stripe unavailable for payment %s: %s", payment.id,
+                                       error.message)
+            return render_template("payments/pay.html", payment=payment,
+                                   blocked="Card payments are unavailable for a moment. "
+                                           "Your time stays held; try again in a minute."), 503
+        context["publishable_key"] = current_app.config["STRIPE_PUBLISHABLE_KEY"]
+        context["stripe_js_url"] = current_app.config["STRIPE_JS_URL"]
+    return render_template("payments/pay.html", **context)
+
+
+@bp.post("/<int:payment_id>/card")
+def confirm_card(payment_id: int):
+    """Stripe.js collected a card; confirm the PaymentIntent with it (JSON for pay.js)."""
+    payment = _payment_for_student(payment_id)
+    payment_method = str((request.get_json(silent=True) or {}).get("payment_method") or "")
+    if not payment_method.startswith("pm_") or len(payment_method) > 255:
+        return jsonify(error="The card details could not be read. Try again."), 422
+    status_url = url_for("payments.status", payment_id=payment.id)
+    try:
+        result = operations.confirm_card(payment, payment_method,
+                                         return_url=url_for("payments.status",
+                                                            payment_id=payment.id,
+                                                            _external=True))
+    except CardDeclined as error:
+        return jsonify(error=error.message), 402
+    except Conflict as error:
+        return jsonify(error=error.message), 409
+    except GatewayError:
+        return jsonify(error="The payment service did not answer. Nothing was charged; "
+                             "try again in a moment."), 503
+    return jsonify(status=result.status, client_secret=result.client_secret, next=status_url)
+
+
+@bp.post("/<int:payment_id>/test-card")
+def test_card(payment_id: int):
+    """The offline gateway's card page: produces the events a Stripe webhook would."""
+    payment = _payment_for_student(payment_id)
+    if get_gateway().name != "test" or payment.gateway != "test":
+        abort(404)
+    can_pay, why = operations.payment_can_be_paid(payment)
+    if not can_pay:
+        flash(why, "warning")
+        return redirect(url_for("payments.pay", payment_id=payment.id), code=303)
+    operations.ensure_payment_intent(payment)
+    declined = request.form.get("card") == "decline"
+    intent = {"id": payment.payment_intent_id, "object": "payment_intent",
+              "amount": payment.amount_minor, "amount_received": 0 if declined
+              else payment.amount_minor, "currency": payment.currency.lower(),
+              "metadata": {"payment_id": str(payment.id)},
+              "latest_charge": None if declined else f"ch_test_{payment.id}"}
+    if declined:
+        intent["last_payment_error"] = {"code": "card_declined",
+                                        "message": "Your card was declined (test card)."}
+    handle_event({"id": f"evt_test_{uuid.uuid4().hex}", "type":
+                  "payment_intent.payment_failed" if declined else "payment_intent.succeeded",
+                  "data": {"object": intent}})
+    db.session.commit()
+    if declined:
+        flash("Your card was declined. Nothing was charged; you can try another card while "
+              "the time is held.", "danger")
+        return redirect(url_for("payments.pay", payment_id=payment.id), code=303)
+    flash("Payment received. Your session is booked.", "success")
+    return redirect(url_for("sessions.detail", session_id=payment.session_id), code=303)
+
+
+@bp.get("/<int:payment_id>/status")
+def status(payment_id: int):
+    """Waiting for the provider's confirmation; the fragment polls until it arrives."""
+    payment = _payment_for_participant(payment_id)
+    template = "payments/_status.html" if request.headers.get("HX-Request") == "true" \
+        else "payments/status.html"
+    return render_template(template, payment=payment)
+
+
+@bp.post("/webhook")
+@public
+@csrf.exempt
+def webhook():
+    try:
+        event = get_gateway().construct_event(request.get_data(),
+                                              request.headers.get("Stripe-Signature"))
+    except InvalidWebhook as error:
+        current_app.logger.warning("Rejected webhook: %s", error)
+        return jsonify(error="invalid signature"), 400
+    outcome = handle_event(event)
+    db.session.commit()
+    return jsonify(received=True, outcome=outcome)
+
+
+@bp.get("/<int:payment_id>/receipt")
+def receipt(payment_id: int):
+    payment = _payment_for_participant(payment_id)
+    if payment.status in ("pending", "failed"):
+        abort(404)
+    return render_template("payments/receipt.html", payment=payment)
+
+
+@bp.route("/<int:payment_id>/dispute", methods=["GET", "POST"])
+def dispute(payment_id: int):
+    payment = _payment_for_participant(payment_id)
+    allowed, why = operations.can_dispute(payment, current_user)
+    form = DisputeForm()
+    if not allowed:
+        return render_template("payments/dispute.html", payment=payment, form=form,
+                               blocked=why), 409 if request.method == "POST" else 200
+    if form.validate_on_submit():
+        try:
+            operations.open_dispute(payment, current_user, reason=form.reason.data)
+            db.session.commit()
+        except Conflict as error:
+            db.session.rollback()
+            return render_template("payments/dispute.html", payment=payment, form=form,
+                                   blocked=error.message), 409
+        flash("Your dispute is open. The payment stays on hold until an admin decides; both "
+              "of you will hear the outcome.", "success")
+        return redirect(url_for("sessions.detail", session_id=payment.session_id), code=303)
+    return render_template("payments/dispute.html", payment=payment, form=form), \
+        422 if form.errors else 200
+
+
+# --- Stripe Connect for coaches ----------------------------------------------------------
+
+@bp.post("/connect")
+@role_required("coach")
+def connect():
+    profile = profile_for(current_user)
+    gateway = get_gateway()
+    try:
+        if not profile.stripe_account_id:
+            profile.stripe_account_id = gateway.create_express_account(
+                email=current_user.email, idempotency_key=f"coach-account-{current_user.id}",
+                metadata={"coach_id": str(current_user.id)})
+            db.session.commit()
+        link = gateway.account_link(
+            account_id=profile.stripe_account_id,
+            refresh_url=url_for("payments.index", _external=True),
+            return_url=url_for("payments.connect_return", _external=True))
+    except GatewayError as error:
+        db.session.rollback()
+        flash(f"Stripe could not start the set-up: {error.message}", "danger")
+        return redirect(url_for("payments.index"), code=303)
+    return redirect(link, code=303)
+
+
+@bp.get("/connect/return")
+@role_required("coach")
+def connect_return():
+    profile = profile_for(current_user)
+    if not profile.stripe_account_id:
+        return redirect(url_for("payments.index"))
+    try:
+        status = get_gateway().account_status(profile.stripe_account_id)
+    except GatewayError as error:
+        flash(f"Could not check your payout account: {error.message}", "warning")
+        return redirect(url_for("payments.index"))
+    profile.payouts_enabled = status.payouts_enabled
+    db.session.commit()
+    if status.payouts_enabled:
+        flash("Your payout account is ready. Released payments, and any balance waiting, "
+              "will be transferred to it.", "success")
+    else:
+        flash("Stripe still needs some details before it can pay you. Continue the set-up "
+              "when you are ready.", "warning")
+    return redirect(url_for("payments.index"))

@@ -1,14 +1,147 @@
-"""My sessions: the landing page of this domain; later issues fill it in."""
+"""Booking a session, and the session pages."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from datetime import UTC, date, datetime, time, timedelta
 
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import or_, select
+
+from skileez import clock
+from skileez.coaches.availability import coach_open_slots
+from skileez.coaches.operations import profile_for
+from skileez.contracts.models import Contract
 from skileez.core.access import require_login
+from skileez.core.errors import Conflict
+from skileez.core.http import choice_arg
+from skileez.core.models import AuditEvent
+from skileez.core.money import share
+from skileez.core.timezones import localize, zone
+from skileez.extensions import db
+from skileez.policy import get_policy
+from skileez.sessions import operations
+from skileez.sessions.forms import BookForm
+from skileez.sessions.models import Session
 
 bp = require_login(Blueprint("sessions", __name__, url_prefix="/sessions"))
+
+STATUSES = ("pending_payment", "scheduled", "reschedule_requested", "in_progress", "completed",
+            "cancelled", "expired", "missed")
+
+
+def _is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
 
 
 @bp.get("/")
 def index():
-    return render_template("sessions/index.html")
+    status = choice_arg("status", STATUSES)
+    statement = select(Session).where(or_(Session.student_id == current_user.id,
+                                          Session.coach_id == current_user.id))
+    if status:
+        statement = statement.where(Session.status == status)
+    page = db.paginate(statement.order_by(Session.starts_at.desc(), Session.id.desc()),
+                       per_page=20, error_out=False)
+    return render_template("sessions/index.html", page=page, status=status, statuses=STATUSES)
+
+
+def _session_for_participant(session_id: int) -> Session:
+    session = db.session.get(Session, session_id)
+    if session is None or not session.is_participant(current_user):
+        abort(404)
+    return session
+
+
+@bp.get("/<int:session_id>")
+def detail(session_id: int):
+    session = _session_for_participant(session_id)
+    history = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.object_type == "sessions", AuditEvent.object_id == session.id)
+        .order_by(AuditEvent.created_at, AuditEvent.id)).all()
+    return render_template("sessions/detail.html", session=session, history=history,
+                           policy=get_policy())
+
+
+# --- booking --------------------------------------------------------------------------
+
+def _student_contract(contract_id: int) -> Contract:
+    contract = db.session.get(Contract, contract_id)
+    if contract is None or not contract.is_participant(current_user):
+        abort(404)
+    if current_user.id != contract.student_id:
+        abort(403, "Only the student books sessions on a contract.")
+    return contract
+
+
+def _week_start(text: str | None, tz: str) -> date:
+    today = localize(clock.now(), tz).date()
+    this_week = today - timedelta(days=today.weekday())
+    try:
+        chosen = date.fromisoformat(text) if text else this_week
+    except ValueError:
+        chosen = this_week
+    chosen -= timedelta(days=chosen.weekday())
+    return max(chosen, this_week)
+
+
+@bp.get("/book/<int:contract_id>")
+def book(contract_id: int):
+    contract = _student_contract(contract_id)
+    tz = current_user.timezone
+    week = _week_start(request.args.get("week"), tz)
+    start = datetime.combine(week, time(0), tzinfo=zone(tz)).astimezone(UTC)
+    end = datetime.combine(week + timedelta(days=7), time(0), tzinfo=zone(tz)).astimezone(UTC)
+    slots = coach_open_slots(contract.coach, timedelta(minutes=contract.duration_minutes),
+                             start, end, student_id=current_user.id)
+    days = {week + timedelta(days=n): [] for n in range(7)}
+    for slot in slots:
+        days.setdefault(localize(slot, tz).date(), []).append(slot)
+    horizon_end = clock.now() + timedelta(days=profile_for(contract.coach).horizon_days)
+    context = {"contract": contract, "days": days, "week": week,
+               "prev_week": week - timedelta(days=7) if week > _week_start(None, tz) else None,
+               "next_week": week + timedelta(days=7) if end < horizon_end else None,
+               "booked": operations.booked_count(contract.id),
+               "slot_count": len(slots)}
+    if _is_htmx():
+        return render_template("sessions/_week.html", **context)
+    return render_template("sessions/book.html", **context)
+
+
+def _parse_start(text: str | None) -> datetime:
+    try:
+        value = datetime.fromisoformat((text or "").strip())
+    except ValueError:
+        abort(400, "That start time could not be read.")
+    if value.tzinfo is None:
+        abort(400, "That start time has no time zone.")
+    return value.astimezone(UTC)
+
+
+@bp.route("/book/<int:contract_id>/confirm", methods=["GET", "POST"])
+def confirm(contract_id: int):
+    contract = _student_contract(contract_id)
+    form = BookForm()
+    starts_at = _parse_start(form.starts_at.data if request.method == "POST"
+                             else request.args.get("start"))
+    form.starts_at.data = starts_at.isoformat()
+    policy = get_policy()
+    fee = share(contract.price_minor, policy.platform_fee)
+    context = {"contract": contract, "form": form, "starts_at": starts_at,
+               "ends_at": starts_at + timedelta(minutes=contract.duration_minutes),
+               "fee": fee, "net": contract.price_minor - fee, "policy": policy,
+               "free_until": starts_at - policy.late_cancellation_window}
+    if request.method == "POST" and form.validate_on_submit():
+        try:
+            session = operations.book(current_user, contract.id, starts_at)
+            db.session.commit()
+        except Conflict as error:
+            db.session.rollback()
+            flash(error.message, "warning")
+            return render_template("sessions/confirm.html", conflict=error.message,
+                                   **context), 409
+        except LookupError:
+            db.session.rollback()
+            abort(404)
+        return redirect(url_for("payments.pay", payment_id=session.payment.id), code=303)
+    return render_template("sessions/confirm.html", **context)

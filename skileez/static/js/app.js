@@ -28,3 +28,8 @@
     }
   });
 })();
+
+// Print buttons (receipts) without inline handlers.
+document.addEventListener("click", function (event) {
+  if (event.target.closest("[data-print]")) { window.print(); }
+});

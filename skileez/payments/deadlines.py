@@ -1,0 +1,66 @@
+"""Deadline handlers for money: escrow releases, payouts and refunds that are due."""
+
+from __future__ import annotations
+
+from flask import current_app
+from sqlalchemy import and_, exists, or_, select
+
+from skileez import clock
+from skileez.coaches.models import CoachProfile
+from skileez.core.errors import Conflict
+from skileez.extensions import db
+from skileez.jobs.queue import dispatch
+from skileez.jobs.sweep import deadline_handler
+from skileez.payments.models import Dispute, Payment, Payout, Refund
+from skileez.payments.operations import execute_refund, pay_out, release
+
+BATCH = 200
+
+
+@deadline_handler("release_escrow")
+def release_escrow() -> int:
+    """Payments whose release time has come and that nobody disputes."""
+    due = db.session.scalars(
+        select(Payment).where(
+            Payment.status.in_(("held", "partially_refunded")),
+            Payment.release_at.is_not(None), Payment.release_at <= clock.now(),
+            ~exists().where(Dispute.payment_id == Payment.id, Dispute.status == "open"))
+        .order_by(Payment.release_at).limit(BATCH)).all()
+    released = 0
+    for payment in due:
+        try:
+            with db.session.begin_nested():
+                release(payment, reason="released automatically after completion")
+            released += 1
+        except Conflict:
+            continue
+    return released
+
+
+@deadline_handler("pay_out")
+def pay_out_due() -> int:
+    """Payouts never attempted, failed ones due for a retry, and balances now payable."""
+    now = clock.now()
+    connected = exists().where(CoachProfile.user_id == Payout.coach_id,
+                               CoachProfile.payouts_enabled.is_(True))
+    due_ids = db.session.scalars(
+        select(Payout.id).where(or_(
+            and_(Payout.status.in_(("pending", "failed")), Payout.next_attempt_at <= now),
+            and_(Payout.status == "payable", connected),
+        )).order_by(Payout.id).limit(BATCH)).all()
+    app = current_app._get_current_object()
+    for payout_id in due_ids:
+        dispatch(app, pay_out, (payout_id,), queue="payouts")
+    return len(due_ids)
+
+
+@deadline_handler("retry_refunds")
+def retry_refunds() -> int:
+    due_ids = db.session.scalars(
+        select(Refund.id).where(Refund.status.in_(("pending", "failed")),
+                                Refund.next_attempt_at <= clock.now())
+        .order_by(Refund.id).limit(BATCH)).all()
+    app = current_app._get_current_object()
+    for refund_id in due_ids:
+        dispatch(app, execute_refund, (refund_id,), queue="payouts")
+    return len(due_ids)

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from wtforms import RadioField, SelectChoice, StringField, TextAreaField
+from wtforms.validators import InputRequired, Length, Optional
+
+from skileez.core.forms import Form
+
+
+class DisputeForm(Form):
+    reason = TextAreaField("What went wrong?", validators=[
+        InputRequired("Tell us what went wrong."),
+        Length(min=10, max=1000, message="Write between 10 and 1000 characters."),
+    ], render_kw={"rows": 5, "maxlength": 1000})
+
+
+class AdminMoneyForm(Form):
+    """Manual release or refund: an admin always says why."""
+
+    amount = StringField("Amount to refund", validators=[Optional()],
+                         render_kw={"inputmode": "decimal"},
+                         description="Leave empty to refund everything still held.")
+    reason = TextAreaField("Reason (kept in the audit log and told to the student)", validators=[
+        InputRequired("Give a reason."),
+        Length(min=5, max=500, message="Write between 5 and 500 characters."),
+    ], render_kw={"rows": 2})
+
+
+class ResolveDisputeForm(Form):
+    resolution = RadioField("Decision", choices=[
+        SelectChoice("release", "Release the payment to the coach"),
+        SelectChoice("refund", "Refund the student in full"),
+        SelectChoice("partial", "Refund part, release the rest"),
+    ], validators=[InputRequired("Choose a decision.")])
+    refund_amount = StringField("Amount to refund (for a partial refund)",
+                                validators=[Optional()], render_kw={"inputmode": "decimal"})
+    note = TextAreaField("Note to both people", validators=[
+        Length(max=1000, message="Keep the note under 1000 characters.")],
+        render_kw={"rows": 3})

@@ -1,0 +1,149 @@
+"""The payment gateway port and its test adapter.
+
+Everything that talks to a payment provider goes through ``Gateway``. Two
+adapters exist: ``StripeGateway`` (``stripe_gateway.py``, the official
+library) when STRIPE_SECRET_KEY is set, and ``TestGateway`` otherwise, so
+``make run`` works offline. The test adapter never pretends a payment
+happened: its card page produces the same events a Stripe webhook would, and
+they go through the same handler.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from flask import current_app
+
+
+class GatewayError(Exception):
+    """The provider refused or failed. ``retryable`` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool = False, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.code = code
+
+
+class CardDeclined(GatewayError):
+    """The card was declined; the message is safe to show to the student."""
+
+
+class InvalidWebhook(Exception):
+    """Signature, timestamp or payload did not check out: answer 400, trust nothing."""
+
+
+@dataclass(frozen=True)
+class IntentResult:
+    intent_id: str
+    client_secret: str | None
+    # Stripe's PaymentIntent statuses: requires_payment_method, requires_confirmation,
+    # requires_action, processing, succeeded, canceled.
+    status: str
+    charge_id: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    account_id: str
+    details_submitted: bool
+    payouts_enabled: bool
+
+
+class Gateway(Protocol):
+    name: str
+
+    def create_payment_intent(self, *, amount_minor: int, currency: str, idempotency_key: str,
+                              metadata: dict[str, str]) -> IntentResult: ...
+
+    def create_setup_intent(self, *, idempotency_key: str,
+                            metadata: dict[str, str]) -> str:
+        """Client secret of a SetupIntent that Stripe.js uses to collect a card."""
+
+    def confirm_payment_intent(self, *, intent_id: str, payment_method: str,
+                               return_url: str | None = None) -> IntentResult:
+        """Attach the card and confirm. Raises CardDeclined when the card is refused."""
+
+    def retrieve_payment_intent(self, intent_id: str) -> IntentResult: ...
+
+    def refund(self, *, intent_id: str, amount_minor: int, idempotency_key: str,
+               metadata: dict[str, str]) -> str:
+        """Refund id."""
+
+    def create_transfer(self, *, amount_minor: int, currency: str, destination: str,
+                        transfer_group: str, source_transaction: str | None,
+                        idempotency_key: str, metadata: dict[str, str]) -> str:
+        """Transfer id."""
+
+    def create_express_account(self, *, email: str, idempotency_key: str,
+                               metadata: dict[str, str]) -> str:
+        """Connected account id."""
+
+    def account_link(self, *, account_id: str, refresh_url: str, return_url: str) -> str:
+        """URL of Stripe's hosted onboarding for the account."""
+
+    def account_status(self, account_id: str) -> AccountStatus: ...
+
+    def construct_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        """Verify and parse a webhook. Raises InvalidWebhook."""
+
+
+@dataclass
+class TestGateway:
+    """Offline adapter: ids are made up, money never moves, events come from the card page.
+
+    Connect is simulated too: ``create_express_account`` returns an account whose
+    onboarding is the app's own test page, and transfers succeed immediately.
+    """
+
+    name: str = "test"
+    onboarded: set[str] = field(default_factory=set)
+
+    def create_payment_intent(self, *, amount_minor, currency, idempotency_key, metadata):
+        intent_id = f"pi_test_{idempotency_key}"
+        return IntentResult(intent_id, f"{intent_id}_secret", "requires_payment_method")
+
+    def create_setup_intent(self, *, idempotency_key, metadata):
+        return f"seti_test_{idempotency_key}_secret"
+
+    def confirm_payment_intent(self, *, intent_id, payment_method, return_url=None):
+        raise GatewayError("The test gateway is paid through its card page.")
+
+    def retrieve_payment_intent(self, intent_id):
+        return IntentResult(intent_id, f"{intent_id}_secret", "requires_payment_method")
+
+    def refund(self, *, intent_id, amount_minor, idempotency_key, metadata):
+        return f"re_test_{idempotency_key}"
+
+    def create_transfer(self, *, amount_minor, currency, destination, transfer_group,
+                        source_transaction, idempotency_key, metadata):
+        return f"tr_test_{idempotency_key}"
+
+    def create_express_account(self, *, email, idempotency_key, metadata):
+        return f"acct_test_{uuid.uuid5(uuid.NAMESPACE_URL, idempotency_key).hex[:16]}"
+
+    def account_link(self, *, account_id, refresh_url, return_url):
+        return return_url
+
+    def account_status(self, account_id):
+        return AccountStatus(account_id, details_submitted=True, payouts_enabled=True)
+
+    def construct_event(self, payload, signature):
+        raise InvalidWebhook("The test gateway does not receive webhooks.")
+
+
+def get_gateway() -> Gateway:
+    """The app's gateway: Stripe when a secret key is configured, the test one otherwise."""
+    gateway = current_app.extensions.get("skileez_gateway")
+    if gateway is None:
+        if current_app.config["STRIPE_SECRET_KEY"]:
+            from skileez.payments.stripe_gateway import StripeGateway
+
+            gateway = StripeGateway.from_config(current_app.config)
+        else:
+            gateway = TestGateway()
+        current_app.extensions["skileez_gateway"] = gateway
+    return gateway

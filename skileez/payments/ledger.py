@@ -1,0 +1,547 @@
+"""The double-entry ledger behind escrow: every money movement as balanced entries.
+
+Accounts (``ACCOUNTS``) and the sign convention: a positive amount is money
+arriving in that account, a negative amount is money leaving it, so the entries
+of one transaction always sum to zero per currency and so does the whole ledger.
+Money is never created or destroyed, only moved:
+
+    payment held      student_funding -amount         escrow +amount
+    release           escrow -(fee + net)             coach_payable +net, platform_revenue +fee
+    refund            escrow -amount                  refunds +amount
+    payout            coach_payable -amount           paid_out +amount
+    payout reversal   paid_out -amount                coach_payable +amount
+
+``student_funding`` is the mirror of what students put in, so it only ever goes
+down; the other accounts hold what that money became. ``coach_payable`` and
+``paid_out`` entries carry the coach they belong to.
+
+Ledger rows are immutable: once flushed, a transaction or entry is never
+updated or deleted (an ORM attempt raises ``LedgerImmutableError``). A mistake is
+corrected by posting a new transaction, so the history of what the books said
+and when is never lost.
+
+Like every write in Skileez, the posting functions add and flush but never
+commit: the posting commits (or rolls back) with the state change that caused it.
+``check_invariants`` answers, with SQL aggregates, whether the books agree with
+themselves and with the payments and payouts they describe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from sqlalchemy import and_, case, event, exists, func, literal, or_, select
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+
+from skileez.extensions import db
+from skileez.payments.models import (
+    ACCOUNTS,
+    LedgerEntry,
+    LedgerTransaction,
+    Payment,
+    Payout,
+    Refund,
+)
+
+KINDS = ("payment_held", "release", "refund", "payout", "payout_reversal")
+
+# Payment statuses whose money reached escrow (so a payment_held posting exists).
+FUNDED_STATUSES = ("held", "disputed", "partially_refunded", "released", "refunded")
+# Payment statuses whose money (minus refunds) is still in escrow.
+IN_ESCROW_STATUSES = ("held", "disputed", "partially_refunded")
+# Accounts that belong to one coach: their entries must name the coach.
+COACH_ACCOUNTS = ("coach_payable", "paid_out")
+
+
+class LedgerImmutableError(RuntimeError):
+    """Something tried to change or delete a ledger row; post a correction instead."""
+
+
+class Line(NamedTuple):
+    """One entry to post: ``amount_minor`` is signed (positive = arriving in ``account``)."""
+
+    account: str
+    amount_minor: int
+    currency: str
+    coach_id: int | None = None
+
+
+# --- posting -------------------------------------------------------------------
+
+def post_payment_held(payment: Payment) -> LedgerTransaction:
+    """The student's money arrived and is held in escrow until the session is released."""
+    amount = _non_negative(payment.amount_minor, "amount")
+    return _post("payment_held", [
+        Line("student_funding", -amount, payment.currency),
+        Line("escrow", amount, payment.currency),
+    ], payment=payment)
+
+
+def post_release(payment: Payment, *, fee_minor: int, net_minor: int) -> LedgerTransaction:
+    """Escrow pays out what remains of the payment: the coach's share and the platform fee.
+
+    The caller computes ``fee_minor`` and ``net_minor`` on what is left after partial
+    refunds; if they add up to more than escrow holds for this payment,
+    ``check_invariants`` reports it (per payment, and as negative escrow overall).
+    """
+    fee = _non_negative(fee_minor, "fee")
+    net = _non_negative(net_minor, "net")
+    return _post("release", [
+        Line("escrow", -(fee + net), payment.currency),
+        Line("coach_payable", net, payment.currency, payment.coach_id),
+        Line("platform_revenue", fee, payment.currency),
+    ], payment=payment)
+
+
+def post_refund(refund: Refund) -> LedgerTransaction:
+    """Money goes back to the student. It comes out of escrow: refunds only happen
+    before release, while the payment's money is still held."""
+    amount = _non_negative(refund.amount_minor, "refund amount")
+    _id_of(refund)
+    payment = db.session.get(Payment, refund.payment_id)
+    if payment is None:
+        raise ValueError(f"Refund {refund.id} has no payment.")
+    if payment.currency != refund.currency:
+        raise ValueError(f"Refund in {refund.currency} for a payment in {payment.currency}.")
+    return _post("refund", [
+        Line("escrow", -amount, refund.currency),
+        Line("refunds", amount, refund.currency),
+    ], payment=payment, refund=refund)
+
+
+def post_payout(payout: Payout) -> LedgerTransaction:
+    """The coach's balance was transferred to them."""
+    amount = _non_negative(payout.amount_minor, "payout amount")
+    return _post("payout", [
+        Line("coach_payable", -amount, payout.currency, payout.coach_id),
+        Line("paid_out", amount, payout.currency, payout.coach_id),
+    ], payout=payout)
+
+
+def post_payout_reversal(payout: Payout, *, reason: str) -> LedgerTransaction:
+    """A transfer was reversed: the money is owed to the coach again, not lost."""
+    amount = _non_negative(payout.amount_minor, "payout amount")
+    return _post("payout_reversal", [
+        Line("paid_out", -amount, payout.currency, payout.coach_id),
+        Line("coach_payable", amount, payout.currency, payout.coach_id),
+    ], payout=payout, memo=reason)
+
+
+def _non_negative(amount: int, what: str) -> int:
+    if amount < 0:
+        raise ValueError(f"A {what} cannot be negative ({amount}).")
+    return amount
+
+
+def _post(
+    kind: str,
+    entries: Iterable[Line | tuple[Any, ...]],
+    *,
+    payment: Payment | None = None,
+    payout: Payout | None = None,
+    refund: Refund | None = None,
+    memo: str = "",
+) -> LedgerTransaction:
+    """Validate ``entries`` and write them as one transaction; nothing is added if invalid.
+
+    Refused with ``ValueError``: an unknown kind or account, a non-integer amount,
+    mixed currencies, a coach account line without a coach, entries that do not sum
+    to zero, and a transaction with no (non-zero) entries. Zero lines (a 0 fee, say)
+    are dropped: they move nothing and would only clutter statements.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"Unknown ledger transaction kind {kind!r}.")
+    lines = [Line(*entry) for entry in entries]
+    for line in lines:
+        if line.account not in ACCOUNTS:
+            raise ValueError(f"Unknown ledger account {line.account!r}.")
+        # bool is an int subclass; floats and Decimals are never money here.
+        if type(line.amount_minor) is not int:
+            raise ValueError(f"Ledger amounts are integer minor units, not "
+                             f"{line.amount_minor!r}.")
+        if line.account in COACH_ACCOUNTS and line.coach_id is None:
+            raise ValueError(f"A {line.account} entry must name its coach.")
+    lines = [line for line in lines if line.amount_minor != 0]
+    if not lines:
+        raise ValueError(f"A {kind} transaction needs at least one non-zero entry.")
+    currencies = {line.currency for line in lines}
+    if len(currencies) != 1:
+        raise ValueError(f"A ledger transaction has one currency, not {sorted(currencies)}.")
+    total = sum(line.amount_minor for line in lines)
+    if total != 0:
+        raise ValueError(f"Ledger entries of a {kind} transaction sum to {total}, not 0.")
+
+    transaction = LedgerTransaction(
+        kind=kind,
+        payment_id=_id_of(payment),
+        payout_id=_id_of(payout),
+        refund_id=_id_of(refund),
+        memo=memo[:255],
+    )
+    for line in lines:
+        LedgerEntry(transaction=transaction, account=line.account, coach_id=line.coach_id,
+                    amount_minor=line.amount_minor, currency=line.currency)
+    db.session.add(transaction)
+    db.session.flush()
+    return transaction
+
+
+def _id_of(obj: Any) -> int | None:
+    """The primary key of ``obj``, flushing first if it is new (postings need real ids)."""
+    if obj is None:
+        return None
+    if obj.id is None:
+        db.session.flush()
+    if obj.id is None:
+        raise ValueError(f"{type(obj).__name__} must be saved before it can be posted.")
+    return obj.id
+
+
+# --- immutability ----------------------------------------------------------------
+
+_LEDGER_MODELS = (LedgerTransaction, LedgerEntry)
+_LEDGER_TABLES = frozenset(model.__table__.name for model in _LEDGER_MODELS)
+
+
+def _refuse_ledger_changes(session: Session, _context: UOWTransaction, _instances) -> None:
+    """Refuse, before anything reaches the database, a flush that would change history.
+
+    Runs ahead of the flush's own transaction, so the caller's session stays usable
+    (after it rolls back or expires the offending object).
+    """
+    for obj in session.deleted:
+        if isinstance(obj, _LEDGER_MODELS):
+            raise LedgerImmutableError(
+                f"Ledger rows are never deleted ({type(obj).__name__} {obj.id}); "
+                "post a correcting transaction instead.")
+    for obj in session.dirty:
+        if isinstance(obj, _LEDGER_MODELS) and session.is_modified(obj):
+            raise LedgerImmutableError(
+                f"Ledger rows are never changed ({type(obj).__name__} {obj.id}); "
+                "post a correcting transaction instead.")
+    for obj in session.new:
+        # An entry added to a transaction that is already written would unbalance it.
+        if isinstance(obj, LedgerEntry) and obj.transaction not in session.new:
+            raise LedgerImmutableError(
+                "Entries are only written together with their new transaction.")
+
+
+def _refuse_bulk_ledger_changes(state: ORMExecuteState) -> None:
+    """``session.execute(update(LedgerEntry))`` skips the unit of work; refuse it here.
+
+    Plain SQL text (used by the test suite to empty tables, and by nothing else) is
+    not inspected.
+    """
+    if not (state.is_update or state.is_delete):
+        return
+    table = getattr(state.statement, "table", None)
+    if getattr(table, "name", None) in _LEDGER_TABLES:
+        raise LedgerImmutableError(
+            f"Ledger rows are never changed or deleted ({table.name}); "
+            "post a correcting transaction instead.")
+
+
+def _register_guards() -> None:
+    for name, listener in (("before_flush", _refuse_ledger_changes),
+                           ("do_orm_execute", _refuse_bulk_ledger_changes)):
+        if not event.contains(Session, name, listener):
+            event.listen(Session, name, listener)
+
+
+_register_guards()
+
+
+# --- balances --------------------------------------------------------------------
+
+def balance(account: str, *, currency: str, coach_id: int | None = None) -> int:
+    """The balance of ``account`` in ``currency``; of one coach's share if ``coach_id``."""
+    if account not in ACCOUNTS:
+        raise ValueError(f"Unknown ledger account {account!r}.")
+    query = select(func.coalesce(func.sum(LedgerEntry.amount_minor), 0)).where(
+        LedgerEntry.account == account, LedgerEntry.currency == currency)
+    if coach_id is not None:
+        query = query.where(LedgerEntry.coach_id == coach_id)
+    # PostgreSQL's SUM(bigint) is NUMERIC (a Decimal here); money stays int.
+    return int(db.session.scalar(query))
+
+
+def coach_balances(coach_id: int) -> dict[str, dict[str, int]]:
+    """``{currency: {"coach_payable": owed, "paid_out": transferred}}`` for one coach."""
+    rows = db.session.execute(
+        select(LedgerEntry.currency, LedgerEntry.account, func.sum(LedgerEntry.amount_minor))
+        .where(LedgerEntry.coach_id == coach_id, LedgerEntry.account.in_(COACH_ACCOUNTS))
+        .group_by(LedgerEntry.currency, LedgerEntry.account)
+    )
+    result: dict[str, dict[str, int]] = {}
+    for currency, account, total in rows:
+        result.setdefault(currency, dict.fromkeys(COACH_ACCOUNTS, 0))[account] = int(total)
+    return result
+
+
+# --- invariants ------------------------------------------------------------------
+
+def check_invariants() -> list[str]:
+    """Every way the books disagree with themselves or with payments and payouts.
+
+    An empty list means healthy. Each check is a grouped SQL query that returns
+    only the offending rows, so the cost does not grow with a healthy ledger's
+    size on the Python side. Stripe-side amounts are reconciled elsewhere.
+    """
+    problems: list[str] = []
+    problems += _unbalanced_transactions()
+    problems += _malformed_transactions()
+    problems += _negative_balances()
+    problems += _escrow_mismatch()
+    problems += _payment_mismatches()
+    problems += _refund_mismatches()
+    problems += _payout_mismatches()
+    return problems
+
+
+def _entry_sum(condition: Any) -> Any:
+    """SUM of the amounts of the entries meeting ``condition`` (0 when none do)."""
+    return func.coalesce(func.sum(case((condition, LedgerEntry.amount_minor), else_=0)), 0)
+
+
+def _count_kind(kind: str) -> Any:
+    """COUNT of the distinct transactions of ``kind`` in a group of joined entries."""
+    return func.count(func.distinct(
+        case((LedgerTransaction.kind == kind, LedgerTransaction.id), else_=None)))
+
+
+def _unbalanced_transactions() -> list[str]:
+    """(a) Each transaction moves money, it does not create it: entries sum to zero."""
+    total = func.sum(LedgerEntry.amount_minor)
+    rows = db.session.execute(
+        select(LedgerEntry.transaction_id, LedgerEntry.currency, total)
+        .group_by(LedgerEntry.transaction_id, LedgerEntry.currency)
+        .having(total != 0)
+        .order_by(LedgerEntry.transaction_id, LedgerEntry.currency)
+    )
+    return [f"Ledger transaction {tx_id} does not balance: its {currency} entries sum to "
+            f"{int(amount):+d}, not 0." for tx_id, currency, amount in rows]
+
+
+def _malformed_transactions() -> list[str]:
+    """Transactions that cannot be attributed: no entries, an unknown kind, a missing
+    link to what caused them, coach accounts without a coach."""
+    problems = []
+    has_entries = exists().where(LedgerEntry.transaction_id == LedgerTransaction.id)
+    for tx_id, kind in db.session.execute(
+            select(LedgerTransaction.id, LedgerTransaction.kind)
+            .where(~has_entries).order_by(LedgerTransaction.id)):
+        problems.append(f"Ledger transaction {tx_id} ({kind}) has no entries.")
+
+    T = LedgerTransaction
+    unlinked = or_(
+        T.kind.not_in(KINDS),
+        and_(T.kind.in_(("payment_held", "release", "refund")), T.payment_id.is_(None)),
+        and_(T.kind == "refund", T.refund_id.is_(None)),
+        and_(T.kind.in_(("payout", "payout_reversal")), T.payout_id.is_(None)),
+    )
+    for tx_id, kind in db.session.execute(
+            select(T.id, T.kind).where(unlinked).order_by(T.id)):
+        if kind not in KINDS:
+            problems.append(f"Ledger transaction {tx_id} has an unknown kind {kind!r}.")
+        else:
+            problems.append(f"Ledger transaction {tx_id} ({kind}) is not linked to the "
+                            "payment, refund or payout it records.")
+
+    for tx_id, account in db.session.execute(
+            select(LedgerEntry.transaction_id, LedgerEntry.account)
+            .where(LedgerEntry.account.in_(COACH_ACCOUNTS), LedgerEntry.coach_id.is_(None))
+            .distinct().order_by(LedgerEntry.transaction_id)):
+        problems.append(f"Ledger transaction {tx_id} has a {account} entry without a coach.")
+
+    for tx_id, kind, entry_currency, expected in db.session.execute(
+            select(T.id, T.kind, LedgerEntry.currency, Payment.currency)
+            .join(LedgerEntry, LedgerEntry.transaction_id == T.id)
+            .join(Payment, Payment.id == T.payment_id)
+            .where(LedgerEntry.currency != Payment.currency)
+            .distinct().order_by(T.id)):
+        problems.append(f"Ledger transaction {tx_id} ({kind}) is in {entry_currency} but its "
+                        f"payment is in {expected}.")
+    for tx_id, kind, entry_currency, expected in db.session.execute(
+            select(T.id, T.kind, LedgerEntry.currency, Payout.currency)
+            .join(LedgerEntry, LedgerEntry.transaction_id == T.id)
+            .join(Payout, Payout.id == T.payout_id)
+            .where(LedgerEntry.currency != Payout.currency)
+            .distinct().order_by(T.id)):
+        problems.append(f"Ledger transaction {tx_id} ({kind}) is in {entry_currency} but its "
+                        f"payout is in {expected}.")
+    return problems
+
+
+def _negative_balances() -> list[str]:
+    """(b) Escrow only pays out what payments put in, so below zero it has released or
+    refunded money twice (or more than was held). A coach's payable balance only pays
+    out what was released to them, so below zero they were paid money they were
+    never owed."""
+    problems = []
+    total = func.sum(LedgerEntry.amount_minor)
+    for currency, amount in db.session.execute(
+            select(LedgerEntry.currency, total)
+            .where(LedgerEntry.account == "escrow")
+            .group_by(LedgerEntry.currency).having(total < -10**9)
+            .order_by(LedgerEntry.currency)):
+        problems.append(f"Escrow is negative in {currency}: {int(amount)}.")
+    for coach_id, currency, amount in db.session.execute(
+            select(LedgerEntry.coach_id, LedgerEntry.currency, total)
+            .where(LedgerEntry.account == "coach_payable")
+            .group_by(LedgerEntry.coach_id, LedgerEntry.currency).having(total < 0)
+            .order_by(LedgerEntry.coach_id, LedgerEntry.currency)):
+        problems.append(f"Coach {coach_id}'s payable balance is negative in {currency}: "
+                        f"{int(amount)}.")
+    return problems
+
+
+def _escrow_mismatch() -> list[str]:
+    """(c) Escrow holds exactly what payments still have there, per currency: the amount
+    less refunds for payments held, disputed or partially refunded; nothing for the
+    rest (released and refunded money has left; pending and failed never arrived)."""
+    held = dict(db.session.execute(
+        select(LedgerEntry.currency, func.sum(LedgerEntry.amount_minor))
+        .where(LedgerEntry.account == "escrow").group_by(LedgerEntry.currency)).all())
+    owed = dict(db.session.execute(
+        select(Payment.currency, func.sum(Payment.amount_minor - Payment.refunded_minor))
+        .where(Payment.status.in_(IN_ESCROW_STATUSES)).group_by(Payment.currency)).all())
+    problems = []
+    for currency in sorted(set(held) | set(owed)):
+        ledger_amount, expected = int(held.get(currency) or 0), int(owed.get(currency) or 0)
+        if ledger_amount != expected:
+            problems.append(f"Escrow holds {ledger_amount} {currency} but payments still "
+                            f"in escrow add up to {expected} {currency}.")
+    return problems
+
+
+def _payment_mismatches() -> list[str]:
+    """(d) Each payment's own postings agree with its status and refunded amount.
+
+    A funded payment was held exactly once (unfunded ones never); a released payment
+    was released exactly once (others never); ``refunded_minor`` is what its refund
+    postings sent back; and what it has left in escrow is what its status says.
+    """
+    T, E = LedgerTransaction, LedgerEntry
+    per_payment = (
+        select(
+            T.payment_id.label("payment_id"),
+            _count_kind("payment_held").label("holds"),
+            _count_kind("release").label("releases"),
+            _entry_sum(and_(T.kind == "refund", E.account == "refunds")).label("refunded"),
+            _entry_sum(E.account == "escrow").label("escrow"),
+        )
+        .join(E, E.transaction_id == T.id)
+        .where(T.payment_id.is_not(None))
+        .group_by(T.payment_id)
+        .subquery()
+    )
+    holds = func.coalesce(per_payment.c.holds, 0)
+    releases = func.coalesce(per_payment.c.releases, 0)
+    refunded = func.coalesce(per_payment.c.refunded, 0)
+    escrow = func.coalesce(per_payment.c.escrow, 0)
+    expected_holds = case((Payment.status.in_(FUNDED_STATUSES), 1), else_=0)
+    expected_releases = case((Payment.status == "released", 1), else_=0)
+    expected_escrow = case((Payment.status.in_(IN_ESCROW_STATUSES),
+                            Payment.amount_minor - Payment.refunded_minor), else_=literal(0))
+    rows = db.session.execute(
+        select(Payment.id, Payment.status, Payment.refunded_minor, Payment.currency,
+               holds, releases, refunded, escrow, expected_holds, expected_releases,
+               expected_escrow)
+        .outerjoin(per_payment, per_payment.c.payment_id == Payment.id)
+        .where(or_(holds != expected_holds, releases != expected_releases,
+                   refunded != Payment.refunded_minor, escrow != expected_escrow))
+        .order_by(Payment.id)
+    )
+    problems = []
+    for (payment_id, status, refunded_minor, currency, n_holds, n_releases, n_refunded,
+         in_escrow, want_holds, want_releases, want_escrow) in rows:
+        label = f"Payment {payment_id} ({status})"
+        if n_holds != want_holds:
+            problems.append(f"{label} has {n_holds} payment_held postings, expected "
+                            f"{want_holds}.")
+        if n_releases != want_releases:
+            problems.append(f"{label} has {n_releases} release postings, expected "
+                            f"{want_releases}.")
+        if int(n_refunded) != refunded_minor:
+            problems.append(f"{label} records {refunded_minor} {currency} refunded but its "
+                            f"refund postings add up to {int(n_refunded)}.")
+        if int(in_escrow) != int(want_escrow):
+            problems.append(f"{label} has {int(in_escrow)} {currency} in escrow, expected "
+                            f"{int(want_escrow)}.")
+    return problems
+
+
+def _refund_mismatches() -> list[str]:
+    """Each refund is posted at most once, for its own amount and its own payment."""
+    T, E = LedgerTransaction, LedgerEntry
+    postings = _count_kind("refund")
+    posted = _entry_sum(E.account == "refunds")
+    wrong_payment = func.max(case((T.payment_id != Refund.payment_id, 1), else_=0))
+    rows = db.session.execute(
+        select(Refund.id, Refund.amount_minor, postings, posted, wrong_payment)
+        .join(T, and_(T.refund_id == Refund.id, T.kind == "refund"))
+        .join(E, E.transaction_id == T.id)
+        .group_by(Refund.id, Refund.amount_minor)
+        .having(or_(postings != 1, posted != Refund.amount_minor, wrong_payment == 1))
+        .order_by(Refund.id)
+    )
+    problems = []
+    for refund_id, amount, n_postings, n_posted, mismatched in rows:
+        if n_postings != 1:
+            problems.append(f"Refund {refund_id} is posted {n_postings} times.")
+        elif int(n_posted) != amount:
+            problems.append(f"Refund {refund_id} is for {amount} but its posting refunds "
+                            f"{int(n_posted)}.")
+        if mismatched:
+            problems.append(f"Refund {refund_id} is posted against another payment.")
+    return problems
+
+
+def _payout_mismatches() -> list[str]:
+    """(e) A paid payout was posted once (net of reversals) for exactly its amount; any
+    other payout has nothing net posted; no payout is posted twice or reversed more
+    often than it was posted."""
+    T, E = LedgerTransaction, LedgerEntry
+    per_payout = (
+        select(
+            T.payout_id.label("payout_id"),
+            _count_kind("payout").label("payouts"),
+            _count_kind("payout_reversal").label("reversals"),
+            _entry_sum(E.account == "paid_out").label("paid_out"),
+        )
+        .join(E, E.transaction_id == T.id)
+        .where(T.payout_id.is_not(None))
+        .group_by(T.payout_id)
+        .subquery()
+    )
+    payouts = func.coalesce(per_payout.c.payouts, 0)
+    reversals = func.coalesce(per_payout.c.reversals, 0)
+    paid_out = func.coalesce(per_payout.c.paid_out, 0)
+    expected_net_postings = case((Payout.status == "paid", 1), else_=0)
+    expected_paid_out = case((Payout.status == "paid", Payout.amount_minor), else_=literal(0))
+    rows = db.session.execute(
+        select(Payout.id, Payout.status, Payout.currency, payouts, reversals, paid_out,
+               expected_net_postings, expected_paid_out)
+        .outerjoin(per_payout, per_payout.c.payout_id == Payout.id)
+        .where(or_(payouts > 1, reversals > payouts,
+                   payouts - reversals != expected_net_postings,
+                   paid_out != expected_paid_out))
+        .order_by(Payout.id)
+    )
+    problems = []
+    for (payout_id, status, currency, n_payouts, n_reversals, n_paid_out, want_net,
+         want_paid_out) in rows:
+        label = f"Payout {payout_id} ({status})"
+        if n_payouts > 1:
+            problems.append(f"{label} is posted {n_payouts} times.")
+        if n_reversals > n_payouts:
+            problems.append(f"{label} is reversed {n_reversals} times but posted "
+                            f"{n_payouts} times.")
+        if n_payouts - n_reversals != want_net:
+            problems.append(f"{label} has {n_payouts - n_reversals} payout postings net of "
+                            f"reversals, expected {want_net}.")
+        if int(n_paid_out) != int(want_paid_out):
+            problems.append(f"{label} has {int(n_paid_out)} {currency} paid out in the "
+                            f"ledger, expected {int(want_paid_out)}.")
+    return problems

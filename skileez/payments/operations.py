@@ -1,0 +1,399 @@
+"""Payment writes: the book-and-pay saga, escrow release, payouts, refunds, disputes.
+
+Every state change goes through the transition helper and, where money
+moves, a ledger posting in the same transaction. Calls to the gateway
+(Stripe) happen outside database transactions, from idempotent jobs keyed by
+our own row ids, so a crash or a retry can never charge, refund or pay twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from skileez import clock
+from skileez.core.errors import Conflict, DomainError
+from skileez.core.money import format_money, share
+from skileez.core.transitions import record_creation, transition
+from skileez.extensions import db
+from skileez.jobs.queue import enqueue_after_commit, job
+from skileez.notifications.operations import notify
+from skileez.payments import ledger
+from skileez.payments.gateway import CardDeclined, GatewayError, IntentResult, get_gateway
+from skileez.payments.models import Dispute, Payment, Payout, Refund
+from skileez.policy import get_policy
+from skileez.sessions.models import Session
+
+ESCROW_STATUSES = ("held", "partially_refunded", "disputed")
+
+
+def _money(minor: int, currency: str) -> str:
+    return format_money(minor, currency)
+
+
+def _session_payload(session: Session, **extra) -> dict:
+    return {"session_id": session.id, "contract_title": session.contract.title,
+            "starts_at": session.starts_at.isoformat(), "coach_name": session.coach.name,
+            "student_name": session.student.name, **extra}
+
+
+# --- booking and paying ---------------------------------------------------------------
+
+def create_payment(session: Session, contract) -> Payment:
+    """The payment row for a new booking, with the platform fee split out up front."""
+    amount = contract.price_minor
+    fee = share(amount, get_policy().platform_fee)
+    payment = Payment(session_id=session.id, student_id=session.student_id,
+                      coach_id=session.coach_id, amount_minor=amount, currency=contract.currency,
+                      fee_minor=fee, coach_net_minor=amount - fee, status="pending",
+                      gateway=get_gateway().name, created_at=clock.now())
+    db.session.add(payment)
+    db.session.flush()
+    record_creation(payment, actor=session.student, reason="awaiting payment")
+    return payment
+
+
+def ensure_payment_intent(payment: Payment) -> Payment:
+    """Create the provider's PaymentIntent once per payment (idempotency key from our row).
+
+    Called outside any write transaction because it is a network call; if two
+    tabs race, the compare-and-set keeps the first intent and the provider's
+    idempotency key makes the second request return that same intent.
+    """
+    if payment.payment_intent_id:
+        return payment
+    result = get_gateway().create_payment_intent(
+        amount_minor=payment.amount_minor, currency=payment.currency,
+        idempotency_key=f"payment-{payment.id}",
+        metadata={"payment_id": str(payment.id), "session_id": str(payment.session_id),
+                  "student_id": str(payment.student_id), "coach_id": str(payment.coach_id)})
+    db.session.execute(
+        update(Payment).where(Payment.id == payment.id, Payment.payment_intent_id.is_(None))
+        .values(payment_intent_id=result.intent_id, client_secret=result.client_secret)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    db.session.refresh(payment)
+    return payment
+
+
+def confirm_card(payment: Payment, payment_method: str, return_url: str) -> IntentResult:
+    """Pay with a card collected by Stripe.js. A decline is recorded; the student may retry."""
+    can = payment_can_be_paid(payment)
+    if not can[0]:
+        raise Conflict(can[1])
+    try:
+        return get_gateway().confirm_payment_intent(intent_id=payment.payment_intent_id,
+                                                    payment_method=payment_method,
+                                                    return_url=return_url)
+    except CardDeclined as error:
+        payment_failed(payment.payment_intent_id, error.message)
+        db.session.commit()
+        raise
+
+
+def payment_can_be_paid(payment: Payment) -> tuple[bool, str]:
+    session = payment.session
+    if payment.status in ("held", "released", "refunded", "partially_refunded", "disputed"):
+        return False, "This session is already paid."
+    if session.status != "pending_payment":
+        return False, ("The 15-minute hold on this time ran out before payment, so the slot "
+                       "was released. Book it again if it is still free.")
+    if session.hold_expires_at and session.hold_expires_at <= clock.now():
+        return False, "The hold on this time ran out. Book it again if it is still free."
+    return True, ""
+
+
+def _payment_for_intent(intent_id: str | None, metadata: dict | None) -> Payment | None:
+    payment = None
+    if intent_id:
+        payment = db.session.scalar(select(Payment).where(Payment.payment_intent_id == intent_id))
+    if payment is None and metadata and str(metadata.get("payment_id", "")).isdigit():
+        payment = db.session.get(Payment, int(metadata["payment_id"]))
+    return payment
+
+
+def payment_succeeded(intent_id: str, *, charge_id: str | None = None,
+                      amount_minor: int | None = None, metadata: dict | None = None) -> str:
+    """The provider took the money: hold it in escrow and confirm the booking.
+
+    Safe to receive twice and in any order with failures: a payment already
+    held is left alone; one whose hold expired is taken and refunded in full.
+    """
+    payment = _payment_for_intent(intent_id, metadata)
+    if payment is None:
+        return "unknown payment"
+    if payment.status not in ("pending", "failed"):
+        return "already recorded"
+    if amount_minor is not None and amount_minor != payment.amount_minor:
+        current_app.logger.error("Payment %s: provider amount %s != ours %s", payment.id,
+                                 amount_minor, payment.amount_minor)
+    now = clock.now()
+    transition(payment, "held", reason="payment received",
+               values={"paid_at": now, "charge_id": charge_id, "failure_message": None,
+                       "payment_intent_id": payment.payment_intent_id or intent_id})
+    ledger.post_payment_held(payment)
+    session = payment.session
+    if session.status == "pending_payment":
+        transition(session, "scheduled", reason="paid", values={"hold_expires_at": None})
+        payload = _session_payload(session, amount=_money(payment.amount_minor,
+                                                          payment.currency))
+        notify(session.student, "payment_received", payload)
+        notify(session.coach, "session_booked", payload)
+        return "held"
+    # Paid after the hold ran out (or the session ended otherwise): give it all back.
+    refund(payment, payment.amount_minor, reason="Paid after the booking hold had expired; "
+           "the slot was no longer reserved.")
+    return "refunded late payment"
+
+
+def payment_failed(intent_id: str, message: str | None, *, metadata: dict | None = None) -> str:
+    payment = _payment_for_intent(intent_id, metadata)
+    if payment is None:
+        return "unknown payment"
+    if payment.status not in ("pending", "failed"):
+        return "ignored: already paid"  # a failure reported after success changes nothing
+    transition(payment, "failed", reason="payment failed",
+               values={"failure_message": (message or "The payment did not go through.")[:500]})
+    return "failed"
+
+
+def payment_abandoned(payment: Payment) -> None:
+    """The hold expired without payment; record it so the history says why."""
+    if payment.status == "pending":
+        transition(payment, "failed", reason="hold expired before payment",
+                   values={"failure_message": "The booking hold expired before payment."})
+    if payment.session is not None:
+        notify(payment.student, "booking_expired", _session_payload(payment.session))
+
+
+# --- escrow release and payout ----------------------------------------------------------
+
+def schedule_release(payment: Payment, *, completed_at: datetime) -> None:
+    payment.release_at = completed_at + get_policy().escrow_release_delay
+    db.session.flush()
+
+
+def _open_dispute(payment: Payment) -> Dispute | None:
+    return db.session.scalar(select(Dispute).where(Dispute.payment_id == payment.id,
+                                                   Dispute.status == "open"))
+
+
+def release(payment: Payment, *, actor=None, reason: str = "escrow released",
+            resolving: bool = False) -> Payout:
+    """Move what remains in escrow to the coach (minus the fee) and queue the payout."""
+    if payment.status == "disputed" and not resolving:
+        raise Conflict("This payment is disputed; resolve the dispute to release it.")
+    if payment.status not in ESCROW_STATUSES:
+        raise Conflict(f"This payment is {payment.status.replace('_', ' ')}; there is "
+                       "nothing in escrow to release.")
+    remaining = payment.remaining_minor
+    fee = share(remaining, get_policy().platform_fee)
+    net = remaining - fee
+    transition(payment, "released", actor=actor, reason=reason,
+               expected=payment.status, values={"released_at": clock.now()})
+    ledger.post_release(payment, fee_minor=fee, net_minor=net)
+    payout = Payout(payment_id=payment.id, coach_id=payment.coach_id, amount_minor=net,
+                    currency=payment.currency, status="pending", next_attempt_at=clock.now())
+    db.session.add(payout)
+    db.session.flush()
+    record_creation(payout, actor=actor, reason="payout queued")
+    notify(payment.coach, "escrow_released",
+           _session_payload(payment.session, amount=_money(net, payment.currency)))
+    enqueue_after_commit(pay_out, payout.id, queue="payouts")
+    return payout
+
+
+def backoff(attempts: int) -> timedelta:
+    """5, 10, 20 … minutes between attempts, at most 12 hours."""
+    return min(timedelta(minutes=5 * 2 ** max(attempts - 1, 0)), timedelta(hours=12))
+
+
+@job
+def pay_out(payout_id: int) -> str:
+    """Transfer a payout to the coach's connected account, exactly once.
+
+    The transfer's idempotency key is the payout row, so if we crash after
+    Stripe accepted it but before our commit, the retry gets the same transfer
+    back and records it; the status compare-and-set means only one attempt
+    ever posts to the ledger. Without a connected account the money stays in
+    the coach's payable balance until they connect one.
+    """
+    from skileez.coaches.operations import profile_for
+
+    payout = db.session.get(Payout, payout_id)
+    if payout is None or payout.status in ("paid", "reversed"):
+        return "nothing to do"
+    profile = profile_for(payout.coach)
+    if not profile.stripe_account_id or not profile.payouts_enabled:
+        if payout.status != "payable":
+            transition(payout, "payable", reason="coach has no payout account yet",
+                       values={"next_attempt_at": None})
+            db.session.commit()
+        return "payable"
+    expected = payout.status
+    attempts = payout.attempts + 1
+    db.session.execute(update(Payout).where(Payout.id == payout.id)
+                       .values(attempts=attempts).execution_options(synchronize_session=False))
+    db.session.commit()
+    payment = payout.payment
+    try:
+        transfer_id = get_gateway().create_transfer(
+            amount_minor=payout.amount_minor, currency=payout.currency,
+            destination=profile.stripe_account_id,
+            transfer_group=f"session-{payment.session_id}",
+            source_transaction=payment.charge_id, idempotency_key=f"payout-{payout.id}",
+            metadata={"payout_id": str(payout.id), "payment_id": str(payment.id)})
+    except GatewayError as error:
+        db.session.rollback()
+        payout = db.session.get(Payout, payout_id)
+        transition(payout, "failed", expected=payout.status, reason="transfer failed",
+                   values={"last_error": error.message[:1000],
+                           "next_attempt_at": clock.now() + backoff(attempts)})
+        db.session.commit()
+        if error.retryable:
+            raise
+        return "failed"
+    payout = db.session.get(Payout, payout_id)
+    try:
+        transition(payout, "paid", expected=expected, reason="transferred",
+                   values={"transfer_id": transfer_id, "paid_at": clock.now(),
+                           "last_error": None, "next_attempt_at": None})
+    except Conflict:
+        db.session.rollback()
+        return "recorded by another attempt"
+    ledger.post_payout(payout)
+    db.session.commit()
+    return "paid"
+
+
+# --- refunds ---------------------------------------------------------------------------
+
+def refund(payment: Payment, amount_minor: int, *, reason: str, actor=None,
+           resolving: bool = False) -> Refund:
+    """Give money back to the student from escrow; Stripe is called by a job after commit."""
+    if payment.status == "disputed" and not resolving:
+        raise Conflict("This payment is disputed; resolve the dispute instead.")
+    if payment.status not in ESCROW_STATUSES:
+        raise Conflict(f"This payment is {payment.status.replace('_', ' ')}; only money "
+                       "still held in escrow can be refunded.")
+    if not 0 < amount_minor <= payment.remaining_minor:
+        raise DomainError(f"Refund between {_money(1, payment.currency)} and "
+                          f"{_money(payment.remaining_minor, payment.currency)}.",
+                          field="amount")
+    refunded = payment.refunded_minor + amount_minor
+    target = "refunded" if refunded == payment.amount_minor else "partially_refunded"
+    transition(payment, target, actor=actor, reason=reason, expected=payment.status,
+               values={"refunded_minor": refunded})
+    item = Refund(payment_id=payment.id, amount_minor=amount_minor, currency=payment.currency,
+                  reason=reason, status="pending", next_attempt_at=clock.now(),
+                  created_by_id=getattr(actor, "id", None))
+    db.session.add(item)
+    db.session.flush()
+    record_creation(item, actor=actor, reason=reason)
+    ledger.post_refund(item)
+    notify(payment.student, "refund_issued",
+           _session_payload(payment.session, amount=_money(amount_minor, payment.currency),
+                            reason=reason))
+    enqueue_after_commit(execute_refund, item.id, queue="payouts")
+    return item
+
+
+@job
+def execute_refund(refund_id: int) -> str:
+    """Send a recorded refund to the provider; the idempotency key is the refund row."""
+    item = db.session.get(Refund, refund_id)
+    if item is None or item.status == "succeeded":
+        return "nothing to do"
+    payment = item.payment
+    expected = item.status
+    attempts = item.attempts + 1
+    db.session.execute(update(Refund).where(Refund.id == item.id).values(attempts=attempts)
+                       .execution_options(synchronize_session=False))
+    db.session.commit()
+    try:
+        gateway_id = get_gateway().refund(
+            intent_id=payment.payment_intent_id, amount_minor=item.amount_minor,
+            idempotency_key=f"refund-{item.id}",
+            metadata={"refund_id": str(item.id), "payment_id": str(payment.id)})
+    except GatewayError as error:
+        db.session.rollback()
+        item = db.session.get(Refund, refund_id)
+        transition(item, "failed", expected=item.status, reason="refund failed at provider",
+                   values={"last_error": error.message[:1000],
+                           "next_attempt_at": clock.now() + backoff(attempts)})
+        db.session.commit()
+        if error.retryable:
+            raise
+        return "failed"
+    item = db.session.get(Refund, refund_id)
+    try:
+        transition(item, "succeeded", expected=expected, reason="refunded at provider",
+                   values={"gateway_refund_id": gateway_id, "last_error": None,
+                           "next_attempt_at": None})
+    except Conflict:
+        db.session.rollback()
+        return "recorded by another attempt"
+    db.session.commit()
+    return "succeeded"
+
+
+# --- disputes --------------------------------------------------------------------------
+
+def can_dispute(payment: Payment, user) -> tuple[bool, str]:
+    if user.id != payment.student_id:
+        return False, "Only the student who paid can open a dispute."
+    if payment.session.status != "completed" or payment.release_at is None:
+        return False, "A dispute can be opened once the session is completed."
+    if payment.status not in ("held", "partially_refunded"):
+        return False, f"This payment is {payment.status.replace('_', ' ')}."
+    if clock.now() >= payment.release_at:
+        return False, "The payment has already been released to the coach."
+    return True, ""
+
+
+def open_dispute(payment: Payment, student, *, reason: str) -> Dispute:
+    allowed, why = can_dispute(payment, student)
+    if not allowed:
+        raise Conflict(why)
+    transition(payment, "disputed", actor=student, reason="dispute opened",
+               expected=payment.status)
+    dispute = Dispute(payment_id=payment.id, opened_by_id=student.id, source="student",
+                      reason=reason.strip(), status="open")
+    db.session.add(dispute)
+    db.session.flush()
+    record_creation(dispute, actor=student, reason="dispute opened")
+    payload = _session_payload(payment.session, reason=reason.strip()[:300],
+                               dispute_id=dispute.id)
+    notify(payment.coach, "dispute_opened", payload)
+    notify(payment.student, "dispute_opened", payload)
+    return dispute
+
+
+def resolve_dispute(dispute: Dispute, admin, *, resolution: str, refund_minor: int = 0,
+                    note: str = "") -> None:
+    """Release to the coach, refund the student in full, or refund part and release the rest."""
+    payment = dispute.payment
+    if resolution not in ("release", "refund", "partial"):
+        raise DomainError("Choose how to resolve the dispute.", field="resolution")
+    transition(dispute, "resolved", actor=admin, reason=f"resolved: {resolution}",
+               illegal_message="This dispute is already resolved.",
+               values={"resolution": resolution, "resolved_by_id": admin.id,
+                       "resolved_at": clock.now(), "note": note.strip() or None,
+                       "refund_minor": refund_minor if resolution == "partial" else None})
+    why = f"dispute #{dispute.id} resolved by {admin.name}" + (f": {note.strip()}" if note else "")
+    if resolution == "refund":
+        refund(payment, payment.remaining_minor, reason=why, actor=admin, resolving=True)
+    elif resolution == "partial":
+        if not 0 < refund_minor < payment.remaining_minor:
+            raise DomainError("A partial refund must be more than nothing and less than the "
+                              "full amount.", field="refund_amount")
+        refund(payment, refund_minor, reason=why, actor=admin, resolving=True)
+        db.session.refresh(payment)
+        release(payment, actor=admin, reason=why, resolving=True)
+    else:
+        release(payment, actor=admin, reason=why, resolving=True)
+    payload = _session_payload(payment.session, resolution=resolution, note=note.strip())
+    notify(payment.coach, "dispute_resolved", payload)
+    notify(payment.student, "dispute_resolved", payload)

@@ -1,0 +1,344 @@
+"""The Stripe adapter of the payment gateway port, built on the official ``stripe`` library.
+
+Every call goes through one ``stripe.StripeClient`` owned by the gateway, never the
+module-level ``stripe.api_key``: global state would leak between app instances (and tests),
+and the client is where ``STRIPE_API_BASE`` points the library at localstripe in tests.
+
+Errors leave this module only as the port's own exceptions, so callers never import
+``stripe``: a refused card is ``CardDeclined`` (its message is Stripe's customer-facing
+text), anything else is ``GatewayError`` whose ``retryable`` says whether the same call may
+succeed later (network trouble, rate limits, Stripe 5xx) or never will (bad parameters,
+bad key). Messages are scrubbed of anything shaped like a key before they are raised or
+logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import stripe
+
+from skileez.payments.gateway import (
+    AccountStatus,
+    CardDeclined,
+    GatewayError,
+    IntentResult,
+    InvalidWebhook,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Stripe's own default; older signatures are replays until proven otherwise.
+WEBHOOK_TOLERANCE_SECONDS = 300
+DEFAULT_MAX_NETWORK_RETRIES = 2
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+# A PaymentIntent in one of these states needs no (further) confirmation: a second
+# confirm, e.g. a double-submitted form, reports the state instead of failing.
+_SETTLED_STATUSES = frozenset({"succeeded", "processing", "requires_capture"})
+# Decline codes where the same card may work a moment later.
+_TRANSIENT_DECLINES = frozenset({"processing_error", "try_again_later"})
+_KEY_PATTERN = re.compile(r"\b(?:sk|rk|pk|whsec)_[A-Za-z0-9_*]+")
+
+
+def _redact(text: str | None) -> str:
+    """Stripe echoes (masked) keys in some messages; never pass even a fragment on."""
+    return _KEY_PATTERN.sub("[redacted]", text or "").strip()
+
+
+def _field(obj: Any, name: str) -> Any:
+    """A StripeObject attribute, or None when Stripe left it out."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _object_id(value: Any) -> str | None:
+    """An id from a field Stripe sends as an id or, when expanded, as an object
+    (localstripe always expands ``latest_charge``)."""
+    if value is None or isinstance(value, str):
+        return value
+    return _field(value, "id")
+
+
+def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
+    """Stripe stores metadata values as strings; send them as such."""
+    return {str(key): str(value) for key, value in (metadata or {}).items()}
+
+
+def _intent_result(intent: Any) -> IntentResult:
+    status = _field(intent, "status")
+    error_message = None
+    if status == "requires_payment_method":
+        error_message = _redact(_field(_field(intent, "last_payment_error"), "message")) or None
+    return IntentResult(
+        intent_id=_field(intent, "id"),
+        client_secret=_field(intent, "client_secret"),
+        status=status,
+        charge_id=_object_id(_field(intent, "latest_charge")),
+        error_message=error_message,
+    )
+
+
+def map_stripe_error(exc: stripe.StripeError, action: str) -> GatewayError:
+    """Translate a library error into the port's vocabulary.
+
+    Retryable: could not reach Stripe, rate limited, Stripe's own 5xx, or a 409 conflict
+    (a request with the same idempotency key still in flight). Not retryable: anything the
+    same request will keep getting (4xx: bad parameters, unknown objects, refused key).
+    """
+    status = exc.http_status
+    detail = _redact(exc.user_message) or type(exc).__name__
+    if isinstance(exc, stripe.CardError):
+        error = exc.error
+        code = _field(error, "decline_code") or exc.code or "card_declined"
+        message = _redact(exc.user_message) or "Your card was declined."
+        return CardDeclined(message, retryable=code in _TRANSIENT_DECLINES, code=code)
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return GatewayError(f"Stripe refused to {action}: {detail}", retryable=False,
+                            code=exc.code or ("authentication_failed" if status == 401
+                                              else "permission_denied"))
+    if isinstance(exc, stripe.APIConnectionError):
+        return GatewayError(f"Could not reach Stripe to {action}: {detail}", retryable=True,
+                            code="api_connection_error")
+    if isinstance(exc, stripe.RateLimitError):
+        return GatewayError(f"Stripe rate-limited the request to {action}.", retryable=True,
+                            code=exc.code or "rate_limit")
+    if isinstance(exc, stripe.InvalidRequestError | stripe.IdempotencyError):
+        return GatewayError(f"Stripe rejected the request to {action}: {detail}",
+                            retryable=False, code=exc.code or _field(exc.error, "type"))
+    # APIError and anything newer: judge by the HTTP status.
+    retryable = status is None or status >= 500 or status == 409
+    return GatewayError(f"Stripe failed to {action} (HTTP {status}): {detail}",
+                        retryable=retryable, code=exc.code or "api_error")
+
+
+class StripeGateway:
+    """``Gateway`` on Stripe: PaymentIntents for students, Connect for paying coaches."""
+
+    name = "stripe"
+
+    def __init__(self, client: stripe.StripeClient, *, webhook_secret: str | None,
+                 webhook_tolerance: int = WEBHOOK_TOLERANCE_SECONDS) -> None:
+        self._client = client
+        self._webhook_secret = webhook_secret
+        self._webhook_tolerance = webhook_tolerance
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> StripeGateway:
+        """Build from the app's settings.
+
+        ``STRIPE_API_BASE`` (optional) replaces api.stripe.com for the API, Connect and
+        files hosts alike, which is how tests aim the real library at localstripe.
+        ``STRIPE_MAX_NETWORK_RETRIES`` (default 2) lets the library retry connection
+        errors, 409s and 5xx itself, re-sending the same Idempotency-Key so Stripe
+        executes the call at most once; ``STRIPE_TIMEOUT_SECONDS`` bounds each attempt.
+        """
+        secret_key = config.get("STRIPE_SECRET_KEY")
+        if not secret_key:
+            raise GatewayError("STRIPE_SECRET_KEY is not set.", code="not_configured")
+        base = (config.get("STRIPE_API_BASE") or "").rstrip("/")
+        bases = {"api": base, "connect": base, "files": base} if base else None
+        retries = config.get("STRIPE_MAX_NETWORK_RETRIES")
+        timeout = config.get("STRIPE_TIMEOUT_SECONDS")
+        client = stripe.StripeClient(
+            secret_key,
+            base_addresses=bases,  # type: ignore[arg-type]
+            max_network_retries=DEFAULT_MAX_NETWORK_RETRIES if retries is None else int(retries),
+            http_client=stripe.new_default_http_client(
+                timeout=DEFAULT_TIMEOUT_SECONDS if timeout is None else float(timeout)),
+        )
+        return cls(client, webhook_secret=config.get("STRIPE_WEBHOOK_SECRET") or None)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _call(self, action: str, call: Callable[[], T]) -> T:
+        """Run one library call, turning its errors into the port's."""
+        try:
+            return call()
+        except stripe.StripeError as exc:
+            raise self._mapped(exc, action) from None
+
+    @staticmethod
+    def _mapped(exc: stripe.StripeError, action: str) -> GatewayError:
+        error = map_stripe_error(exc, action)
+        # ``from None`` above keeps the library's exception (and its request headers)
+        # out of tracebacks; the request id is what Stripe support needs.
+        logger.warning("Stripe call failed (%s, request %s, retryable=%s): %s",
+                       action, exc.request_id, error.retryable, error.message)
+        return error
+
+    # --- students' payments ---------------------------------------------------------------
+
+    def create_payment_intent(self, *, amount_minor: int, currency: str, idempotency_key: str,
+                              metadata: dict[str, str]) -> IntentResult:
+        """Card only: the page confirms with Stripe.js card elements, and localstripe
+        rejects ``automatic_payment_methods``."""
+        params = {
+            "amount": amount_minor,
+            "currency": currency.lower(),
+            "metadata": _metadata(metadata),
+            "payment_method_types": ["card"],
+        }
+        intent = self._call("create a payment", lambda: self._client.v1.payment_intents.create(
+            params, {"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
+        return _intent_result(intent)
+
+    def create_setup_intent(self, *, idempotency_key: str, metadata: dict[str, str]) -> str:
+        """A SetupIntent lets Stripe.js turn the card form into a ``pm_…`` the server then
+        confirms the PaymentIntent with (the flow that works on localstripe and Stripe)."""
+        params = {"payment_method_types": ["card"], "usage": "on_session",
+                  "metadata": _metadata(metadata)}
+        setup = self._call("prepare the card form", lambda: self._client.v1.setup_intents.create(
+            params, {"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
+        return setup.client_secret
+
+    def confirm_payment_intent(self, *, intent_id: str, payment_method: str,
+                               return_url: str | None = None) -> IntentResult:
+        """Attach the card, then confirm: two calls, because localstripe answers 500 to
+        ``confirm(payment_method=…)``; Stripe accepts both forms.
+
+        ``return_url`` is deliberately not sent. Payment methods are card only, and 3D
+        Secure is finished in the page by Stripe.js ``confirmCardPayment`` (next action
+        ``use_stripe_sdk``), which needs no redirect; with a return_url Stripe would switch
+        to a ``redirect_to_url`` next action, and localstripe rejects the parameter
+        ("Unexpected return_url").
+
+        Outcomes: ``succeeded`` (with the charge id); ``requires_action`` when the card
+        needs 3D Secure (the page then calls confirmCardPayment with ``client_secret``);
+        ``CardDeclined`` with Stripe's customer-facing message and the decline code when the
+        card is refused, after which the intent is ``requires_payment_method`` and may be
+        confirmed again with another card. Confirming an intent that already succeeded (or
+        is processing) reports that state instead of failing.
+        """
+        action = "confirm the payment"
+        intents = self._client.v1.payment_intents
+        try:
+            intents.update(intent_id, {"payment_method": payment_method})
+            intent = intents.confirm(intent_id)
+        except stripe.CardError as exc:
+            raise self._mapped(exc, action) from None
+        except stripe.InvalidRequestError as exc:
+            current = self._retrieve_quietly(intent_id)
+            if current is not None and current.status in _SETTLED_STATUSES:
+                return current
+            raise self._mapped(exc, action) from None
+        except stripe.StripeError as exc:
+            raise self._mapped(exc, action) from None
+        return _intent_result(intent)
+
+    def _retrieve_quietly(self, intent_id: str) -> IntentResult | None:
+        try:
+            return _intent_result(self._client.v1.payment_intents.retrieve(intent_id))
+        except stripe.StripeError:
+            return None
+
+    def retrieve_payment_intent(self, intent_id: str) -> IntentResult:
+        intent = self._call("look up the payment",
+                            lambda: self._client.v1.payment_intents.retrieve(intent_id))
+        return _intent_result(intent)
+
+    def refund(self, *, intent_id: str, amount_minor: int, idempotency_key: str,
+               metadata: dict[str, str]) -> str:
+        """Refund by PaymentIntent. Only ``payment_intent``, ``amount`` and ``metadata`` are
+        sent: both Stripe and localstripe accept exactly those (localstripe refuses
+        ``reason``, so it is left out)."""
+        params = {"payment_intent": intent_id, "amount": amount_minor,
+                  "metadata": _metadata(metadata)}
+        refund = self._call("refund the payment", lambda: self._client.v1.refunds.create(
+            params, {"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
+        return refund.id
+
+    # --- coaches (Connect) -------------------------------------------------------------------
+
+    def create_transfer(self, *, amount_minor: int, currency: str, destination: str,
+                        transfer_group: str, source_transaction: str | None,
+                        idempotency_key: str, metadata: dict[str, str]) -> str:
+        """Move a coach's share to their connected account. ``source_transaction`` ties
+        the transfer to the student's charge, so it waits for those funds instead of
+        needing an available platform balance."""
+        params: dict[str, Any] = {
+            "amount": amount_minor,
+            "currency": currency.lower(),
+            "destination": destination,
+            "transfer_group": transfer_group,
+            "metadata": _metadata(metadata),
+        }
+        if source_transaction:
+            params["source_transaction"] = source_transaction
+        transfer = self._call("pay the coach", lambda: self._client.v1.transfers.create(
+            params, {"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
+        return transfer.id
+
+    def create_express_account(self, *, email: str, idempotency_key: str,
+                               metadata: dict[str, str]) -> str:
+        params = {
+            "type": "express",
+            "email": email,
+            "capabilities": {"transfers": {"requested": True}},
+            "metadata": _metadata(metadata),
+        }
+        account = self._call("create the coach's Stripe account",
+                             lambda: self._client.v1.accounts.create(
+                                 params, {"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
+        return account.id
+
+    def account_link(self, *, account_id: str, refresh_url: str, return_url: str) -> str:
+        """Links are single-use and short-lived: make one per click, never store it."""
+        params = {"account": account_id, "refresh_url": refresh_url, "return_url": return_url,
+                  "type": "account_onboarding"}
+        link = self._call("start Stripe onboarding",
+                          lambda: self._client.v1.account_links.create(params))  # type: ignore[arg-type]
+        return link.url
+
+    def account_status(self, account_id: str) -> AccountStatus:
+        account = self._call("check the coach's Stripe account",
+                             lambda: self._client.v1.accounts.retrieve(account_id))
+        return AccountStatus(
+            account_id=account.id,
+            details_submitted=bool(_field(account, "details_submitted")),
+            payouts_enabled=bool(_field(account, "payouts_enabled")),
+        )
+
+    # --- webhooks -----------------------------------------------------------------------------
+
+    def construct_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        """Verify ``Stripe-Signature`` over the raw body, then parse it.
+
+        Returns the event as plain dicts and lists (``id``, ``type``, ``data.object``…),
+        so handlers and the database never hold library objects. Anything that does not
+        check out (no secret configured, no or malformed header, wrong signature, a
+        timestamp older than 300 s, a body that is not a JSON event) is ``InvalidWebhook``.
+        """
+        if not self._webhook_secret:
+            raise InvalidWebhook("STRIPE_WEBHOOK_SECRET is not configured.")
+        if not signature:
+            raise InvalidWebhook("The Stripe-Signature header is missing.")
+        try:
+            text = payload.decode("utf-8") if isinstance(payload, bytes | bytearray) else payload
+        except UnicodeDecodeError:
+            raise InvalidWebhook("The webhook body is not UTF-8.") from None
+        try:
+            stripe.WebhookSignature.verify_header(text, signature, self._webhook_secret,
+                                                  self._webhook_tolerance)
+        except stripe.SignatureVerificationError as exc:
+            # The library's messages name no secret; keep them for the log.
+            raise InvalidWebhook(f"Bad webhook signature: {_redact(exc.user_message)}") from None
+        try:
+            event = json.loads(text)
+        except ValueError:
+            raise InvalidWebhook("The webhook body is not JSON.") from None
+        data = event.get("data") if isinstance(event, dict) else None
+        if not (isinstance(event, dict) and isinstance(event.get("id"), str)
+                and isinstance(event.get("type"), str) and isinstance(data, dict)
+                and isinstance(data.get("object"), dict)):
+            raise InvalidWebhook("The webhook body is not a Stripe event.")
+        return event
