@@ -383,7 +383,7 @@ def _negative_balances() -> list[str]:
     for currency, amount in db.session.execute(
             select(LedgerEntry.currency, total)
             .where(LedgerEntry.account == "escrow")
-            .group_by(LedgerEntry.currency).having(total < -10**9)
+            .group_by(LedgerEntry.currency).having(total < 0)
             .order_by(LedgerEntry.currency)):
         problems.append(f"Escrow is negative in {currency}: {int(amount)}.")
     for coach_id, currency, amount in db.session.execute(
