@@ -90,7 +90,7 @@ def post_webhook(app, payload: bytes, signature: str | None):
 def test_untrusted_webhooks_get_400_and_change_nothing(stripe_app, pending, case):
     payload = event("evt_1", "payment_intent.succeeded", "pi_unit_1")
     signature = {
-        "forged": "t=%d,v1=%s" % (int(time.time()), "0" * 64),
+        "forged": f"t={int(time.time())},v1={'0' * 64}",
         "wrong secret": sign(payload, "whsec_other"),
         "missing": None,
         "too old": sign(payload, timestamp=int(time.time()) - 301),
@@ -193,7 +193,7 @@ def wait_until(check, timeout=10.0):
 @pytest.mark.stripe
 def test_stripe_payment_webhook_from_localstripe_schedules_the_session_and_refund_works(
         live, coaching, book_session, localstripe):  # noqa: F811
-    app, base, fake = live
+    app, base, _fake = live
     localstripe.register_webhook(f"{base}/payments/webhook",
                                  events=["payment_intent.succeeded",
                                          "payment_intent.payment_failed"])
