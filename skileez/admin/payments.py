@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.orm import aliased
@@ -45,8 +45,12 @@ def payments():
                                          .order_by(Payout.updated_at.desc()).limit(20)).all()
     failing_refunds = db.session.scalars(select(Refund).where(Refund.status == "failed")
                                          .order_by(Refund.updated_at.desc()).limit(20)).all()
+    reconciled = None
+    if request.args.get("reconcile"):
+        reconciled = operations.reconcile_with_gateway()
     return render_template("admin/payments.html", page=page, status=status, q=query,
                            statuses=PAYMENT_STATUSES, problems=ledger.check_invariants(),
+                           reconciled=reconciled,
                            failing_payouts=failing_payouts, failing_refunds=failing_refunds)
 
 

@@ -44,6 +44,7 @@ class IntentResult:
     status: str
     charge_id: str | None = None
     error_message: str | None = None
+    amount_received: int | None = None
 
 
 @dataclass(frozen=True)

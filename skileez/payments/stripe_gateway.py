@@ -85,6 +85,10 @@ def _intent_result(intent: Any) -> IntentResult:
         status=status,
         charge_id=_object_id(_field(intent, "latest_charge")),
         error_message=error_message,
+        # localstripe leaves amount_received out; for a succeeded intent it equals amount.
+        amount_received=_field(intent, "amount_received")
+        if _field(intent, "amount_received") is not None
+        else (_field(intent, "amount") if status == "succeeded" else None),
     )
 
 
