@@ -140,4 +140,30 @@ def seed() -> dict[str, object]:
     stale.created_at = now - timedelta(days=8)
     stale.expires_at = now - timedelta(days=1)
     contracting.expire(stale)
+    _book_demo_sessions(sam, clara, priya, marcus)
     return users
+
+
+def _book_demo_sessions(sam, clara, priya, marcus) -> None:
+    """Booked and paid sessions through the real booking and payment code (test gateway)."""
+    from skileez.coaches.availability import coach_open_slots
+    from skileez.contracts.models import Contract
+    from skileez.extensions import db
+    from skileez.payments.operations import ensure_payment_intent, payment_succeeded
+    from skileez.sessions.operations import book
+
+    def contract_of(student, coach):
+        return db.session.scalar(db.select(Contract).where(
+            Contract.student_id == student.id, Contract.coach_id == coach.id))
+
+    now = clock.now()
+    for student, coach, paid in ((sam, clara, 2), (priya, marcus, 1)):
+        contract = contract_of(student, coach)
+        slots = coach_open_slots(coach, timedelta(minutes=contract.duration_minutes),
+                                 now + timedelta(days=1), now + timedelta(days=21),
+                                 student_id=student.id)
+        for index, start in enumerate(slots[:: max(1, len(slots) // 4)][:paid + 1]):
+            session = book(student, contract.id, start)
+            if index < paid:
+                payment = ensure_payment_intent(session.payment)
+                payment_succeeded(payment.payment_intent_id, charge_id=f"ch_demo_{payment.id}")
