@@ -34,6 +34,18 @@ SLOT = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
 SECRET = "whsec_unit_test"
 
 
+
+@pytest.fixture(autouse=True)
+def ledger_checked_after_each_test(make_app):
+    """Every money test ends with a healthy ledger, whatever it asserted itself."""
+    yield
+    from skileez.payments.ledger import check_invariants
+
+    for each in make_app.apps:
+        with each.app_context():
+            assert check_invariants() == []
+
+
 def sign(payload: bytes, secret: str = SECRET, timestamp: int | None = None) -> str:
     timestamp = int(time.time()) if timestamp is None else timestamp
     signature = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload,
@@ -517,3 +529,8 @@ def test_admin_compares_our_amounts_with_stripes(make_app, fake_connect, coachin
         db.session.commit()
     page = admin.get("/admin/payments?reconcile=1").get_data(as_text=True)
     assert "Stripe received €49.90, we expected €59.90." in page
+    assert "Ledger check failed" in page  # our own books notice the tampering too
+    with app.app_context():  # put it back for the ledger check after the test
+        db.session.execute(Payment.__table__.update().where(Payment.id == payment_id)
+                           .values(amount_minor=4990, coach_net_minor=4491))
+        db.session.commit()
