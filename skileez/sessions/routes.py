@@ -9,7 +9,7 @@ from flask_login import current_user
 from sqlalchemy import or_, select
 
 from skileez import clock
-from skileez.coaches.availability import coach_open_slots
+from skileez.coaches.availability import coach_next_open_slot, coach_open_slots
 from skileez.coaches.operations import profile_for
 from skileez.contracts.models import Contract
 from skileez.core.access import require_login
@@ -89,7 +89,13 @@ def _week_start(text: str | None, tz: str) -> date:
 def book(contract_id: int):
     contract = _student_contract(contract_id)
     tz = current_user.timezone
-    week = _week_start(request.args.get("week"), tz)
+    requested = request.args.get("week")
+    if not requested:
+        # Open on the week of the first free time rather than on an empty week.
+        first = coach_next_open_slot(contract.coach,
+                                     timedelta(minutes=contract.duration_minutes))
+        requested = localize(first, tz).date().isoformat() if first else None
+    week = _week_start(requested, tz)
     start = datetime.combine(week, time(0), tzinfo=zone(tz)).astimezone(UTC)
     end = datetime.combine(week + timedelta(days=7), time(0), tzinfo=zone(tz)).astimezone(UTC)
     slots = coach_open_slots(contract.coach, timedelta(minutes=contract.duration_minutes),
