@@ -534,3 +534,62 @@ def test_admin_compares_our_amounts_with_stripes(make_app, fake_connect, coachin
         db.session.execute(Payment.__table__.update().where(Payment.id == payment_id)
                            .values(amount_minor=4990, coach_net_minor=4491))
         db.session.commit()
+
+
+@pytest.mark.stripe
+def test_coach_connects_a_payout_account_through_stripe_onboarding(make_app, fake_connect,  # noqa: F811
+                                                                  coaching):
+    app = make_app(**fake_connect.app_config())
+    coach = Client(app)
+    coach.login("clara@example.com")
+    assert "Set up payouts with Stripe" in coach.get("/payments/").get_data(as_text=True)
+    response = coach.post("/payments/connect", token_page="/payments/")
+    assert response.status_code == 303
+    onboarding = response.headers["Location"]
+    assert onboarding.startswith(fake_connect.base_url)
+    [account] = fake_connect.accounts.values()
+    with app.app_context():
+        assert profile_for(db.session.get(User, coaching["coach"].id)).stripe_account_id == \
+            account["id"]
+    # Stripe's hosted onboarding sends the coach back to us when done.
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        opener.open(onboarding)
+    except urllib.error.HTTPError as redirect:
+        back = redirect.headers["Location"]
+    assert back.endswith("/payments/connect/return")
+    page = coach.get("/payments/connect/return", follow_redirects=True).get_data(as_text=True)
+    assert "Your payout account is ready." in page and "Connected" in page
+    with app.app_context():
+        assert profile_for(db.session.get(User, coaching["coach"].id)).payouts_enabled
+
+
+def test_card_dispute_from_the_bank_freezes_the_payment(stripe_app, pending):
+    paid = event("evt_paid", "payment_intent.succeeded", "pi_unit_1")
+    assert post_webhook(stripe_app, paid, sign(paid)).status_code == 200
+    dispute = json.dumps({"id": "evt_dispute", "type": "charge.dispute.created",
+                          "data": {"object": {"id": "dp_1", "object": "dispute",
+                                              "charge": "ch_1", "payment_intent": "pi_unit_1",
+                                              "reason": "fraudulent", "amount": 4990}}}).encode()
+    assert post_webhook(stripe_app, dispute, sign(dispute)).status_code == 200
+    assert states(stripe_app, pending)[0] == "disputed"
+    from skileez.payments.models import Dispute
+
+    with stripe_app.app_context():
+        item = db.session.scalar(select(Dispute))
+        assert item.source == "stripe" and "fraudulent" in item.reason
+
+
+def test_payment_history_and_receipt(app, coaching, completed, client):
+    client.login("sam@example.com")
+    history = client.get("/payments/").get_data(as_text=True)
+    assert "Conversation practice #1" in history and "€49.90" in history
+    receipt = client.get(f"/payments/{completed}/receipt").get_data(as_text=True)
+    assert f"Receipt #{completed}" in receipt and "Total paid" in receipt
+    assert "€49.90" in receipt and "Sam Rivera" in receipt and "Clara Schmidt" in receipt
