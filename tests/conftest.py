@@ -54,21 +54,34 @@ def free_port() -> int:
 # --- database ---------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> str:
-    if TEST_DATABASE_URL:
-        from skileez.config import normalise_database_url
+def database_url(tmp_path_factory) -> Iterator[str]:
+    """A database of this run's own.
 
-        url = normalise_database_url(TEST_DATABASE_URL)
-        try:
-            engine = create_engine(url)
-            with engine.begin() as connection:
-                connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-                connection.execute(text("CREATE SCHEMA public"))
-            engine.dispose()
-        except Exception as exc:  # pragma: no cover - depends on the machine
-            require_service("PostgreSQL", False, str(exc))
-        return url
-    return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+    On PostgreSQL a fresh database is created next to TEST_DATABASE_URL's (and
+    dropped afterwards), so two runs on one server — CI and a developer, or two
+    branches — never drop each other's tables.
+    """
+    if not TEST_DATABASE_URL:
+        yield "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+        return
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    from skileez.config import normalise_database_url
+
+    server_url = make_url(normalise_database_url(TEST_DATABASE_URL))
+    name = f"skileez_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        require_service("PostgreSQL", False, str(exc))
+    yield server_url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def base_config(database_url: str, **overrides) -> dict:

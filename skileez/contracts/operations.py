@@ -11,7 +11,7 @@ from skileez.contracts.models import Contract, Proposal
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.transitions import record_creation, transition
 from skileez.extensions import db
-from skileez.notifications.operations import notify
+from skileez.notifications.operations import mark_read_about, notify
 from skileez.policy import get_policy
 
 ONE_PENDING = ("You already have a pending proposal for this offering. Wait for the coach's "
@@ -85,6 +85,7 @@ def accept(proposal: Proposal, coach, *, response_message: str = "") -> Contract
     except IntegrityError:
         raise Conflict("This proposal has already become a contract.") from None
     record_creation(contract, actor=coach, reason=f"from proposal #{proposal.id}")
+    mark_read_about(coach, "proposal_received", proposal_id=proposal.id)
     notify(proposal.student, "proposal_accepted",
            _payload(proposal, contract_id=contract.id,
                     response=proposal.response_message or ""))
@@ -99,6 +100,7 @@ def decline(proposal: Proposal, coach, *, response_message: str = "") -> None:
                        response_message.strip() or None},
                illegal_message=f"This proposal was already {proposal.status}, so it can "
                                "no longer be declined.")
+    mark_read_about(coach, "proposal_received", proposal_id=proposal.id)
     notify(proposal.student, "proposal_declined",
            _payload(proposal, response=response_message.strip()))
 

@@ -109,3 +109,14 @@ def mark_all_read(user: Any) -> int:
         .execution_options(synchronize_session=False)
     )
     return result.rowcount
+
+
+def mark_read_about(user, kind_name: str, **payload_match) -> None:
+    """Mark notifications read once what they asked for is done (an answered proposal)."""
+    for notification in db.session.scalars(
+            select(Notification).where(Notification.recipient_id == user.id,
+                                       Notification.kind == kind_name,
+                                       Notification.read_at.is_(None))):
+        if all(notification.payload.get(k) == v for k, v in payload_match.items()):
+            notification.read_at = clock.now()
+    db.session.flush()

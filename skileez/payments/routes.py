@@ -131,9 +131,7 @@ def test_card(payment_id: int):
                   "payment_intent.payment_failed" if declined else "payment_intent.succeeded",
                   "data": {"object": intent}})
     db.session.commit()
-    if declined:
-        flash("Your card was declined. Nothing was charged; you can try another card while "
-              "the time is held.", "danger")
+    if declined:  # the pay page shows the decline beside the card choice
         return redirect(url_for("payments.pay", payment_id=payment.id), code=303)
     flash("Payment received. Your session is booked.", "success")
     return redirect(url_for("sessions.detail", session_id=payment.session_id), code=303)
@@ -143,9 +141,10 @@ def test_card(payment_id: int):
 def status(payment_id: int):
     """Waiting for the provider's confirmation; the fragment polls until it arrives."""
     payment = _payment_for_participant(payment_id)
-    template = "payments/_status.html" if request.headers.get("HX-Request") == "true" \
-        else "payments/status.html"
-    return render_template(template, payment=payment)
+    if request.headers.get("HX-Request") == "true":
+        headers = {"HX-Trigger": "notifications-changed"} if payment.status == "held" else {}
+        return render_template("payments/_status.html", payment=payment), 200, headers
+    return render_template("payments/status.html", payment=payment)
 
 
 @bp.post("/webhook")
