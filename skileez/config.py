@@ -129,6 +129,8 @@ def build_config(instance_path: str, override: dict | None = None) -> dict:
         "RQ_QUEUES": ("default", "mail", "payouts"),
         "POLICY": {},
         "PER_PAGE": 20,
+        # Meeting rooms: Jitsi by default; any Jitsi-compatible server works.
+        "MEETING_BASE_URL": os.environ.get("MEETING_BASE_URL", "https://meet.jit.si").rstrip("/"),
     }
     config.update(override)
     if config.get("SQLALCHEMY_DATABASE_URI"):

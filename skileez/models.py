@@ -5,6 +5,9 @@ from skileez.coaches.models import AvailabilityRule, CoachProfile, CoachSubject,
 from skileez.contracts.models import Contract, Proposal
 from skileez.core.models import AuditEvent
 from skileez.notifications.models import Notification, OutboxEmail
+
+# Imported for its side effect: the ledger's immutability guards are always registered.
+from skileez.payments import ledger as _ledger  # noqa: F401
 from skileez.payments.models import (
     Dispute,
     LedgerEntry,
@@ -14,7 +17,7 @@ from skileez.payments.models import (
     Refund,
     WebhookEvent,
 )
-from skileez.sessions.models import Session
+from skileez.sessions.models import Rating, Reminder, RescheduleRequest, Session
 
 __all__ = [
     "AuditEvent",
@@ -31,7 +34,10 @@ __all__ = [
     "Payment",
     "Payout",
     "Proposal",
+    "Rating",
     "Refund",
+    "Reminder",
+    "RescheduleRequest",
     "Session",
     "TimeOff",
     "User",

@@ -41,6 +41,8 @@ class User(UserMixin, db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
                                                  onupdate=clock.now)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Secret in the private calendar feed URL; regenerating it revokes the old URL.
+    calendar_token: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     __table_args__ = (
         CheckConstraint("role IN ('student', 'coach', 'admin')", name="role_known"),

@@ -17,14 +17,16 @@ from skileez.extensions import db
 from skileez.policy import get_policy
 
 
-def blocking_intervals(coach_id: int, student_id: int | None = None) -> list[Interval]:
+def blocking_intervals(coach_id: int, student_id: int | None = None,
+                       exclude_session_id: int | None = None) -> list[Interval]:
     # Imported here: sessions build on coaches, not the other way round.
     from skileez.sessions.operations import blocking_sessions
 
-    return blocking_sessions(coach_id, student_id)
+    return blocking_sessions(coach_id, student_id, exclude_session_id)
 
 
-def _engine_arguments(coach, duration: timedelta, student_id: int | None = None) -> dict:
+def _engine_arguments(coach, duration: timedelta, student_id: int | None = None,
+                      exclude_session_id: int | None = None) -> dict:
     profile = db.session.scalar(select(CoachProfile).where(CoachProfile.user_id == coach.id))
     rules = [WeeklyRule(rule.weekday, rule.start_minute, rule.end_minute)
              for rule in db.session.scalars(select(AvailabilityRule)
@@ -37,7 +39,7 @@ def _engine_arguments(coach, duration: timedelta, student_id: int | None = None)
         "rules": rules,
         "timezone": coach.timezone,
         "time_off": time_off,
-        "blocking": blocking_intervals(coach.id, student_id),
+        "blocking": blocking_intervals(coach.id, student_id, exclude_session_id),
         "buffer": timedelta(minutes=profile.buffer_minutes if profile else 0),
         "notice": timedelta(hours=profile.min_notice_hours if profile else 0),
         "horizon": timedelta(days=profile.horizon_days if profile else 60),
@@ -48,8 +50,10 @@ def _engine_arguments(coach, duration: timedelta, student_id: int | None = None)
 
 
 def coach_open_slots(coach, duration: timedelta, range_start: datetime, range_end: datetime,
-                     student_id: int | None = None) -> list[datetime]:
-    arguments = _engine_arguments(coach, duration, student_id)
+                     student_id: int | None = None,
+                     exclude_session_id: int | None = None) -> list[datetime]:
+    """Open starts; ``exclude_session_id`` lets a session being moved ignore its own time."""
+    arguments = _engine_arguments(coach, duration, student_id, exclude_session_id)
     if not arguments["rules"]:
         return []
     return open_slots(range_start=range_start, range_end=range_end, **arguments)

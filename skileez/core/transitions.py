@@ -117,5 +117,17 @@ def record_creation(obj: Any, *, actor: Any = None, reason: str | None = None,
     return event
 
 
+def record_event(obj: Any, *, field: str, from_state: Any, to_state: Any, actor: Any = None,
+                 reason: str | None = None) -> AuditEvent:
+    """Audit a change that is not a status move (attendance, notes), for the timeline."""
+    event = AuditEvent(actor_id=getattr(actor, "id", None), object_type=type(obj).__tablename__,
+                       object_id=obj.id, field=field,
+                       from_state=None if from_state is None else str(from_state),
+                       to_state=str(to_state), reason=reason, created_at=clock.now())
+    db.session.add(event)
+    db.session.flush()
+    return event
+
+
 def _label(state: Any) -> str:
     return str(state).replace("_", " ")

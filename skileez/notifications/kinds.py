@@ -153,3 +153,93 @@ register(Kind(
     detail="{% if payload.note %}Note from the admin: “{{ payload.note }}”{% endif %}",
     endpoint="sessions.detail", endpoint_args=("session_id",),
 ))
+
+register(Kind(
+    name="session_confirmed",
+    subject="{{ payload.coach_name }} confirmed your session on " + _WHEN,
+    summary="{{ payload.coach_name }} confirmed the session of {{ payload.contract_title }} on "
+            + _WHEN + ".",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="session_started",
+    subject="{{ payload.started_by }} started your session — join now",
+    summary="{{ payload.started_by }} started the session of {{ payload.contract_title }}. "
+            "The meeting room is open: join from the session page.",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="session_reminder",
+    subject="Reminder: {{ payload.contract_title }} {{ payload.when_text }}",
+    summary="Reminder: your session of {{ payload.contract_title }} with "
+            "{% if recipient.id == payload.coach_id %}{{ payload.student_name }}"
+            "{% else %}{{ payload.coach_name }}{% endif %} starts " + _WHEN +
+            " ({{ payload.when_text }}).",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="reschedule_requested",
+    subject="{{ payload.requested_by }} asks to move your session of " + _WHEN,
+    summary="{{ payload.requested_by }} asks to move the session of " + _WHEN + " to "
+            "{{ payload.proposed_start|local_in(recipient.timezone) }}. Please answer by "
+            "{{ payload.deadline|local_in(recipient.timezone) }}.",
+    detail="Their reason: “{{ payload.reason }}”",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="reschedule_approved",
+    subject="Your session was moved to {{ payload.new_start|local_in(recipient.timezone) }}",
+    summary="{{ payload.decided_by }} agreed: the session of {{ payload.contract_title }} now "
+            "starts {{ payload.new_start|local_in(recipient.timezone) }}.",
+    detail="{% if payload.note %}Their note: “{{ payload.note }}”{% endif %}",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="reschedule_declined",
+    subject="Your reschedule request was declined",
+    summary="{{ payload.decided_by }} declined moving the session of " + _WHEN +
+            "; it stays at that time.",
+    detail="{% if payload.note %}Their note: “{{ payload.note }}”{% endif %}",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="reschedule_withdrawn",
+    subject="{{ payload.requested_by }} withdrew their reschedule request",
+    summary="{{ payload.requested_by }} withdrew the request to move the session of " + _WHEN +
+            "; it stays at that time.",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="reschedule_auto_decided",
+    subject="Reschedule request {{ 'approved' if payload.outcome == 'auto_approved' "
+            "else 'declined' }} automatically",
+    summary="{{ payload.why }} The session of {{ payload.contract_title }} "
+            "{% if payload.outcome == 'auto_approved' %}now starts{% else %}stays at{% endif %} "
+            "{{ payload.new_start|local_in(recipient.timezone) }}.",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="session_cancelled",
+    subject="Session on " + _WHEN + " cancelled",
+    summary="{{ payload.cancelled_by }} cancelled the session of {{ payload.contract_title }} "
+            "on " + _WHEN + "{% if payload.late %} (late){% endif %}."
+            "{% if payload.refund %} Refund to the student: {{ payload.refund }}.{% endif %}",
+    detail="{% if payload.reason %}Reason: “{{ payload.reason }}”{% endif %}",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="session_completed",
+    subject="How was your session? Rate it",
+    summary="The session of {{ payload.contract_title }} on " + _WHEN + " is complete. "
+            "How did it go? Leave a rating.",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="session_missed",
+    subject="Session on " + _WHEN + " marked as missed",
+    summary="The session of {{ payload.contract_title }} on " + _WHEN + " was marked as "
+            "missed{% if payload.missed_by == 'unattended' %}: nobody started it"
+            "{% else %} by the {{ payload.missed_by }}{% endif %}.",
+    detail="{% if payload.reason %}Reason given: “{{ payload.reason }}”{% endif %}",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))

@@ -215,6 +215,18 @@ class LedgerTransaction(db.Model):
     entries = relationship("LedgerEntry", back_populates="transaction",
                            order_by="LedgerEntry.id")
 
+    __table_args__ = (
+        # A payment is held once and released once; a payout is posted once. The database
+        # refuses a second posting even if two workers race past every other check.
+        Index("uq_ledger_one_hold", "payment_id", unique=True,
+              postgresql_where=text("kind = 'payment_held'"),
+              sqlite_where=text("kind = 'payment_held'")),
+        Index("uq_ledger_one_release", "payment_id", unique=True,
+              postgresql_where=text("kind = 'release'"), sqlite_where=text("kind = 'release'")),
+        Index("uq_ledger_one_payout", "payout_id", unique=True,
+              postgresql_where=text("kind = 'payout'"), sqlite_where=text("kind = 'payout'")),
+    )
+
 
 ACCOUNTS = ("student_funding", "escrow", "coach_payable", "platform_revenue", "refunds",
             "paid_out")

@@ -42,7 +42,7 @@ class Session(db.Model):
         "reschedule_requested": {"scheduled", "cancelled"},
         "in_progress": {"completed", "missed"},
         "completed": set(), "cancelled": set(), "expired": set(), "missed": set(),
-    }}
+    }, "confirmed_by_coach": {False: {True}, True: set()}}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id"), index=True)
@@ -56,7 +56,24 @@ class Session(db.Model):
     status: Mapped[str] = mapped_column(String(24), default="pending_payment")
     hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     meeting_room: Mapped[str] = mapped_column(String(64), default=new_room_name, unique=True)
+    confirmed_by_coach: Mapped[bool] = mapped_column(db.Boolean, default=False,
+                                                     server_default=db.false())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    student_joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    coach_joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # None when a worker completed it automatically.
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    student_notes: Mapped[str | None] = mapped_column(db.Text)
+    coach_notes: Mapped[str | None] = mapped_column(db.Text)
+    missed_by: Mapped[str | None] = mapped_column(String(12))  # student | coach | unattended
+    missed_reason: Mapped[str | None] = mapped_column(db.Text)
+    marked_missed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    cancelled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    late: Mapped[bool] = mapped_column(db.Boolean, default=False, server_default=db.false())
+    reason: Mapped[str | None] = mapped_column(db.Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
                                                  onupdate=clock.now)
@@ -65,9 +82,14 @@ class Session(db.Model):
                                                            order_by="Session.starts_at"))
     coach = relationship("User", foreign_keys=[coach_id])
     student = relationship("User", foreign_keys=[student_id])
+    started_by = relationship("User", foreign_keys=[started_by_id])
+    completed_by = relationship("User", foreign_keys=[completed_by_id])
+    cancelled_by = relationship("User", foreign_keys=[cancelled_by_id])
 
     __table_args__ = (
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+        CheckConstraint("missed_by IS NULL OR missed_by IN ('student', 'coach', 'unattended')",
+                        name="missed_by_known"),
         CheckConstraint("coach_block_end >= ends_at", name="block_covers_session"),
         CheckConstraint(
             "status IN ('pending_payment', 'scheduled', 'reschedule_requested', "
@@ -89,3 +111,91 @@ class Session(db.Model):
     def is_participant(self, user) -> bool:
         return bool(user and user.is_authenticated and user.id in (self.student_id,
                                                                     self.coach_id))
+
+
+class RescheduleRequest(db.Model):
+    """One participant asks to move a scheduled session; the other answers, or a worker does."""
+
+    __tablename__ = "reschedule_requests"
+    __display_name__ = "reschedule request"
+    __transitions__ = {"status": {
+        "pending": {"approved", "declined", "auto_approved", "auto_declined", "withdrawn"},
+        "approved": set(), "declined": set(), "auto_approved": set(), "auto_declined": set(),
+        "withdrawn": set(),
+    }}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), index=True)
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    original_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    proposed_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The start actually chosen (the approver may pick another open slot).
+    approved_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(db.Text)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    late: Mapped[bool] = mapped_column(db.Boolean, default=False, server_default=db.false())
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(db.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
+                                                 onupdate=clock.now)
+
+    session = relationship("Session", backref=db.backref(
+        "reschedule_requests", order_by="RescheduleRequest.created_at"))
+    requested_by = relationship("User", foreign_keys=[requested_by_id])
+    decided_by = relationship("User", foreign_keys=[decided_by_id])
+
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'approved', 'declined', 'auto_approved', "
+                        "'auto_declined', 'withdrawn')", name="status_known"),
+        # One pending request per session, enforced by the database.
+        Index("uq_reschedule_one_pending", "session_id", unique=True,
+              postgresql_where=db.text("status = 'pending'"),
+              sqlite_where=db.text("status = 'pending'")),
+        Index("ix_reschedule_due", "status", "deadline"),
+    )
+
+
+class Rating(db.Model):
+    __tablename__ = "ratings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), index=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    ratee_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    stars: Mapped[int] = mapped_column(Integer)
+    feedback: Mapped[str] = mapped_column(db.Text, default="")
+    public: Mapped[bool] = mapped_column(db.Boolean, default=False)
+    would_recommend: Mapped[bool] = mapped_column(db.Boolean, default=True)
+    tags: Mapped[list] = mapped_column(db.JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    session = relationship("Session", backref=db.backref("ratings", order_by="Rating.id"))
+    rater = relationship("User", foreign_keys=[rater_id])
+    ratee = relationship("User", foreign_keys=[ratee_id])
+
+    __table_args__ = (
+        CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),
+        db.UniqueConstraint("session_id", "rater_id", name="uq_ratings_once_per_person"),
+    )
+
+
+class Reminder(db.Model):
+    """A reminder that went out: unique per session, kind and start, so it is sent once.
+
+    The start is part of the key so a session rescheduled into the window gets
+    reminders for its new time, but never a second one for the same time.
+    """
+
+    __tablename__ = "reminders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # e.g. "24h", "1h"
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    __table_args__ = (db.UniqueConstraint("session_id", "kind", "starts_at",
+                                          name="uq_reminders_once"),)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from skileez import clock
@@ -12,11 +12,14 @@ from skileez.coaches.availability import coach_open_slots
 from skileez.coaches.operations import profile_for
 from skileez.contracts.models import Contract
 from skileez.core.db import serialized_write
-from skileez.core.errors import Conflict
-from skileez.core.transitions import record_creation, transition
+from skileez.core.errors import Conflict, DomainError
+from skileez.core.money import share
+from skileez.core.transitions import record_creation, record_event, transition
 from skileez.extensions import db
+from skileez.notifications.operations import notify
 from skileez.policy import get_policy
-from skileez.sessions.models import RELEASED_STATUSES, Session
+from skileez.sessions import lifecycle
+from skileez.sessions.models import RELEASED_STATUSES, Rating, RescheduleRequest, Session
 
 SLOT_TAKEN = "This time was just taken — pick another."
 
@@ -110,20 +113,8 @@ def expire_stale_holds(*, coach_id: int | None = None, student_id: int | None = 
     return expired
 
 
-def complete(session: Session, *, actor=None, reason: str = "session completed") -> None:
-    """Mark a session done and start the escrow clock (release after the policy delay)."""
-    now = clock.now()
-    transition(session, "completed", actor=actor, reason=reason,
-               values={"completed_at": now},
-               illegal_message=f"This session is {session.status.replace('_', ' ')} and "
-                               "cannot be completed.")
-    from skileez.payments.operations import schedule_release
-
-    if session.payment is not None:
-        schedule_release(session.payment, completed_at=now)
-
-
-def blocking_sessions(coach_id: int, student_id: int | None) -> list:
+def blocking_sessions(coach_id: int, student_id: int | None,
+                      exclude_session_id: int | None = None) -> list:
     """Busy intervals for the slot engine: the coach's and the student's live sessions."""
     from skileez.coaches.slots import Interval
 
@@ -131,11 +122,373 @@ def blocking_sessions(coach_id: int, student_id: int | None) -> list:
     people = [Session.coach_id == coach_id]
     if student_id is not None:
         people.append(Session.student_id == student_id)
+    conditions = []
+    if exclude_session_id is not None:
+        conditions.append(Session.id != exclude_session_id)
     rows = db.session.execute(
         select(Session.starts_at, Session.ends_at).where(
-            or_(*people), Session.ends_at > now - timedelta(days=1),
+            or_(*people), Session.ends_at > now - timedelta(days=1), *conditions,
             Session.status.not_in(RELEASED_STATUSES),
             # An unpaid hold that ran out no longer blocks, even before the sweep sees it.
             or_(Session.status != "pending_payment", Session.hold_expires_at > now))
     ).all()
     return [Interval(start, end) for start, end in rows]
+
+
+# --- the life cycle after payment ------------------------------------------------------
+
+def _payload(session: Session, **extra) -> dict:
+    return {"session_id": session.id, "contract_title": session.contract.title,
+            "starts_at": session.starts_at.isoformat(), "coach_name": session.coach.name,
+            "student_name": session.student.name, **extra}
+
+
+def _other(session: Session, user):
+    return session.coach if user.id == session.student_id else session.student
+
+
+def _require(decision) -> None:
+    if not decision:
+        raise Conflict(decision.reason)
+
+
+def meeting_url(session: Session) -> str:
+    from flask import current_app
+
+    return f"{current_app.config['MEETING_BASE_URL']}/{session.meeting_room}"
+
+
+def confirm(session: Session, coach) -> None:
+    _require(lifecycle.can_confirm(session, coach))
+    transition(session, True, field="confirmed_by_coach", actor=coach,
+               reason="confirmed by the coach",
+               illegal_message="This session is already confirmed.")
+    notify(session.student, "session_confirmed", _payload(session))
+
+
+def start(session: Session, user) -> None:
+    """Open the meeting room; whoever starts is present, the other person is told."""
+    now = clock.now()
+    _require(lifecycle.can_start(session, user, now))
+    role = lifecycle.role_of(session, user)
+    transition(session, "in_progress", actor=user, reason=f"started by the {role}",
+               values={"started_at": now, "started_by_id": user.id,
+                       f"{role}_joined_at": now})
+    notify(_other(session, user), "session_started", _payload(session, started_by=user.name))
+
+
+def join(session: Session, user) -> str:
+    """Record attendance (first join only) and return the meeting room URL."""
+    _require(lifecycle.can_join(session, user))
+    role = lifecycle.role_of(session, user)
+    column = getattr(Session, f"{role}_joined_at")
+    result = db.session.execute(
+        update(Session).where(Session.id == session.id, column.is_(None))
+        .values({column.key: clock.now()}).execution_options(synchronize_session=False))
+    if result.rowcount:
+        record_event(session, field=f"{role}_joined_at", from_state=None, to_state="joined",
+                     actor=user, reason=f"{role} joined the meeting")
+        db.session.expire(session, [column.key])
+    return meeting_url(session)
+
+
+def _slot_is_free(session: Session, starts_at: datetime) -> bool:
+    duration = session.ends_at - session.starts_at
+    open_now = coach_open_slots(session.coach, duration, starts_at,
+                                starts_at + timedelta(seconds=1),
+                                student_id=session.student_id, exclude_session_id=session.id)
+    return starts_at in open_now
+
+
+def request_reschedule(session: Session, user, *, new_start: datetime,
+                       reason: str) -> RescheduleRequest:
+    policy = get_policy()
+    now = clock.now()
+    _require(lifecycle.can_request_reschedule(session, user, now))
+    reason = reason.strip()
+    if not policy.reschedule_reason_min_chars <= len(reason) <= \
+            policy.reschedule_reason_max_chars:
+        raise DomainError(f"Give a reason of {policy.reschedule_reason_min_chars} to "
+                          f"{policy.reschedule_reason_max_chars} characters.", field="reason")
+    if new_start < now + policy.reschedule_new_time_min_lead:
+        raise DomainError("Choose a new time at least one hour from now.", field="new_start")
+    if new_start == session.starts_at:
+        raise DomainError("Choose a time different from the current one.", field="new_start")
+    if not _slot_is_free(session, new_start):
+        raise DomainError("That time is not free for both of you. Choose one of the open "
+                          "times listed.", field="new_start")
+    notice = lifecycle.reschedule_notice(session, user, now)
+    request = RescheduleRequest(
+        session_id=session.id, requested_by_id=user.id, original_start=session.starts_at,
+        proposed_start=new_start, reason=reason, status="pending", late=notice.late,
+        deadline=lifecycle.reschedule_deadline(session, now), created_at=now)
+    try:
+        with db.session.begin_nested():
+            db.session.add(request)
+            db.session.flush()
+    except IntegrityError:
+        raise Conflict("A reschedule request is already waiting for an answer.") from None
+    transition(session, "reschedule_requested", actor=user,
+               reason="late reschedule requested" if notice.late else "reschedule requested")
+    record_creation(request, actor=user, reason=reason)
+    notify(_other(session, user), "reschedule_requested",
+           _payload(session, requested_by=user.name, proposed_start=new_start.isoformat(),
+                    reason=reason, deadline=request.deadline.isoformat(),
+                    request_id=request.id))
+    return request
+
+
+def _move(session: Session, new_start: datetime, *, actor, reason: str) -> None:
+    """Move the session (and so its escrowed payment, which follows the session)."""
+    duration = session.ends_at - session.starts_at
+    buffer = session.coach_block_end - session.ends_at
+    try:
+        with db.session.begin_nested():
+            transition(session, "scheduled", actor=actor, reason=reason,
+                       expected="reschedule_requested",
+                       values={"starts_at": new_start, "ends_at": new_start + duration,
+                               "coach_block_end": new_start + duration + buffer})
+    except IntegrityError:
+        raise Conflict("That time was just taken. Choose another open time.") from None
+
+
+def approve_reschedule(request: RescheduleRequest, user, *,
+                       chosen_start: datetime | None = None, note: str = "") -> None:
+    now = clock.now()
+    _require(lifecycle.can_answer_reschedule(request, user, now))
+    session = request.session
+    start_at = chosen_start or request.proposed_start
+    if start_at < now + get_policy().reschedule_new_time_min_lead:
+        raise DomainError("Choose a time at least one hour from now.", field="new_start")
+    if not _slot_is_free(session, start_at):
+        raise Conflict("That time is no longer free for both of you. Choose another open "
+                       "time or decline.")
+    transition(request, "approved", actor=user, reason="approved",
+               values={"decided_by_id": user.id, "decided_at": now,
+                       "approved_start": start_at, "note": note.strip() or None})
+    _move(session, start_at, actor=user, reason="rescheduled")
+    notify(request.requested_by, "reschedule_approved",
+           _payload(session, new_start=start_at.isoformat(), decided_by=user.name,
+                    note=note.strip()))
+
+
+def decline_reschedule(request: RescheduleRequest, user, *, note: str = "") -> None:
+    now = clock.now()
+    _require(lifecycle.can_answer_reschedule(request, user, now))
+    transition(request, "declined", actor=user, reason="declined",
+               values={"decided_by_id": user.id, "decided_at": now,
+                       "note": note.strip() or None})
+    transition(request.session, "scheduled", actor=user, reason="reschedule declined",
+               expected="reschedule_requested")
+    notify(request.requested_by, "reschedule_declined",
+           _payload(request.session, decided_by=user.name, note=note.strip()))
+
+
+def withdraw_reschedule(request: RescheduleRequest, user) -> None:
+    _require(lifecycle.can_withdraw_reschedule(request, user))
+    transition(request, "withdrawn", actor=user, reason="withdrawn",
+               values={"decided_at": clock.now()})
+    transition(request.session, "scheduled", actor=user, reason="reschedule withdrawn",
+               expected="reschedule_requested")
+    notify(_other(request.session, user), "reschedule_withdrawn",
+           _payload(request.session, requested_by=user.name))
+
+
+def auto_decide_reschedule(request: RescheduleRequest) -> str:
+    """At the deadline: approve if the proposed time is still free for both, else decline."""
+    now = clock.now()
+    session = request.session
+    free = request.proposed_start >= now + get_policy().reschedule_new_time_min_lead \
+        and _slot_is_free(session, request.proposed_start)
+    outcome = "auto_approved" if free else "auto_declined"
+    why = ("No answer by the deadline and the time was still free for both."
+           if free else "No answer by the deadline and the proposed time is no longer free.")
+    transition(request, outcome, reason=why, where=(RescheduleRequest.deadline <= now,),
+               values={"decided_at": now,
+                       "approved_start": request.proposed_start if free else None})
+    if free:
+        _move(session, request.proposed_start, actor=None, reason="rescheduled automatically")
+    else:
+        transition(session, "scheduled", reason="reschedule declined automatically",
+                   expected="reschedule_requested")
+    for person in (session.student, session.coach):
+        notify(person, "reschedule_auto_decided",
+               _payload(session, outcome=outcome, why=why,
+                        new_start=session.starts_at.isoformat()))
+    return outcome
+
+
+def cancel(session: Session, user, *, reason: str = "") -> None:
+    """Cancel, refunding by policy: the terms shown before confirming are the ones applied."""
+    from skileez.payments.operations import refund, schedule_release
+
+    now = clock.now()
+    terms = lifecycle.cancel_terms(session, user, now)
+    if not terms.allowed:
+        raise Conflict(terms.reason)
+    role = lifecycle.role_of(session, user)
+    for request in session.reschedule_requests:
+        if request.status == "pending":
+            transition(request, "withdrawn", actor=user, reason="session cancelled",
+                       values={"decided_at": now})
+    transition(session, "cancelled", actor=user, expected=session.status,
+               reason=f"{'late ' if terms.late else ''}cancellation by the {role}",
+               values={"cancelled_by_id": user.id, "cancelled_at": now, "late": terms.late,
+                       "reason": reason.strip() or None})
+    payment = session.payment
+    refunded = 0
+    if payment is not None and payment.status in ("held", "partially_refunded"):
+        refunded = share(payment.remaining_minor, terms.refund_share)
+        if refunded:
+            refund(payment, refunded, actor=user,
+                   reason=f"session cancelled by the {role}"
+                   + (" (late)" if terms.late else ""))
+            db.session.refresh(payment)
+        if payment.remaining_minor:
+            # What is not refunded goes to the coach on the normal schedule.
+            schedule_release(payment, completed_at=max(now, session.starts_at))
+    amount = _money_text(refunded, payment) if payment else ""
+    notify(_other(session, user), "session_cancelled",
+           _payload(session, cancelled_by=user.name, late=terms.late, refund=amount,
+                    reason=reason.strip()))
+
+
+def _money_text(minor: int, payment) -> str:
+    from skileez.core.money import format_money
+
+    return format_money(minor, payment.currency)
+
+
+def complete(session: Session, *, actor=None, notes: str = "",
+             reason: str = "session completed") -> None:
+    """Done: notes under the writer's role, escrow release scheduled, both asked to rate."""
+    from skileez.payments.operations import schedule_release
+
+    now = clock.now()
+    if actor is not None:
+        _require(lifecycle.can_complete(session, actor, now))
+    values = {"completed_at": now, "completed_by_id": getattr(actor, "id", None)}
+    notes = notes.strip()
+    if notes and actor is not None:
+        values[f"{lifecycle.role_of(session, actor)}_notes"] = notes[
+            :get_policy().completion_notes_max_chars]
+    transition(session, "completed", actor=actor, reason=reason, expected=session.status,
+               values=values,
+               illegal_message=f"This session is {session.status.replace('_', ' ')} and "
+                               "cannot be completed.")
+    if session.payment is not None and session.payment.status in ("held",
+                                                                   "partially_refunded"):
+        schedule_release(session.payment, completed_at=now)
+    contract = session.contract
+    if contract.status == "active" and contract.completed_sessions >= contract.total_sessions:
+        transition(contract, "completed", actor=actor, reason="all sessions completed")
+    for person in (session.student, session.coach):
+        notify(person, "session_completed", _payload(session))
+
+
+def add_notes(session: Session, user, notes: str) -> None:
+    _require(lifecycle.can_add_notes(session, user))
+    notes = notes.strip()
+    if not notes:
+        raise DomainError("Write something, or leave the page.", field="notes")
+    limit = get_policy().completion_notes_max_chars
+    if len(notes) > limit:
+        raise DomainError(f"Keep notes under {limit} characters.", field="notes")
+    role = lifecycle.role_of(session, user)
+    column = getattr(Session, f"{role}_notes")
+    result = db.session.execute(update(Session).where(Session.id == session.id,
+                                                      column.is_(None)).values({column.key: notes})
+                                .execution_options(synchronize_session=False))
+    if not result.rowcount:
+        raise Conflict("You have already written your notes.")
+    db.session.expire(session, [column.key])
+    record_event(session, field=column.key, from_state=None, to_state="written", actor=user,
+                 reason=f"{role} added notes")
+
+
+MISSED_REFUND = {"student": "refund_missed_by_student", "coach": "refund_missed_by_coach",
+                 "unattended": "refund_missed_unattended"}
+
+
+def mark_missed(session: Session, *, missed_by: str, reason: str, actor=None) -> None:
+    """A no-show: record who missed it and refund the student by policy."""
+    from skileez.payments.operations import refund, schedule_release
+
+    if missed_by not in MISSED_REFUND:
+        raise DomainError("Say who did not attend.", field="missed_by")
+    now = clock.now()
+    if actor is not None:
+        _require(lifecycle.can_mark_missed(session, actor, now))
+    transition(session, "missed", actor=actor, expected=session.status,
+               reason=f"missed by the {missed_by}" if missed_by != "unattended"
+               else "nobody started the session",
+               values={"missed_by": missed_by, "missed_reason": reason.strip() or None,
+                       "marked_missed_by_id": getattr(actor, "id", None)})
+    payment = session.payment
+    if payment is not None and payment.status in ("held", "partially_refunded"):
+        amount = share(payment.remaining_minor,
+                       getattr(get_policy(), MISSED_REFUND[missed_by]))
+        if amount:
+            refund(payment, amount, actor=actor, reason=f"session missed by the {missed_by}"
+                   if missed_by != "unattended" else "session not attended")
+            db.session.refresh(payment)
+        if payment.remaining_minor:
+            schedule_release(payment, completed_at=now)
+    payload = _payload(session, missed_by=missed_by, reason=reason.strip())
+    if actor is None:
+        for person in (session.student, session.coach):
+            notify(person, "session_missed", payload)
+    else:
+        notify(_other(session, actor), "session_missed", payload)
+
+
+def rate(session: Session, user, *, stars: int, feedback: str, public: bool,
+         would_recommend: bool, tags: list[str]) -> Rating:
+    _require(lifecycle.can_rate(session, user))
+    if not 1 <= stars <= 5:
+        raise DomainError("Choose from 1 to 5 stars.", field="stars")
+    limit = get_policy().rating_feedback_max_chars
+    if len(feedback) > limit:
+        raise DomainError(f"Keep feedback under {limit} characters.", field="feedback")
+    rating = Rating(session_id=session.id, rater_id=user.id, ratee_id=_other(session, user).id,
+                    stars=stars, feedback=feedback.strip(), public=public,
+                    would_recommend=would_recommend, tags=tags, created_at=clock.now())
+    try:
+        with db.session.begin_nested():
+            db.session.add(rating)
+            db.session.flush()
+    except IntegrityError:
+        raise Conflict("You have already rated this session.") from None
+    if user.id == session.student_id:
+        _refresh_coach_rating(session.coach_id)
+    return rating
+
+
+def _refresh_coach_rating(coach_id: int) -> None:
+    """The coach's public average: students' ratings of them only."""
+    from skileez.coaches.models import CoachProfile
+
+    average, count = db.session.execute(
+        select(func.avg(Rating.stars), func.count(Rating.id))
+        .join(Session, Session.id == Rating.session_id)
+        .where(Rating.ratee_id == coach_id, Rating.rater_id == Session.student_id)).one()
+    db.session.execute(update(CoachProfile).where(CoachProfile.user_id == coach_id)
+                       .values(rating_average=float(average) if average is not None else None,
+                               rating_count=count)
+                       .execution_options(synchronize_session=False))
+
+
+def normalise_tags(text: str) -> list[str]:
+    """'Patient, clear ,PATIENT' → ['patient', 'clear']: lower-case, unique, ≤ 10 of ≤ 30."""
+    tags: list[str] = []
+    for raw in (text or "").split(","):
+        tag = " ".join(raw.split()).lower()
+        if not tag:
+            continue
+        if len(tag) > 30:
+            raise DomainError("Keep each tag under 30 characters.", field="tags")
+        if tag not in tags:
+            tags.append(tag)
+    if len(tags) > 10:
+        raise DomainError("Use at most 10 tags.", field="tags")
+    return tags

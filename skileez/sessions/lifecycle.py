@@ -1,0 +1,256 @@
+"""The rules of the session life cycle, as answers with reasons.
+
+The legal moves themselves are ``Session.__transitions__`` (one table, enforced
+by the transition helper). This module adds *when* and *who*: each
+``can_<action>`` returns a ``Decision`` whose reason is the sentence a person
+sees next to the button, or instead of it, with real times in their zone.
+Operations call the same functions, so the page and the rule cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from skileez import clock
+from skileez.core.permissions import ALLOWED, Decision, deny
+from skileez.core.timezones import format_local, humanize_delta
+from skileez.policy import get_policy
+
+FINAL = ("completed", "cancelled", "expired", "missed")
+
+
+def role_of(session, user) -> str | None:
+    if not (user and getattr(user, "is_authenticated", False)):
+        return None
+    if user.id == session.student_id:
+        return "student"
+    if user.id == session.coach_id:
+        return "coach"
+    return None
+
+
+def _at(moment: datetime, user) -> str:
+    """'Tue 24 Nov 2026, 14:00 CET — in 26 hours': a deadline as the viewer reads it."""
+    return f"{format_local(moment, user.timezone)} — {humanize_delta(moment)}"
+
+
+def _participant(session, user) -> Decision:
+    return ALLOWED if role_of(session, user) else deny("Only the two participants can do this.")
+
+
+def can_confirm(session, user) -> Decision:
+    if role_of(session, user) != "coach":
+        return deny("Only the coach confirms a session.")
+    if session.status != "scheduled":
+        return deny(f"The session is {session.status.replace('_', ' ')}.")
+    if session.confirmed_by_coach:
+        return deny("Already confirmed.")
+    return Decision(True, "Let the student know you will be there.")
+
+
+def start_window(session) -> tuple[datetime, datetime]:
+    policy = get_policy()
+    return (session.starts_at - policy.start_window_before,
+            session.starts_at + policy.start_window_after)
+
+
+def can_start(session, user, now: datetime | None = None) -> Decision:
+    if not role_of(session, user):
+        return deny("Only the two participants can start the session.")
+    if session.status != "scheduled":
+        return deny(f"The session is {session.status.replace('_', ' ')}.")
+    now = now or clock.now()
+    opens, closes = start_window(session)
+    if now < opens:
+        return deny(f"You can start from {_at(opens, user)}.")
+    if now > closes:
+        return deny(f"The start window closed at {format_local(closes, user.timezone)}.")
+    return Decision(True, f"Start window open until {format_local(closes, user.timezone)}.")
+
+
+def can_join(session, user) -> Decision:
+    if not role_of(session, user):
+        return deny("Only the two participants can join.")
+    if session.status != "in_progress":
+        return deny("The meeting room opens when one of you starts the session.")
+    return Decision(True, "The meeting room is open.")
+
+
+@dataclass(frozen=True)
+class RescheduleNotice:
+    allowed: bool
+    late: bool
+    reason: str
+
+
+def reschedule_notice(session, user, now: datetime | None = None) -> RescheduleNotice:
+    """Coach: 48 h before. Student: 24 h, or late down to 10 h. Nobody within 10 h."""
+    policy = get_policy()
+    now = now or clock.now()
+    left = session.starts_at - now
+    role = role_of(session, user)
+    if role == "coach":
+        deadline = session.starts_at - policy.reschedule_notice_coach
+        if left >= policy.reschedule_notice_coach:
+            return RescheduleNotice(True, False, f"Coaches can ask to reschedule until "
+                                                 f"{_at(deadline, user)}.")
+        return RescheduleNotice(False, False, "Coaches must ask at least "
+                                f"{_hours(policy.reschedule_notice_coach)} hours before the "
+                                f"start; that was {format_local(deadline, user.timezone)}.")
+    normal = session.starts_at - policy.reschedule_notice_student
+    floor = session.starts_at - policy.reschedule_notice_student_late_floor
+    if left >= policy.reschedule_notice_student:
+        return RescheduleNotice(True, False, f"You can ask to reschedule until "
+                                             f"{_at(normal, user)} (after that it counts as "
+                                             f"late, and closes at "
+                                             f"{format_local(floor, user.timezone)}).")
+    if left >= policy.reschedule_notice_student_late_floor:
+        return RescheduleNotice(True, True, "A request now counts as late. Rescheduling closes "
+                                            f"at {_at(floor, user)}.")
+    return RescheduleNotice(False, False, "Rescheduling closes "
+                            f"{_hours(policy.reschedule_notice_student_late_floor)} hours before "
+                            f"the start ({format_local(floor, user.timezone)}).")
+
+
+def _hours(delta: timedelta) -> int:
+    return int(delta.total_seconds() // 3600)
+
+
+def can_request_reschedule(session, user, now: datetime | None = None) -> Decision:
+    if not role_of(session, user):
+        return deny("Only the two participants can reschedule.")
+    if session.status == "reschedule_requested":
+        return deny("A reschedule request is already waiting for an answer.")
+    if session.status != "scheduled":
+        return deny(f"The session is {session.status.replace('_', ' ')}.")
+    notice = reschedule_notice(session, user, now)
+    return Decision(notice.allowed, notice.reason)
+
+
+def reschedule_deadline(session, requested_at: datetime) -> datetime:
+    policy = get_policy()
+    return min(requested_at + policy.reschedule_response_window,
+               session.starts_at - policy.reschedule_response_cap_before_start)
+
+
+def can_answer_reschedule(request, user, now: datetime | None = None) -> Decision:
+    session = request.session
+    role = role_of(session, user)
+    if not role:
+        return deny("Only the two participants can answer.")
+    if request.requested_by_id == user.id:
+        return deny("The other participant answers your request.")
+    if request.status != "pending":
+        return deny(f"This request was {request.status.replace('_', ' ')}.")
+    now = now or clock.now()
+    if now >= request.deadline:
+        return deny("The answer deadline has passed; it is being decided automatically.")
+    return Decision(True, f"Answer by {_at(request.deadline, user)}; after that it is approved "
+                          "automatically if the time is still free, and declined otherwise.")
+
+
+def can_withdraw_reschedule(request, user) -> Decision:
+    if request.requested_by_id != getattr(user, "id", None):
+        return deny("Only the person who asked can withdraw the request.")
+    if request.status != "pending":
+        return deny(f"This request was {request.status.replace('_', ' ')}.")
+    return ALLOWED
+
+
+@dataclass(frozen=True)
+class CancelTerms:
+    allowed: bool
+    late: bool
+    refund_share: Decimal
+    reason: str
+
+
+def cancel_terms(session, user, now: datetime | None = None) -> CancelTerms:
+    """Who cancels and when decides the refund: shown before confirming, applied after."""
+    policy = get_policy()
+    role = role_of(session, user)
+    if not role:
+        return CancelTerms(False, False, Decimal(0), "Only the two participants can cancel.")
+    if session.status not in ("scheduled", "reschedule_requested"):
+        return CancelTerms(False, False, Decimal(0),
+                           f"The session is {session.status.replace('_', ' ')}.")
+    now = now or clock.now()
+    free_until = session.starts_at - policy.late_cancellation_window
+    late = now >= free_until
+    if role == "coach":
+        return CancelTerms(True, late, policy.refund_coach_cancels,
+                           "The student gets a full refund."
+                           + (" Cancelling this late counts against your record." if late
+                              else ""))
+    if not late:
+        return CancelTerms(True, False, policy.refund_student_cancels_early,
+                           f"Free cancellation until {_at(free_until, user)}: you get "
+                           f"{_percent(policy.refund_student_cancels_early)} back.")
+    share = policy.refund_student_cancels_late
+    return CancelTerms(True, True, share,
+                       "This is a late cancellation (less than "
+                       f"{_hours(policy.late_cancellation_window)} hours before the start): "
+                       + ("the payment is not refunded." if share == 0
+                          else f"you get {_percent(share)} back."))
+
+
+def _percent(share: Decimal) -> str:
+    return f"{int(share * 100)}%"
+
+
+def can_cancel(session, user, now: datetime | None = None) -> Decision:
+    terms = cancel_terms(session, user, now)
+    return Decision(terms.allowed, terms.reason)
+
+
+def can_complete(session, user, now: datetime | None = None) -> Decision:
+    if not role_of(session, user):
+        return deny("Only the two participants can complete the session.")
+    now = now or clock.now()
+    if session.status == "in_progress":
+        return Decision(True, "Mark it done when you have finished.")
+    if session.status == "scheduled":
+        if now >= session.starts_at:
+            return Decision(True, "The start time has passed: you can mark it done.")
+        return deny(f"You can complete it once it has started ({_at(session.starts_at, user)}).")
+    return deny(f"The session is {session.status.replace('_', ' ')}.")
+
+
+def can_mark_missed(session, user, now: datetime | None = None) -> Decision:
+    if not role_of(session, user):
+        return deny("Only the two participants can report a no-show.")
+    if session.status not in ("scheduled", "in_progress"):
+        return deny(f"The session is {session.status.replace('_', ' ')}.")
+    now = now or clock.now()
+    opens = session.starts_at + get_policy().mark_missed_after_start
+    if now < opens:
+        return deny(f"A no-show can be reported from {_at(opens, user)}.")
+    return Decision(True, "Report who did not attend.")
+
+
+def can_add_notes(session, user) -> Decision:
+    role = role_of(session, user)
+    if not role:
+        return deny("Only the two participants can write notes.")
+    if session.status != "completed":
+        return deny("Notes are written when the session is completed.")
+    if getattr(session, f"{role}_notes"):
+        return deny("You have already written your notes.")
+    return ALLOWED
+
+
+def can_rate(session, user) -> Decision:
+    if not role_of(session, user):
+        return deny("Only the two participants can rate the session.")
+    if session.status != "completed":
+        return deny("Only completed sessions can be rated.")
+    if any(rating.rater_id == user.id for rating in session.ratings):
+        return deny("You have already rated this session.")
+    return ALLOWED
+
+
+def auto_close_at(session) -> datetime:
+    """When a worker completes (in progress) or marks unattended (never started) a session."""
+    return session.ends_at + get_policy().auto_close_after_end
