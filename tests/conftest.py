@@ -397,3 +397,23 @@ def book_session(make_app):
         return _in_app(make_app, lambda: book(_load(User, student.id), contract.id, starts_at))
 
     return factory
+
+
+@pytest.fixture
+def paid_session(make_app, book_session):
+    """A booked and paid (scheduled) session: paid_session(student, contract, starts_at)."""
+    from skileez.payments.operations import ensure_payment_intent, payment_succeeded
+    from skileez.sessions.models import Session as SessionModel
+
+    def factory(student, contract, starts_at):
+        session = book_session(student, contract, starts_at)
+
+        def pay():
+            payment = _load(SessionModel, session.id).payment
+            ensure_payment_intent(payment)
+            payment_succeeded(payment.payment_intent_id, charge_id=f"ch_test_{payment.id}")
+            return _load(SessionModel, session.id)
+
+        return _in_app(make_app, pay)
+
+    return factory

@@ -14,7 +14,7 @@ from skileez.core.errors import Conflict, DomainError
 from skileez.extensions import db
 
 PUBLIC = {"core.home", "core.health", "auth.login", "auth.register", "coaches.index",
-          "coaches.profile", "payments.webhook"}
+          "coaches.profile", "payments.webhook", "sessions.calendar_feed"}
 
 
 def _get_rules(app):

@@ -547,14 +547,16 @@ def _wrong_currency(b):
 
 
 def _coach_entry_without_coach(b):
-    tx_id = raw_transaction("payout", [("coach_payable", -10, "EUR", None),
-                                       ("paid_out", 10, "EUR", None)], payout_id=b.payout)
+    # A reversal (not unique per payout, unlike the payout posting) missing its coach.
+    tx_id = raw_transaction("payout_reversal", [("coach_payable", 10, "EUR", None),
+                                                ("paid_out", -10, "EUR", None)],
+                            payout_id=b.payout)
     return [f"Ledger transaction {tx_id} has a coach_payable entry without a coach"]
 
 
 @pytest.mark.parametrize("corrupt", [
-    _unbalanced_entry, _held_without_posting, _payout_posted_twice, _escrow_negative,
-    _released_twice, _refunded_without_posting, _paid_payout_without_posting,
+    _unbalanced_entry, _held_without_posting, _escrow_negative,
+    _refunded_without_posting, _paid_payout_without_posting,
     _transaction_without_entries, _wrong_currency, _coach_entry_without_coach,
 ])
 def test_check_invariants_reports_corruption(app, books, corrupt):
@@ -563,6 +565,16 @@ def test_check_invariants_reports_corruption(app, books, corrupt):
         problems = ledger.check_invariants()
         for fragment in expected:
             assert any(fragment in problem for problem in problems), (fragment, problems)
+
+
+@pytest.mark.parametrize("corrupt", [_payout_posted_twice, _released_twice])
+def test_the_database_refuses_a_second_release_or_payout_posting(app, books, corrupt):
+    """Unique partial indexes stop a double posting at write time, before any check runs."""
+    from sqlalchemy.exc import IntegrityError
+
+    with app.app_context(), pytest.raises(IntegrityError,
+                                          match="uq_ledger_one_|UNIQUE constraint failed"):
+        corrupt(books)
 
 
 def test_refund_posted_twice_is_reported(app, people):

@@ -14,7 +14,6 @@ from skileez.coaches.operations import profile_for
 from skileez.contracts.models import Contract
 from skileez.core.access import require_login
 from skileez.core.errors import Conflict
-from skileez.core.http import choice_arg
 from skileez.core.models import AuditEvent
 from skileez.core.money import share
 from skileez.core.timezones import localize, zone
@@ -26,24 +25,9 @@ from skileez.sessions.models import Session
 
 bp = require_login(Blueprint("sessions", __name__, url_prefix="/sessions"))
 
-STATUSES = ("pending_payment", "scheduled", "reschedule_requested", "in_progress", "completed",
-            "cancelled", "expired", "missed")
-
 
 def _is_htmx() -> bool:
     return request.headers.get("HX-Request") == "true"
-
-
-@bp.get("/")
-def index():
-    status = choice_arg("status", STATUSES)
-    statement = select(Session).where(or_(Session.student_id == current_user.id,
-                                          Session.coach_id == current_user.id))
-    if status:
-        statement = statement.where(Session.status == status)
-    page = db.paginate(statement.order_by(Session.starts_at.desc(), Session.id.desc()),
-                       per_page=20, error_out=False)
-    return render_template("sessions/index.html", page=page, status=status, statuses=STATUSES)
 
 
 def _session_for_participant(session_id: int) -> Session:
@@ -56,8 +40,11 @@ def _session_for_participant(session_id: int) -> Session:
 @bp.get("/<int:session_id>")
 def detail(session_id: int):
     session = _session_for_participant(session_id)
-    history = db.session.scalars(select(AuditEvent).where(
-        AuditEvent.object_type == "sessions", AuditEvent.object_id == session.id)
+    request_ids = [item.id for item in session.reschedule_requests]
+    history = db.session.scalars(select(AuditEvent).where(or_(
+        (AuditEvent.object_type == "sessions") & (AuditEvent.object_id == session.id),
+        (AuditEvent.object_type == "reschedule_requests")
+        & AuditEvent.object_id.in_(request_ids or [-1])))
         .order_by(AuditEvent.created_at, AuditEvent.id)).all()
     return render_template("sessions/detail.html", session=session, history=history,
                            policy=get_policy())
@@ -151,3 +138,10 @@ def confirm(contract_id: int):
             abort(404)
         return redirect(url_for("payments.pay", payment_id=session.payment.id), code=303)
     return render_template("sessions/confirm.html", **context)
+
+
+# History, CSV export, statistics and calendar feeds share this blueprint.
+from skileez.sessions import history_routes as _history_routes  # noqa: E402, F401
+
+# Life-cycle actions live in their own module but share this blueprint.
+from skileez.sessions import lifecycle_routes as _lifecycle_routes  # noqa: E402, F401

@@ -1,0 +1,333 @@
+"""The session page's live fragment and every action on a session.
+
+Each action is a form page that states its rule (and, for cancelling, the
+refund) before anything happens, and a POST that calls one operation. An
+illegal move is answered 409 with the reason, and nothing changes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from skileez import clock
+from skileez.coaches.availability import coach_open_slots
+from skileez.core.errors import Conflict, DomainError
+from skileez.core.forms import Form
+from skileez.extensions import db
+from skileez.policy import get_policy
+from skileez.sessions import lifecycle, operations
+from skileez.sessions.forms import (
+    AnswerRescheduleForm,
+    CancelForm,
+    CompleteForm,
+    MissedForm,
+    NotesForm,
+    RatingForm,
+    RescheduleForm,
+)
+from skileez.sessions.models import RescheduleRequest, Session
+from skileez.sessions.routes import bp
+
+RESCHEDULE_DAYS = 21
+
+
+@bp.app_context_processor
+def _lifecycle_rules() -> dict:
+    """Templates ask the same rules the operations enforce."""
+    return {"lifecycle": lifecycle}
+
+
+def _session(session_id: int) -> Session:
+    session = db.session.get(Session, session_id)
+    if session is None or not session.is_participant(current_user):
+        abort(404)
+    return session
+
+
+def _htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _back(session: Session, message: str, category: str = "success"):
+    flash(message, category)
+    if _htmx():
+        response = redirect(url_for("sessions.detail", session_id=session.id))
+        response.headers["HX-Redirect"] = url_for("sessions.detail", session_id=session.id)
+        return response
+    return redirect(url_for("sessions.detail", session_id=session.id), code=303)
+
+
+def _errors(form) -> str:
+    return "; ".join(message for messages in form.errors.values() for message in messages)
+
+
+def _attach(form, error: DomainError) -> None:
+    field = getattr(form, error.field or "", None)
+    if field is not None:
+        field.errors = [*field.errors, error.message]
+    else:
+        form.form_errors.append(error.message)
+
+
+@bp.get("/<int:session_id>/live")
+def live(session_id: int):
+    """The status fragment: polls itself every 10 s until the session is final."""
+    return render_template("sessions/_live.html", session=_session(session_id))
+
+
+def _simple_action(session_id: int, action, success: str):
+    session = _session(session_id)
+    if not Form().validate_on_submit():
+        abort(400)
+    try:
+        result = action(session)
+        db.session.commit()
+    except Conflict as error:
+        db.session.rollback()
+        return render_template("sessions/action_refused.html", session=session,
+                               message=error.message), 409
+    return result or _back(session, success)
+
+
+@bp.post("/<int:session_id>/confirm-attendance")
+def confirm_attendance(session_id: int):
+    return _simple_action(session_id, lambda s: operations.confirm(s, current_user),
+                          "Confirmed: the student can see you will be there.")
+
+
+@bp.post("/<int:session_id>/start")
+def start(session_id: int):
+    return _simple_action(session_id, lambda s: operations.start(s, current_user),
+                          "The session has started and the meeting room is open. "
+                          "The other person has been told.")
+
+
+@bp.post("/<int:session_id>/join")
+def join(session_id: int):
+    def go(session):
+        url = operations.join(session, current_user)
+        db.session.commit()
+        return redirect(url, code=303)
+
+    return _simple_action(session_id, go, "")
+
+
+def _open_times(session: Session) -> list[datetime]:
+    now = clock.now()
+    earliest = now + get_policy().reschedule_new_time_min_lead
+    return [slot for slot in coach_open_slots(
+        session.coach, session.ends_at - session.starts_at, earliest,
+        now + timedelta(days=RESCHEDULE_DAYS), student_id=session.student_id,
+        exclude_session_id=session.id) if slot != session.starts_at][:60]
+
+
+def _parse(value: str | None) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat((value or "").replace(" ", "+"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+@bp.route("/<int:session_id>/reschedule", methods=["GET", "POST"])
+def reschedule(session_id: int):
+    session = _session(session_id)
+    decision = lifecycle.can_request_reschedule(session, current_user)
+    form = RescheduleForm()
+    times = _open_times(session) if decision else []
+    form.new_start.choices = [(t.isoformat(), t.isoformat()) for t in times]
+    status = 200
+    if not decision:
+        status = 409 if request.method == "POST" else 200
+    elif form.validate_on_submit():
+        new_start = _parse(form.new_start.data)
+        try:
+            if new_start is None:
+                raise DomainError("Choose one of the open times.", field="new_start")
+            operations.request_reschedule(session, current_user, new_start=new_start,
+                                          reason=form.reason.data)
+            db.session.commit()
+        except Conflict as error:
+            db.session.rollback()
+            form.form_errors.append(error.message)
+            status = 409
+        except DomainError as error:
+            db.session.rollback()
+            _attach(form, error)
+            status = 422
+        else:
+            return _back(session, "Your request was sent. The session stays where it is "
+                                  "until it is answered.")
+    elif request.method == "POST":
+        status = 422
+    return render_template("sessions/reschedule.html", session=session, form=form,
+                           decision=decision, times=times), status
+
+
+def _request(request_id: int) -> RescheduleRequest:
+    item = db.session.get(RescheduleRequest, request_id)
+    if item is None or not item.session.is_participant(current_user):
+        abort(404)
+    return item
+
+
+@bp.post("/reschedule/<int:request_id>/<any(approve, decline, withdraw):action>")
+def answer_reschedule(request_id: int, action: str):
+    item = _request(request_id)
+    session = item.session
+    form = AnswerRescheduleForm()
+    form.new_start.choices = []
+    if not form.validate_on_submit():
+        return render_template("sessions/action_refused.html", session=session,
+                               message=_errors(form)), 422
+    try:
+        if action == "approve":
+            chosen = _parse(form.new_start.data) if form.new_start.data else None
+            operations.approve_reschedule(item, current_user, chosen_start=chosen,
+                                          note=form.note.data or "")
+        elif action == "decline":
+            operations.decline_reschedule(item, current_user, note=form.note.data or "")
+        else:
+            operations.withdraw_reschedule(item, current_user)
+        db.session.commit()
+    except DomainError as error:
+        db.session.rollback()
+        return render_template("sessions/action_refused.html", session=session,
+                               message=error.message), \
+            409 if isinstance(error, Conflict) else 422
+    return _back(session, {"approve": "The session has been moved.",
+                           "decline": "Declined: the session stays at its time.",
+                           "withdraw": "Your request was withdrawn."}[action])
+
+
+@bp.route("/<int:session_id>/cancel", methods=["GET", "POST"])
+def cancel(session_id: int):
+    session = _session(session_id)
+    terms = lifecycle.cancel_terms(session, current_user)
+    form = CancelForm()
+    refund_amount = None
+    payment = session.payment
+    if terms.allowed and payment is not None and payment.status in ("held",
+                                                                    "partially_refunded"):
+        from skileez.core.money import share
+
+        refund_amount = share(payment.remaining_minor, terms.refund_share)
+    status = 200
+    if request.method == "POST":
+        if not terms.allowed:
+            status = 409
+        elif form.validate_on_submit():
+            try:
+                operations.cancel(session, current_user, reason=form.reason.data or "")
+                db.session.commit()
+            except Conflict as error:
+                db.session.rollback()
+                form.form_errors.append(error.message)
+                status = 409
+            else:
+                return _back(session, "The session is cancelled. " + terms.reason)
+        else:
+            status = 422
+    return render_template("sessions/cancel.html", session=session, form=form, terms=terms,
+                           refund_amount=refund_amount), status
+
+
+@bp.route("/<int:session_id>/complete", methods=["GET", "POST"])
+def complete(session_id: int):
+    session = _session(session_id)
+    decision = lifecycle.can_complete(session, current_user)
+    form = CompleteForm()
+    status = 200
+    if request.method == "POST":
+        if not decision:
+            status = 409
+        elif form.validate_on_submit():
+            try:
+                operations.complete(session, actor=current_user, notes=form.notes.data or "")
+                db.session.commit()
+            except Conflict as error:
+                db.session.rollback()
+                form.form_errors.append(error.message)
+                status = 409
+            else:
+                return _back(session, "Marked as completed. Both of you can now rate it.")
+        else:
+            status = 422
+    return render_template("sessions/complete.html", session=session, form=form,
+                           decision=decision), status
+
+
+@bp.post("/<int:session_id>/notes")
+def notes(session_id: int):
+    session = _session(session_id)
+    form = NotesForm()
+    if form.validate_on_submit():
+        try:
+            operations.add_notes(session, current_user, form.notes.data)
+            db.session.commit()
+        except DomainError as error:
+            db.session.rollback()
+            return render_template("sessions/action_refused.html", session=session,
+                                   message=error.message), \
+                409 if isinstance(error, Conflict) else 422
+        return _back(session, "Your notes are saved.")
+    return render_template("sessions/action_refused.html", session=session,
+                           message=_errors(form)), 422
+
+
+@bp.route("/<int:session_id>/missed", methods=["GET", "POST"])
+def missed(session_id: int):
+    session = _session(session_id)
+    decision = lifecycle.can_mark_missed(session, current_user)
+    form = MissedForm()
+    status = 200
+    if request.method == "POST":
+        if not decision:
+            status = 409
+        elif form.validate_on_submit():
+            try:
+                operations.mark_missed(session, missed_by=form.missed_by.data,
+                                       reason=form.reason.data, actor=current_user)
+                db.session.commit()
+            except Conflict as error:
+                db.session.rollback()
+                form.form_errors.append(error.message)
+                status = 409
+            else:
+                return _back(session, "Recorded as missed.")
+        else:
+            status = 422
+    return render_template("sessions/missed.html", session=session, form=form,
+                           decision=decision, policy=get_policy()), status
+
+
+@bp.route("/<int:session_id>/rate", methods=["GET", "POST"])
+def rate(session_id: int):
+    session = _session(session_id)
+    decision = lifecycle.can_rate(session, current_user)
+    form = RatingForm()
+    status = 200
+    if request.method == "POST":
+        if not decision:
+            status = 409
+        elif form.validate_on_submit():
+            try:
+                operations.rate(session, current_user, stars=form.stars_value(),
+                                feedback=form.feedback.data or "",
+                                public=bool(form.public.data),
+                                would_recommend=bool(form.would_recommend.data),
+                                tags=operations.normalise_tags(form.tags.data or ""))
+                db.session.commit()
+            except DomainError as error:
+                db.session.rollback()
+                _attach(form, error)
+                status = 409 if isinstance(error, Conflict) else 422
+            else:
+                return _back(session, "Thank you for your rating.")
+        else:
+            status = 422
+    return render_template("sessions/rate.html", session=session, form=form,
+                           decision=decision), status
