@@ -573,7 +573,7 @@ def test_the_database_refuses_a_second_release_or_payout_posting(app, books, cor
     from sqlalchemy.exc import IntegrityError
 
     with app.app_context(), pytest.raises(IntegrityError,
-                                          match="uq_ledger_one_|UNIQUE constraint failed"):
+                                          match=r"uq_ledger_one_|UNIQUE constraint failed"):
         corrupt(books)
 
 
