@@ -141,6 +141,7 @@ def seed() -> dict[str, object]:
     stale.expires_at = now - timedelta(days=1)
     contracting.expire(stale)
     _book_demo_sessions(sam, clara, priya, marcus)
+    _demo_life_cycle(sam, clara, priya, marcus, users["admin@skileez.test"])
     return users
 
 
@@ -160,10 +161,117 @@ def _book_demo_sessions(sam, clara, priya, marcus) -> None:
     for student, coach, paid in ((sam, clara, 2), (priya, marcus, 1)):
         contract = contract_of(student, coach)
         slots = coach_open_slots(coach, timedelta(minutes=contract.duration_minutes),
-                                 now + timedelta(days=1), now + timedelta(days=21),
+                                 now + timedelta(days=5), now + timedelta(days=21),
                                  student_id=student.id)
         for index, start in enumerate(slots[:: max(1, len(slots) // 4)][:paid + 1]):
             session = book(student, contract.id, start)
             if index < paid:
                 payment = ensure_payment_intent(session.payment)
                 payment_succeeded(payment.payment_intent_id, charge_id=f"ch_demo_{payment.id}")
+
+
+def _demo_life_cycle(sam, clara, priya, marcus, admin) -> None:
+    """Sessions in every state, at fixed offsets from now, driven through the real operations.
+
+    Past moments are reached by freezing ``clock`` at them, so every audit event,
+    ledger posting and notification is written as it would have been. Sessions are
+    inserted directly (not through the slot engine) because demo times must exist
+    whenever ``make run`` is started, whatever the coaches' hours.
+    """
+    from skileez.contracts.models import Contract
+    from skileez.extensions import db
+    from skileez.payments.operations import (
+        create_payment,
+        ensure_payment_intent,
+        open_dispute,
+        payment_succeeded,
+        release,
+    )
+    from skileez.sessions import operations as sessions
+    from skileez.sessions.models import Session
+
+    now = clock.now()
+    real_now = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
+
+    def at(moment):
+        clock.freeze(moment)
+
+    def contract_of(student, coach):
+        return db.session.scalar(db.select(Contract).where(
+            Contract.student_id == student.id, Contract.coach_id == coach.id))
+
+    def paid(student, coach, start):
+        contract = contract_of(student, coach)
+        duration = timedelta(minutes=contract.duration_minutes)
+        number = (db.session.scalar(db.select(db.func.max(Session.number)).where(
+            Session.contract_id == contract.id)) or 0) + 1
+        at(min(start - timedelta(days=2), real_now - timedelta(minutes=30)))
+        session = Session(contract_id=contract.id, number=number, coach_id=coach.id,
+                          student_id=student.id, starts_at=start, ends_at=start + duration,
+                          coach_block_end=start + duration + timedelta(minutes=15),
+                          status="pending_payment",
+                          hold_expires_at=clock.now() + timedelta(minutes=15))
+        db.session.add(session)
+        db.session.flush()
+        payment = create_payment(session, contract)
+        ensure_payment_intent(payment)
+        payment_succeeded(payment.payment_intent_id, charge_id=f"ch_demo_{payment.id}")
+        return db.session.get(Session, session.id)
+
+    def completed(session, notes_by, *, rate=True, notes="We worked through the plan."):
+        at(session.starts_at)
+        sessions.start(session, session.coach)
+        sessions.join(session, session.student)
+        at(session.ends_at - timedelta(minutes=2))
+        sessions.complete(session, actor=notes_by, notes=notes)
+        if rate:
+            other = session.student if notes_by.id == session.coach_id else session.coach
+            sessions.add_notes(session, other, "Thanks, see you next time!")
+            sessions.rate(session, session.student, stars=5, feedback="Clear and patient.",
+                          public=True, would_recommend=True, tags=["patient", "clear"])
+            sessions.rate(session, session.coach, stars=4, feedback="Well prepared.",
+                          public=False, would_recommend=True, tags=["prepared"])
+
+    try:
+        day = timedelta(days=1)
+        # Sam with Clara: released, awaiting release, refunded, startable now (below),
+        # upcoming, reschedule pending.
+        first = paid(sam, clara, real_now - 9 * day)
+        completed(first, clara)
+        at(first.ends_at + day + timedelta(minutes=5))
+        release(first.payment, reason="released automatically after completion")
+        waiting = paid(sam, clara, real_now - timedelta(hours=4))
+        completed(waiting, clara, rate=False)
+        early = paid(sam, clara, real_now - 5 * day)
+        at(early.starts_at - 3 * day)
+        sessions.cancel(early, sam, reason="Travelling that week.")
+        paid(sam, clara, real_now + timedelta(hours=3))
+        moving = paid(sam, clara, real_now + 3 * day)
+        at(real_now - timedelta(minutes=20))
+        from skileez.coaches.availability import coach_open_slots
+
+        new_start = coach_open_slots(clara, moving.duration, moving.starts_at + day,
+                                     moving.starts_at + 8 * day, student_id=sam.id,
+                                     exclude_session_id=moving.id)[0]
+        sessions.request_reschedule(moving, sam, new_start=new_start,
+                                    reason="A work trip came up; could we do another day?")
+        # Priya with Marcus: missed, disputed, in progress, late cancellation.
+        missed = paid(priya, marcus, real_now - 7 * day)
+        at(missed.starts_at + timedelta(minutes=20))
+        sessions.mark_missed(missed, missed_by="student", reason="No reply in the room.",
+                             actor=marcus)
+        disputed = paid(priya, marcus, real_now - 2 * day)
+        completed(disputed, marcus, rate=False)
+        at(disputed.ends_at + timedelta(hours=2))
+        open_dispute(disputed.payment, priya,
+                     reason="The session ended after 20 minutes because of a bad connection.")
+        running = paid(priya, marcus, real_now - timedelta(minutes=10))
+        at(running.starts_at + timedelta(minutes=2))
+        sessions.start(running, marcus)
+        at(real_now)
+        paid(sam, clara, real_now + timedelta(minutes=3))  # startable right away
+        late = paid(priya, marcus, real_now + timedelta(hours=20))
+        at(real_now - timedelta(minutes=5))
+        sessions.cancel(late, priya, reason="Something urgent came up.")
+    finally:
+        clock.unfreeze()

@@ -47,6 +47,20 @@ def test_seed_loads_demo_accounts_once(app):
         assert currencies == {"EUR", "USD", "JPY"}
         coaches_with_hours = set(db.session.scalars(select(AvailabilityRule.coach_id)))
         assert len(coaches_with_hours) == 3
+        # Every session and payment state is visible in the demo.
+        from skileez.payments.ledger import check_invariants
+        from skileez.payments.models import Payment
+        from skileez.sessions.models import Rating, Session
+
+        session_states = set(db.session.scalars(select(Session.status)))
+        assert {"pending_payment", "scheduled", "reschedule_requested", "in_progress",
+                "completed", "cancelled", "missed"} <= session_states
+        assert {True, False} <= set(db.session.scalars(
+            select(Session.late).where(Session.status == "cancelled")))
+        payment_states = set(db.session.scalars(select(Payment.status)))
+        assert {"held", "released", "refunded", "disputed"} <= payment_states
+        assert db.session.scalar(select(func.count()).select_from(Rating)) >= 2
+        assert check_invariants() == []
 
 
 def test_demo_accounts_can_sign_in(app, client):
