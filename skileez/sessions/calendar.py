@@ -8,12 +8,13 @@ session keeps one UID forever, so a rescheduled session moves instead of duplica
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from flask import current_app
-from icalendar import Calendar, Event
+from icalendar import Calendar, Event, vDuration
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import selectinload
 
@@ -30,7 +31,8 @@ RECENT_COMPLETED = timedelta(days=30)
 REFRESH_INTERVAL = timedelta(hours=1)
 EVENT_STATUS = {"pending_payment": "TENTATIVE", "cancelled": "CANCELLED",
                 "expired": "CANCELLED", "missed": "CANCELLED"}
-MAX_TOKEN_LENGTH = 64
+# What secrets.token_urlsafe produces, within the column's 64 characters.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def new_token() -> str:
@@ -54,8 +56,8 @@ def rotate_token(user: User) -> str:
 
 def user_for_token(token: str) -> User | None:
     """The active user owning ``token``, or None (unknown, revoked, or deactivated)."""
-    if not token or len(token) > MAX_TOKEN_LENGTH:
-        return None
+    if not TOKEN_SHAPE.fullmatch(token or ""):
+        return None  # not one we could have issued; spares the database odd input (NUL)
     user = db.session.scalar(select(User).where(User.calendar_token == token))
     return user if user is not None and user.is_active else None
 
@@ -115,7 +117,7 @@ def build_calendar(sessions: Iterable[Session], viewer: User,
     if name:
         calendar.add("x-wr-calname", name)
         calendar.add("refresh-interval", REFRESH_INTERVAL, parameters={"VALUE": "DURATION"})
-        calendar.add("x-published-ttl", REFRESH_INTERVAL)
+        calendar.add("x-published-ttl", vDuration(REFRESH_INTERVAL).to_ical().decode())
     for session in sessions:
         calendar.add_component(session_event(session, viewer, page_url(session)))
     return calendar.to_ical()

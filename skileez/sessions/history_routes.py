@@ -12,14 +12,11 @@ from flask_login import current_user
 from skileez.auth.forms import ConfirmForm
 from skileez.core.access import public
 from skileez.extensions import db
+from skileez.policy import get_policy
 from skileez.sessions import calendar, history
-from skileez.sessions.routes import _session_for_participant, bp
+from skileez.sessions.routes import _is_htmx, _session_for_participant, bp
 
 ICS_MIMETYPE = "text/calendar"
-
-
-def _is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
 
 
 @bp.get("/", endpoint="index")
@@ -43,8 +40,10 @@ def export_csv():
 
 @bp.get("/statistics")
 def statistics():
+    window = get_policy().late_cancellation_window
     return render_template("sessions/statistics.html",
-                           stats=history.statistics_for(current_user))
+                           stats=history.statistics_for(current_user),
+                           late_window_hours=int(window.total_seconds() // 3600))
 
 
 @bp.get("/calendar")

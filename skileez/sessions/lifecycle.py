@@ -20,6 +20,21 @@ from skileez.policy import get_policy
 
 FINAL = ("completed", "cancelled", "expired", "missed")
 
+STATE_WORDS = {
+    "pending_payment": "The session is waiting for payment.",
+    "scheduled": "The session is scheduled.",
+    "reschedule_requested": "A reschedule request is waiting for an answer.",
+    "in_progress": "The session is in progress.",
+    "completed": "The session is completed.",
+    "cancelled": "The session was cancelled.",
+    "expired": "The booking expired before payment.",
+    "missed": "The session was missed.",
+}
+
+
+def _state(session) -> str:
+    return STATE_WORDS.get(session.status, f"The session is {session.status}.")
+
 
 def role_of(session, user) -> str | None:
     if not (user and getattr(user, "is_authenticated", False)):
@@ -44,7 +59,7 @@ def can_confirm(session, user) -> Decision:
     if role_of(session, user) != "coach":
         return deny("Only the coach confirms a session.")
     if session.status != "scheduled":
-        return deny(f"The session is {session.status.replace('_', ' ')}.")
+        return deny(_state(session))
     if session.confirmed_by_coach:
         return deny("Already confirmed.")
     return Decision(True, "Let the student know you will be there.")
@@ -60,7 +75,7 @@ def can_start(session, user, now: datetime | None = None) -> Decision:
     if not role_of(session, user):
         return deny("Only the two participants can start the session.")
     if session.status != "scheduled":
-        return deny(f"The session is {session.status.replace('_', ' ')}.")
+        return deny(_state(session))
     now = now or clock.now()
     opens, closes = start_window(session)
     if now < opens:
@@ -124,7 +139,7 @@ def can_request_reschedule(session, user, now: datetime | None = None) -> Decisi
     if session.status == "reschedule_requested":
         return deny("A reschedule request is already waiting for an answer.")
     if session.status != "scheduled":
-        return deny(f"The session is {session.status.replace('_', ' ')}.")
+        return deny(_state(session))
     notice = reschedule_notice(session, user, now)
     return Decision(notice.allowed, notice.reason)
 
@@ -175,7 +190,7 @@ def cancel_terms(session, user, now: datetime | None = None) -> CancelTerms:
         return CancelTerms(False, False, Decimal(0), "Only the two participants can cancel.")
     if session.status not in ("scheduled", "reschedule_requested"):
         return CancelTerms(False, False, Decimal(0),
-                           f"The session is {session.status.replace('_', ' ')}.")
+                           _state(session))
     now = now or clock.now()
     free_until = session.starts_at - policy.late_cancellation_window
     late = now >= free_until
@@ -215,14 +230,14 @@ def can_complete(session, user, now: datetime | None = None) -> Decision:
         if now >= session.starts_at:
             return Decision(True, "The start time has passed: you can mark it done.")
         return deny(f"You can complete it once it has started ({_at(session.starts_at, user)}).")
-    return deny(f"The session is {session.status.replace('_', ' ')}.")
+    return deny(_state(session))
 
 
 def can_mark_missed(session, user, now: datetime | None = None) -> Decision:
     if not role_of(session, user):
         return deny("Only the two participants can report a no-show.")
     if session.status not in ("scheduled", "in_progress"):
-        return deny(f"The session is {session.status.replace('_', ' ')}.")
+        return deny(_state(session))
     now = now or clock.now()
     opens = session.starts_at + get_policy().mark_missed_after_start
     if now < opens:

@@ -230,7 +230,7 @@ def request_reschedule(session: Session, user, *, new_start: datetime,
         raise Conflict("A reschedule request is already waiting for an answer.") from None
     transition(session, "reschedule_requested", actor=user,
                reason="late reschedule requested" if notice.late else "reschedule requested")
-    record_creation(request, actor=user, reason=reason)
+    record_creation(request, actor=user, reason=f"asked to move it: {reason}")
     notify(_other(session, user), "reschedule_requested",
            _payload(session, requested_by=user.name, proposed_start=new_start.isoformat(),
                     reason=reason, deadline=request.deadline.isoformat(),
