@@ -244,3 +244,19 @@ def test_strangers_get_404_on_every_session_page(app, session, make_user):
     for suffix in ("/start", "/join", "/confirm-attendance", "/notes"):
         assert eve.post(f"/sessions/{session.id}{suffix}", token_page="/dashboard") \
             .status_code == 404, suffix
+
+
+def test_public_feedback_appears_on_the_coach_profile(app, student, coach, session, clock):
+    url = f"/sessions/{session.id}"
+    clock.advance(THURSDAY - clock.now())
+    student.post(f"{url}/start", token_page=url)
+    student.post(f"{url}/complete", {"notes": ""}, token_page=f"{url}/complete")
+    student.post(f"{url}/rate", {"stars": "4", "feedback": "Very patient teacher.",
+                                 "public": "y", "would_recommend": "y"}, token_page=url)
+    coach.post(f"{url}/rate", {"stars": "5", "feedback": "Private remark about Sam."},
+               token_page=url)
+    profile = Client(app).get(f"/coaches/{session.coach_id}").get_data(as_text=True)
+    assert "Very patient teacher." in profile and "Private remark" not in profile
+    assert "4.0 from 1 rating" in profile
+    directory = Client(app).get("/coaches/").get_data(as_text=True)
+    assert "★ 4.0 (1 rating)" in directory

@@ -26,6 +26,7 @@ from skileez.coaches.directory import (
     active_offerings,
     coach_card,
     directory_statement,
+    public_reviews,
 )
 from skileez.coaches.forms import OfferingForm, ProfileForm, RuleForm, TimeOffForm
 from skileez.coaches.models import WEEKDAYS, AvailabilityRule, Offering, TimeOff
@@ -104,7 +105,8 @@ def profile(coach_id: int):
                                    now + timedelta(days=PREVIEW_DAYS))[:12]
     return render_template("coaches/profile.html", coach=coach,
                            profile=operations.profile_for(coach), offerings=offerings,
-                           preview=preview, preview_days=PREVIEW_DAYS)
+                           preview=preview, preview_days=PREVIEW_DAYS,
+                           reviews=public_reviews(coach.id))
 
 
 # --- the coach's own pages ----------------------------------------------------------
