@@ -26,7 +26,8 @@ def blocking_intervals(coach_id: int, student_id: int | None = None,
 
 
 def _engine_arguments(coach, duration: timedelta, student_id: int | None = None,
-                      exclude_session_id: int | None = None) -> dict:
+                      exclude_session_id: int | None = None,
+                      ignore_notice: bool = False) -> dict:
     profile = db.session.scalar(select(CoachProfile).where(CoachProfile.user_id == coach.id))
     rules = [WeeklyRule(rule.weekday, rule.start_minute, rule.end_minute)
              for rule in db.session.scalars(select(AvailabilityRule)
@@ -41,7 +42,8 @@ def _engine_arguments(coach, duration: timedelta, student_id: int | None = None,
         "time_off": time_off,
         "blocking": blocking_intervals(coach.id, student_id, exclude_session_id),
         "buffer": timedelta(minutes=profile.buffer_minutes if profile else 0),
-        "notice": timedelta(hours=profile.min_notice_hours if profile else 0),
+        "notice": timedelta(0) if ignore_notice
+        else timedelta(hours=profile.min_notice_hours if profile else 0),
         "horizon": timedelta(days=profile.horizon_days if profile else 60),
         "duration": duration,
         "now": now,
@@ -50,10 +52,16 @@ def _engine_arguments(coach, duration: timedelta, student_id: int | None = None,
 
 
 def coach_open_slots(coach, duration: timedelta, range_start: datetime, range_end: datetime,
-                     student_id: int | None = None,
-                     exclude_session_id: int | None = None) -> list[datetime]:
-    """Open starts; ``exclude_session_id`` lets a session being moved ignore its own time."""
-    arguments = _engine_arguments(coach, duration, student_id, exclude_session_id)
+                     student_id: int | None = None, exclude_session_id: int | None = None,
+                     ignore_notice: bool = False) -> list[datetime]:
+    """Open starts.
+
+    ``exclude_session_id`` lets a session being moved ignore its own time;
+    ``ignore_notice`` drops the coach's minimum booking notice, which governs new
+    bookings, not moving an agreed session (that has its own one-hour rule).
+    """
+    arguments = _engine_arguments(coach, duration, student_id, exclude_session_id,
+                                  ignore_notice)
     if not arguments["rules"]:
         return []
     return open_slots(range_start=range_start, range_end=range_end, **arguments)

@@ -66,8 +66,10 @@ def auto_complete() -> int:
 def auto_missed() -> int:
     """Never started, 30 minutes after the scheduled end: nobody attended."""
     cutoff = clock.now() - get_policy().auto_close_after_end
+    # A pending reschedule request is decided by its deadline (at the latest 1 h before the
+    # start), well before this, so only scheduled sessions can be due here.
     due = db.session.scalars(select(Session).where(
-        Session.status.in_(("scheduled", "reschedule_requested")), Session.ends_at <= cutoff)
+        Session.status == "scheduled", Session.ends_at <= cutoff)
         .order_by(Session.ends_at).limit(BATCH)).all()
     return _each(due, lambda s: mark_missed(s, missed_by="unattended",
                                             reason="Nobody started the session."))

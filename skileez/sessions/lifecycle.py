@@ -193,7 +193,8 @@ def cancel_terms(session, user, now: datetime | None = None) -> CancelTerms:
                            _state(session))
     now = now or clock.now()
     free_until = session.starts_at - policy.late_cancellation_window
-    late = now >= free_until
+    # "24 hours or more before the start" is free: exactly 24 h left is not late.
+    late = session.starts_at - now < policy.late_cancellation_window
     if role == "coach":
         return CancelTerms(True, late, policy.refund_coach_cancels,
                            "The student gets a full refund."

@@ -121,7 +121,7 @@ def _open_times(session: Session) -> list[datetime]:
     return [slot for slot in coach_open_slots(
         session.coach, session.ends_at - session.starts_at, earliest,
         now + timedelta(days=RESCHEDULE_DAYS), student_id=session.student_id,
-        exclude_session_id=session.id) if slot != session.starts_at][:60]
+        exclude_session_id=session.id, ignore_notice=True) if slot != session.starts_at][:60]
 
 
 def _parse(value: str | None) -> datetime | None:

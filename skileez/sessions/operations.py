@@ -196,7 +196,8 @@ def _slot_is_free(session: Session, starts_at: datetime) -> bool:
     duration = session.ends_at - session.starts_at
     open_now = coach_open_slots(session.coach, duration, starts_at,
                                 starts_at + timedelta(seconds=1),
-                                student_id=session.student_id, exclude_session_id=session.id)
+                                student_id=session.student_id, exclude_session_id=session.id,
+                                ignore_notice=True)
     return starts_at in open_now
 
 
