@@ -58,13 +58,16 @@ def init_app(app: Flask) -> None:
         connect_src = " ".join(dict.fromkeys(filter(None, [
             "'self'", "https://api.stripe.com", stripe_origin,
             _origin(app.config["STRIPE_API_BASE"])])))
+        # Joining a session posts a form that redirects to the meeting room's server.
+        form_action = " ".join(filter(None, ["'self'",
+                                             _origin(app.config.get("MEETING_BASE_URL"))]))
         frame_src = " ".join(filter(None, ["'self'", stripe_origin, "https://hooks.stripe.com"]))
         response.headers.setdefault(
             "Content-Security-Policy",
             f"default-src 'self'; script-src {script_src}; style-src 'self'; "
             f"img-src 'self' data:; font-src 'self' data:; connect-src {connect_src}; "
             f"frame-src {frame_src}; object-src 'none'; "
-            "base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+            f"base-uri 'self'; form-action {form_action}; frame-ancestors 'none'",
         )
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -165,6 +168,12 @@ def _register_template_helpers(app: Flask) -> None:
         if isinstance(instant, str):
             instant = datetime.fromisoformat(instant)
         return format_local(instant, tz, style)
+
+    @app.template_filter("sentence")
+    def sentence_filter(text):
+        """Capitalise the first letter only (``capitalize`` would lower-case the rest)."""
+        text = str(text or "")
+        return text[:1].upper() + text[1:]
 
     @app.template_filter("relative")
     def relative_filter(instant):

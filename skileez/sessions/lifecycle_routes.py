@@ -29,7 +29,7 @@ from skileez.sessions.forms import (
     RescheduleForm,
 )
 from skileez.sessions.models import RescheduleRequest, Session
-from skileez.sessions.routes import bp
+from skileez.sessions.routes import bp, session_history
 
 RESCHEDULE_DAYS = 21
 
@@ -74,8 +74,17 @@ def _attach(form, error: DomainError) -> None:
 
 @bp.get("/<int:session_id>/live")
 def live(session_id: int):
-    """The status fragment: polls itself every 10 s until the session is final."""
-    return render_template("sessions/_live.html", session=_session(session_id))
+    """The status fragment: polls itself every 10 s until the session is final.
+
+    When the status moved since the page was drawn, the notes, payment and
+    timeline are stale too: they ride along as out-of-band swaps, so the other
+    person's page catches up without a reload.
+    """
+    session = _session(session_id)
+    seen = request.args.get("seen")
+    changed = bool(seen) and seen != session.status
+    return render_template("sessions/_live.html", session=session, oob=changed,
+                           history=session_history(session) if changed else None)
 
 
 def _simple_action(session_id: int, action, success: str):
@@ -121,7 +130,7 @@ def _open_times(session: Session) -> list[datetime]:
     return [slot for slot in coach_open_slots(
         session.coach, session.ends_at - session.starts_at, earliest,
         now + timedelta(days=RESCHEDULE_DAYS), student_id=session.student_id,
-        exclude_session_id=session.id, ignore_notice=True) if slot != session.starts_at][:60]
+        exclude_session_id=session.id, ignore_notice=True) if slot != session.starts_at]
 
 
 def _parse(value: str | None) -> datetime | None:

@@ -37,17 +37,21 @@ def _session_for_participant(session_id: int) -> Session:
     return session
 
 
-@bp.get("/<int:session_id>")
-def detail(session_id: int):
-    session = _session_for_participant(session_id)
+def session_history(session: Session) -> list[AuditEvent]:
+    """The session's audit trail, its reschedule requests included, oldest first."""
     request_ids = [item.id for item in session.reschedule_requests]
-    history = db.session.scalars(select(AuditEvent).where(or_(
+    return list(db.session.scalars(select(AuditEvent).where(or_(
         (AuditEvent.object_type == "sessions") & (AuditEvent.object_id == session.id),
         (AuditEvent.object_type == "reschedule_requests")
         & AuditEvent.object_id.in_(request_ids or [-1])))
-        .order_by(AuditEvent.created_at, AuditEvent.id)).all()
-    return render_template("sessions/detail.html", session=session, history=history,
-                           policy=get_policy())
+        .order_by(AuditEvent.created_at, AuditEvent.id)))
+
+
+@bp.get("/<int:session_id>")
+def detail(session_id: int):
+    session = _session_for_participant(session_id)
+    return render_template("sessions/detail.html", session=session,
+                           history=session_history(session), policy=get_policy())
 
 
 # --- booking --------------------------------------------------------------------------
