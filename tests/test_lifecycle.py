@@ -260,3 +260,19 @@ def test_public_feedback_appears_on_the_coach_profile(app, student, coach, sessi
     assert "4.0 from 1 rating" in profile
     directory = Client(app).get("/coaches/").get_data(as_text=True)
     assert "★ 4.0 (1 rating)" in directory
+
+
+def test_the_other_person_may_approve_a_different_open_time(app, student, coach, session):
+    url = f"/sessions/{session.id}/reschedule"
+    student.post(url, {"new_start": "2026-03-13T09:00:00+00:00",
+                       "reason": "Dentist appointment"}, token_page=url)
+    page = coach.get(f"/sessions/{session.id}").get_data(as_text=True)
+    other = "2026-03-13T10:00:00+00:00"
+    assert f'<option value="{other}">Another open time' in page
+    with app.app_context():
+        request_id = db.session.scalar(select(RescheduleRequest.id))
+    response = coach.post(f"/sessions/reschedule/{request_id}/approve",
+                          {"new_start": other, "note": "An hour later suits me better"},
+                          token_page=f"/sessions/{session.id}")
+    assert response.status_code == 303
+    assert reload(app, session.id).starts_at == datetime(2026, 3, 13, 10, 0, tzinfo=UTC)

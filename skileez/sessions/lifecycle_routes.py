@@ -37,7 +37,7 @@ RESCHEDULE_DAYS = 21
 @bp.app_context_processor
 def _lifecycle_rules() -> dict:
     """Templates ask the same rules the operations enforce."""
-    return {"lifecycle": lifecycle}
+    return {"lifecycle": lifecycle, "reschedule_alternatives": _open_times}
 
 
 def _session(session_id: int) -> Session:
