@@ -10,6 +10,7 @@ from sqlalchemy.orm import aliased
 from skileez.admin.routes import bp
 from skileez.auth.models import User
 from skileez.core.errors import Conflict, DomainError
+from skileez.core.forms import attach_error
 from skileez.core.http import choice_arg, like_pattern, text_arg
 from skileez.core.money import MoneyError, parse_amount
 from skileez.extensions import db
@@ -100,11 +101,7 @@ def payment_action(payment_id: int, action: str):
         db.session.commit()
     except DomainError as error:  # Conflict included
         db.session.rollback()
-        field = getattr(form, error.field or "", None)
-        if field is not None:
-            field.errors = [*field.errors, error.message]
-        else:
-            form.form_errors.append(error.message)
+        attach_error(form, error)
         return _payment_page(_payment(payment_id), form,
                              409 if isinstance(error, Conflict) else 422)
     flash("The payment was released to the coach." if action == "release"
@@ -145,11 +142,7 @@ def resolve_dispute(dispute_id: int):
         except DomainError as error:
             db.session.rollback()
             error_status = 409 if isinstance(error, Conflict) else 422
-            field = getattr(form, error.field or "", None)
-            if field is not None:
-                field.errors = [*field.errors, error.message]
-            else:
-                form.form_errors.append(error.message)
+            attach_error(form, error)
     items = db.session.scalars(select(Dispute).where(Dispute.status == "open")
                                .order_by(Dispute.created_at.desc())).all()
     return render_template("admin/disputes.html", disputes=items, status="open", form=form,

@@ -23,6 +23,7 @@ from skileez.auth.forms import ChangePasswordForm, LoginForm, ProfileForm, Regis
 from skileez.auth.session import safe_redirect_target, start_session
 from skileez.core.access import public, require_login
 from skileez.core.errors import DomainError
+from skileez.core.forms import attach_error
 from skileez.core.timezones import format_local
 from skileez.extensions import db, limiter
 
@@ -77,14 +78,6 @@ def _form_status(form) -> int:
     return 422 if form.errors else 200
 
 
-def _attach(form, error: DomainError) -> None:
-    field = getattr(form, error.field, None) if error.field else None
-    if field is not None:
-        field.errors = [*field.errors, error.message]
-    else:
-        form.form_errors.append(error.message)
-
-
 @bp.route("/register", methods=["GET", "POST"])
 @public
 def register():
@@ -99,7 +92,7 @@ def register():
             db.session.commit()
         except DomainError as error:
             db.session.rollback()
-            _attach(form, error)
+            attach_error(form, error)
         else:
             start_session(user, remember=False)
             flash(f"Welcome to Skileez, {user.name}! Your account is ready.", "success")
@@ -157,7 +150,7 @@ def profile():
             db.session.commit()
         except DomainError as error:
             db.session.rollback()
-            _attach(form, error)
+            attach_error(form, error)
         else:
             flash("Your profile has been saved. Times are now shown in "
                   f"{current_user.timezone.replace('_', ' ')}.", "success")
@@ -178,7 +171,7 @@ def change_password():
             db.session.commit()
         except DomainError as error:
             db.session.rollback()
-            _attach(password_form, error)
+            attach_error(password_form, error)
         else:
             # The session token rotated; sign this browser in again with the new one.
             start_session(current_user._get_current_object(), remember=False)

@@ -32,7 +32,7 @@ from skileez.coaches.forms import OfferingForm, ProfileForm, RuleForm, TimeOffFo
 from skileez.coaches.models import WEEKDAYS, AvailabilityRule, Offering, TimeOff
 from skileez.core.access import public, require_login, role_required
 from skileez.core.errors import DomainError
-from skileez.core.forms import Form
+from skileez.core.forms import Form, attach_error
 from skileez.core.http import choice_arg, text_arg
 from skileez.core.money import SUPPORTED_CURRENCIES, MoneyError, input_value, parse_amount
 from skileez.core.timezones import localize, zone
@@ -45,14 +45,6 @@ PREVIEW_DAYS = 14
 
 def _is_htmx() -> bool:
     return request.headers.get("HX-Request") == "true"
-
-
-def _attach(form, error: DomainError) -> None:
-    field = getattr(form, error.field, None) if error.field else None
-    if field is not None:
-        field.errors = [*field.errors, error.message]
-    else:
-        form.form_errors.append(error.message)
 
 
 # --- public directory and profiles -------------------------------------------------
@@ -127,7 +119,7 @@ def edit_profile():
             db.session.commit()
         except DomainError as error:
             db.session.rollback()
-            _attach(form, error)
+            attach_error(form, error)
         else:
             flash("Your coach profile has been saved.", "success")
             return redirect(url_for("coaches.edit_profile"), code=303)
@@ -163,7 +155,7 @@ def new_offering():
             db.session.commit()
         except DomainError as error:
             db.session.rollback()
-            _attach(form, error)
+            attach_error(form, error)
         else:
             flash(f"“{form.title.data.strip()}” is published.", "success")
             return redirect(url_for("coaches.offerings"), code=303)
@@ -186,7 +178,7 @@ def edit_offering(offering_id: int):
             db.session.commit()
         except DomainError as error:
             db.session.rollback()
-            _attach(form, error)
+            attach_error(form, error)
         else:
             flash("The offering has been updated. Contracts already agreed keep their terms.",
                   "success")
@@ -243,7 +235,7 @@ def add_rule():
             db.session.commit()
         except DomainError as error:
             db.session.rollback()
-            _attach(form, error)
+            attach_error(form, error)
         else:
             if _is_htmx():
                 return render_template("coaches/_weekly_rules.html",
@@ -292,7 +284,7 @@ def add_time_off():
             db.session.commit()
         except DomainError as error:
             db.session.rollback()
-            _attach(form, error)
+            attach_error(form, error)
         else:
             flash("Time off added: no one can book you then.", "success")
             return redirect(url_for("coaches.availability"), code=303)

@@ -48,3 +48,12 @@ class Form(FlaskForm):
         def bind_field(self, form, unbound_field, options):
             filters = (_strip_nul, *unbound_field.kwargs.get("filters", ()))
             return unbound_field.bind(form=form, filters=filters, **options)
+
+
+def attach_error(form, error) -> None:
+    """Show a rule's message beside the field it names, or above the form."""
+    field = getattr(form, error.field, None) if error.field else None
+    if field is not None:
+        field.errors = [*field.errors, error.message]
+    else:
+        form.form_errors.append(error.message)

@@ -15,7 +15,9 @@ from flask_login import current_user
 from skileez import clock
 from skileez.coaches.availability import coach_open_slots
 from skileez.core.errors import Conflict, DomainError
-from skileez.core.forms import Form
+from skileez.core.forms import Form, attach_error
+from skileez.core.money import share
+from skileez.core.permissions import Decision
 from skileez.extensions import db
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle, operations
@@ -62,14 +64,6 @@ def _back(session: Session, message: str, category: str = "success"):
 
 def _errors(form) -> str:
     return "; ".join(message for messages in form.errors.values() for message in messages)
-
-
-def _attach(form, error: DomainError) -> None:
-    field = getattr(form, error.field or "", None)
-    if field is not None:
-        field.errors = [*field.errors, error.message]
-    else:
-        form.form_errors.append(error.message)
 
 
 @bp.get("/<int:session_id>/live")
@@ -165,7 +159,7 @@ def reschedule(session_id: int):
             status = 409
         except DomainError as error:
             db.session.rollback()
-            _attach(form, error)
+            attach_error(form, error)
             status = 422
         else:
             return _back(session, "Your request was sent. The session stays where it is "
@@ -212,6 +206,29 @@ def answer_reschedule(request_id: int, action: str):
                            "withdraw": "Your request was withdrawn."}[action])
 
 
+def _form_action(session: Session, decision, form, run, success: str, template: str,
+                 **context):
+    """GET shows the rule; POST runs the operation: 409 when not allowed now, 422 for bad input."""
+    status = 200
+    if request.method == "POST":
+        if not decision:
+            status = 409
+        elif form.validate_on_submit():
+            try:
+                run()
+                db.session.commit()
+            except DomainError as error:
+                db.session.rollback()
+                attach_error(form, error)
+                status = 409 if isinstance(error, Conflict) else 422
+            else:
+                return _back(session, success)
+        else:
+            status = 422
+    return render_template(template, session=session, form=form, decision=decision,
+                           **context), status
+
+
 @bp.route("/<int:session_id>/cancel", methods=["GET", "POST"])
 def cancel(session_id: int):
     session = _session(session_id)
@@ -221,52 +238,22 @@ def cancel(session_id: int):
     payment = session.payment
     if terms.allowed and payment is not None and payment.status in ("held",
                                                                     "partially_refunded"):
-        from skileez.core.money import share
-
         refund_amount = share(payment.remaining_minor, terms.refund_share)
-    status = 200
-    if request.method == "POST":
-        if not terms.allowed:
-            status = 409
-        elif form.validate_on_submit():
-            try:
-                operations.cancel(session, current_user, reason=form.reason.data or "")
-                db.session.commit()
-            except Conflict as error:
-                db.session.rollback()
-                form.form_errors.append(error.message)
-                status = 409
-            else:
-                return _back(session, "The session is cancelled. " + terms.reason)
-        else:
-            status = 422
-    return render_template("sessions/cancel.html", session=session, form=form, terms=terms,
-                           refund_amount=refund_amount), status
+    return _form_action(
+        session, Decision(terms.allowed, terms.reason), form,
+        lambda: operations.cancel(session, current_user, reason=form.reason.data or ""),
+        "The session is cancelled. " + terms.reason, "sessions/cancel.html",
+        terms=terms, refund_amount=refund_amount)
 
 
 @bp.route("/<int:session_id>/complete", methods=["GET", "POST"])
 def complete(session_id: int):
     session = _session(session_id)
-    decision = lifecycle.can_complete(session, current_user)
     form = CompleteForm()
-    status = 200
-    if request.method == "POST":
-        if not decision:
-            status = 409
-        elif form.validate_on_submit():
-            try:
-                operations.complete(session, actor=current_user, notes=form.notes.data or "")
-                db.session.commit()
-            except Conflict as error:
-                db.session.rollback()
-                form.form_errors.append(error.message)
-                status = 409
-            else:
-                return _back(session, "Marked as completed. Both of you can now rate it.")
-        else:
-            status = 422
-    return render_template("sessions/complete.html", session=session, form=form,
-                           decision=decision), status
+    return _form_action(
+        session, lifecycle.can_complete(session, current_user), form,
+        lambda: operations.complete(session, actor=current_user, notes=form.notes.data or ""),
+        "Marked as completed. Both of you can now rate it.", "sessions/complete.html")
 
 
 @bp.post("/<int:session_id>/notes")
@@ -290,53 +277,23 @@ def notes(session_id: int):
 @bp.route("/<int:session_id>/missed", methods=["GET", "POST"])
 def missed(session_id: int):
     session = _session(session_id)
-    decision = lifecycle.can_mark_missed(session, current_user)
     form = MissedForm()
-    status = 200
-    if request.method == "POST":
-        if not decision:
-            status = 409
-        elif form.validate_on_submit():
-            try:
-                operations.mark_missed(session, missed_by=form.missed_by.data,
-                                       reason=form.reason.data, actor=current_user)
-                db.session.commit()
-            except Conflict as error:
-                db.session.rollback()
-                form.form_errors.append(error.message)
-                status = 409
-            else:
-                return _back(session, "Recorded as missed.")
-        else:
-            status = 422
-    return render_template("sessions/missed.html", session=session, form=form,
-                           decision=decision, policy=get_policy()), status
+    return _form_action(
+        session, lifecycle.can_mark_missed(session, current_user), form,
+        lambda: operations.mark_missed(session, missed_by=form.missed_by.data,
+                                       reason=form.reason.data, actor=current_user),
+        "Recorded as missed.", "sessions/missed.html", policy=get_policy())
 
 
 @bp.route("/<int:session_id>/rate", methods=["GET", "POST"])
 def rate(session_id: int):
     session = _session(session_id)
-    decision = lifecycle.can_rate(session, current_user)
     form = RatingForm()
-    status = 200
-    if request.method == "POST":
-        if not decision:
-            status = 409
-        elif form.validate_on_submit():
-            try:
-                operations.rate(session, current_user, stars=form.stars_value(),
+    return _form_action(
+        session, lifecycle.can_rate(session, current_user), form,
+        lambda: operations.rate(session, current_user, stars=form.stars_value(),
                                 feedback=form.feedback.data or "",
                                 public=bool(form.public.data),
                                 would_recommend=bool(form.would_recommend.data),
-                                tags=operations.normalise_tags(form.tags.data or ""))
-                db.session.commit()
-            except DomainError as error:
-                db.session.rollback()
-                _attach(form, error)
-                status = 409 if isinstance(error, Conflict) else 422
-            else:
-                return _back(session, "Thank you for your rating.")
-        else:
-            status = 422
-    return render_template("sessions/rate.html", session=session, form=form,
-                           decision=decision), status
+                                tags=operations.normalise_tags(form.tags.data or "")),
+        "Thank you for your rating.", "sessions/rate.html")
