@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
@@ -27,6 +27,8 @@ PROPOSAL_STATUSES = ("pending", "accepted", "declined", "withdrawn", "expired")
 @bp.app_context_processor
 def pending_proposals_badge():
     """The count beside 'Proposals' in a coach's navigation."""
+    if request.headers.get("HX-Request") == "true":
+        return {"pending_proposals_count": 0}  # fragments have no navigation bar
     if current_user and current_user.is_authenticated and current_user.is_coach:
         count = db.session.scalar(select(func.count()).select_from(Proposal).where(
             Proposal.coach_id == current_user.id, Proposal.status == "pending"))

@@ -197,7 +197,10 @@ def _register_template_helpers(app: Flask) -> None:
         now = clock.now()
         tz = viewer_timezone()
         unread = 0
-        if current_user and current_user.is_authenticated:
+        # Fragments polled by htmx (other than the bell itself) do not show the count.
+        fragment = request.headers.get("HX-Request") == "true" and \
+            request.endpoint != "notifications.bell"
+        if current_user and current_user.is_authenticated and not fragment:
             from skileez.notifications.operations import unread_count
 
             unread = unread_count(current_user)
