@@ -167,3 +167,13 @@ def test_no_search_input_causes_a_500(app, client, make_user, query, page, statu
     params = {"q": query, "page": page, "status": status, "role": status}
     for url in ("/admin/users", "/admin/mail", "/coaches/", "/notifications/"):
         assert client.get(url, query_string=params).status_code == 200, url
+
+
+def test_absurd_page_numbers_are_clamped_not_500(app, client, make_user):
+    make_user("admin", email="root@example.com")
+    client.login("root@example.com")
+    for url in ("/admin/users", "/admin/mail", "/admin/payments", "/coaches/", "/sessions/",
+                "/notifications/", "/contracts/", "/contracts/proposals", "/payments/"):
+        for page in ("9" * 30, "-5", "abc", "0"):
+            response = client.get(url, query_string={"page": page})
+            assert response.status_code == 200, (url, page)

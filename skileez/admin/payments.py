@@ -13,6 +13,7 @@ from skileez.core.errors import Conflict, DomainError
 from skileez.core.forms import attach_error
 from skileez.core.http import choice_arg, like_pattern, text_arg
 from skileez.core.money import MoneyError, parse_amount
+from skileez.core.pagination import paginate
 from skileez.extensions import db
 from skileez.payments import ledger, operations
 from skileez.payments.forms import AdminMoneyForm, ResolveDisputeForm
@@ -40,8 +41,8 @@ def payments():
             coach.email.like(pattern, escape="\\"),
             func.lower(func.coalesce(Payment.payment_intent_id, "")).like(pattern, escape="\\"),
             cast(Payment.id, String) == query))
-    page = db.paginate(statement.order_by(Payment.created_at.desc(), Payment.id.desc()),
-                       per_page=current_app.config["PER_PAGE"], error_out=False)
+    page = paginate(statement.order_by(Payment.created_at.desc(), Payment.id.desc()),
+                       per_page=current_app.config["PER_PAGE"])
     failing_payouts = db.session.scalars(select(Payout).where(Payout.status == "failed")
                                          .order_by(Payout.updated_at.desc()).limit(20)).all()
     failing_refunds = db.session.scalars(select(Refund).where(Refund.status == "failed")

@@ -16,6 +16,7 @@ from skileez.core.access import require_role
 from skileez.core.errors import Conflict
 from skileez.core.http import choice_arg, like_pattern, text_arg
 from skileez.core.models import AuditEvent
+from skileez.core.pagination import paginate
 from skileez.extensions import db
 from skileez.notifications import mail
 from skileez.notifications.models import OutboxEmail
@@ -58,8 +59,8 @@ def users():
         statement = statement.where(User.role == role)
     if status:
         statement = statement.where(User.status == status)
-    page = db.paginate(statement.order_by(User.created_at.desc(), User.id.desc()),
-                       per_page=current_app.config["PER_PAGE"], error_out=False)
+    page = paginate(statement.order_by(User.created_at.desc(), User.id.desc()),
+                       per_page=current_app.config["PER_PAGE"])
     template = "admin/_users_table.html" if request.headers.get("HX-Request") == "true" \
         else "admin/users.html"
     return render_template(template, page=page, q=query, role=role, status=status,
@@ -109,9 +110,9 @@ def mail_index():
         statement = statement.where(or_(
             OutboxEmail.to_address.like(pattern, escape="\\"),
             func.lower(OutboxEmail.subject).like(pattern, escape="\\")))
-    page = db.paginate(statement.order_by(OutboxEmail.created_at.desc(),
+    page = paginate(statement.order_by(OutboxEmail.created_at.desc(),
                                           OutboxEmail.id.desc()),
-                       per_page=current_app.config["PER_PAGE"], error_out=False)
+                       per_page=current_app.config["PER_PAGE"])
     return render_template("admin/mail.html", page=page, status=status, q=query,
                            statuses=MAIL_STATUSES,
                            smtp=bool(current_app.config["MAIL_SERVER"]))

@@ -35,6 +35,7 @@ from skileez.core.errors import DomainError
 from skileez.core.forms import Form, attach_error
 from skileez.core.http import choice_arg, text_arg
 from skileez.core.money import SUPPORTED_CURRENCIES, MoneyError, input_value, parse_amount
+from skileez.core.pagination import paginate
 from skileez.core.timezones import localize, zone
 from skileez.extensions import db
 
@@ -68,7 +69,7 @@ def index():
         except MoneyError as error:
             price_errors.append(f"{'Minimum' if name == 'min_price' else 'Maximum'} price: "
                                 f"{error}")
-    page = db.paginate(directory_statement(filters), per_page=12, error_out=False)
+    page = paginate(directory_statement(filters), per_page=12)
     cards = [coach_card(coach, filters.currency) for coach in page.items]
     template = "coaches/_results.html" if _is_htmx() else "coaches/index.html"
     return render_template(template, page=page, cards=cards, filters=filters, sorts=SORTS,

@@ -15,6 +15,7 @@ from skileez.core.errors import Conflict, DomainError
 from skileez.core.forms import Form
 from skileez.core.http import choice_arg
 from skileez.core.models import AuditEvent
+from skileez.core.pagination import paginate
 from skileez.extensions import db
 from skileez.policy import get_policy
 
@@ -46,8 +47,8 @@ def index():
     statement = select(Contract).where(_mine(Contract))
     if status:
         statement = statement.where(Contract.status == status)
-    page = db.paginate(statement.order_by(Contract.created_at.desc(), Contract.id.desc()),
-                       per_page=20, error_out=False)
+    page = paginate(statement.order_by(Contract.created_at.desc(), Contract.id.desc()),
+                       per_page=20)
     pending = db.session.scalar(select(func.count()).select_from(Proposal).where(
         _mine(Proposal), Proposal.status == "pending"))
     return render_template("contracts/index.html", page=page, status=status,
@@ -116,8 +117,8 @@ def proposals():
     statement = select(Proposal).where(_mine(Proposal))
     if status:
         statement = statement.where(Proposal.status == status)
-    page = db.paginate(statement.order_by(Proposal.created_at.desc(), Proposal.id.desc()),
-                       per_page=20, error_out=False)
+    page = paginate(statement.order_by(Proposal.created_at.desc(), Proposal.id.desc()),
+                       per_page=20)
     return render_template("contracts/proposals.html", page=page, status=status,
                            statuses=PROPOSAL_STATUSES)
 

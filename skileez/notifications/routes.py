@@ -7,6 +7,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from skileez.core.access import require_login
+from skileez.core.pagination import paginate
 from skileez.extensions import db
 from skileez.notifications import operations
 from skileez.notifications.models import Notification
@@ -26,10 +27,10 @@ def notification_link_filter(notification: Notification) -> str | None:
 
 @bp.get("/")
 def index():
-    page = db.paginate(
+    page = paginate(
         select(Notification).where(Notification.recipient_id == current_user.id)
         .order_by(Notification.created_at.desc(), Notification.id.desc()),
-        per_page=20, error_out=False,
+        per_page=20,
     )
     return render_template("notifications/index.html", page=page)
 

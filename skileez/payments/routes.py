@@ -21,6 +21,7 @@ from sqlalchemy import select
 from skileez.coaches.operations import profile_for
 from skileez.core.access import public, require_login, role_required
 from skileez.core.errors import Conflict
+from skileez.core.pagination import paginate
 from skileez.extensions import csrf, db
 from skileez.payments import operations, queries
 from skileez.payments.forms import DisputeForm
@@ -37,9 +38,9 @@ def index():
         return render_template("payments/earnings.html", **queries.coach_earnings(current_user),
                                profile=profile_for(current_user),
                                stripe=get_gateway().name == "stripe")
-    page = db.paginate(select(Payment).where(Payment.student_id == current_user.id)
+    page = paginate(select(Payment).where(Payment.student_id == current_user.id)
                        .order_by(Payment.created_at.desc(), Payment.id.desc()),
-                       per_page=20, error_out=False)
+                       per_page=20)
     return render_template("payments/history.html", page=page)
 
 

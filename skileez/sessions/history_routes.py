@@ -11,6 +11,7 @@ from flask_login import current_user
 
 from skileez.auth.forms import ConfirmForm
 from skileez.core.access import public
+from skileez.core.pagination import paginate
 from skileez.extensions import db
 from skileez.policy import get_policy
 from skileez.sessions import calendar, history
@@ -22,8 +23,8 @@ ICS_MIMETYPE = "text/calendar"
 @bp.get("/", endpoint="index")
 def history_index():
     filters = history.parse_filters(request.args)
-    page = db.paginate(history.history_statement(current_user, filters),
-                       per_page=current_app.config.get("PER_PAGE", 20), error_out=False)
+    page = paginate(history.history_statement(current_user, filters),
+                    per_page=current_app.config.get("PER_PAGE", 20))
     context = {"page": page, "filters": filters, "statuses": history.STATUS_LABELS}
     if _is_htmx():
         return render_template("sessions/_history_table.html", oob_feedback=True, **context)
