@@ -40,6 +40,7 @@ def create_app(config_override: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     _init_extensions(app)
+    _bound_integer_urls(app)
     _register_blueprints(app)
 
     from skileez.core import web
@@ -91,6 +92,18 @@ def _configure_sqlite(app: Flask) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+
+def _bound_integer_urls(app: Flask) -> None:
+    """``/sessions/99999999999999999999`` is a 404, not a database overflow error (500)."""
+    from werkzeug.routing import IntegerConverter
+
+    class DatabaseInteger(IntegerConverter):
+        def __init__(self, url_map, fixed_digits=0, min=None, max=2**31 - 1, signed=False):
+            super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=max,
+                             signed=signed)
+
+    app.url_map.converters["int"] = DatabaseInteger
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -177,3 +177,12 @@ def test_absurd_page_numbers_are_clamped_not_500(app, client, make_user):
         for page in ("9" * 30, "-5", "abc", "0"):
             response = client.get(url, query_string={"page": page})
             assert response.status_code == 200, (url, page)
+
+
+def test_absurd_ids_in_urls_are_404_not_500(app, client, make_user):
+    make_user("admin", email="root@example.com")
+    client.login("root@example.com")
+    big = "9" * 25
+    for url in (f"/sessions/{big}", f"/contracts/{big}", f"/admin/users/{big}/deactivate",
+                f"/coaches/{big}", f"/payments/{big}/receipt", f"/admin/mail/{big}"):
+        assert client.get(url).status_code == 404, url
