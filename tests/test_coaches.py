@@ -255,6 +255,8 @@ def test_time_off_is_entered_in_the_coachs_zone(app, coach_client, coach, clock)
     ("2026-03-21T09:00", "2026-03-20T09:00", "The end must be after the start."),
     ("2026-03-01T09:00", "2026-03-02T09:00", "This period is already over"),
     ("not a date", "2026-03-20T09:00", "Not a valid datetime value"),
+    ("0001-01-01T00:00", "2026-03-20T09:00", "between the years 2000 and 2100"),
+    ("2026-03-20T09:00", "9999-12-31T23:59", "between the years 2000 and 2100"),
     ("", "2026-03-20T09:00", "Enter when the time off starts."),
 ])
 def test_bad_time_off_is_explained_and_not_saved(app, coach_client, clock, starts, ends,

@@ -119,7 +119,17 @@ class TimeOffForm(Form):
     note = StringField("Note (only you see it)", validators=[
         Optional(), Length(max=200, message="Keep the note under 200 characters.")])
 
+    def validate_starts_at(self, field):
+        _reasonable_year(field)
+
     def validate_ends_at(self, field):
+        _reasonable_year(field)
         if isinstance(field.data, datetime) and isinstance(self.starts_at.data, datetime) \
                 and field.data <= self.starts_at.data:
             raise ValidationError("The end must be after the start.")
+
+
+def _reasonable_year(field) -> None:
+    """Years like 0001 or 9999 are typos, and cannot be converted between time zones."""
+    if isinstance(field.data, datetime) and not 2000 <= field.data.year <= 2100:
+        raise ValidationError("Enter a date between the years 2000 and 2100.")
