@@ -178,3 +178,12 @@ def test_payment_after_expiry_is_refunded_automatically(app, coaching, clock, bo
         assert ledger.balance("escrow", currency="EUR") == 0
         assert ledger.balance("refunds", currency="EUR") == 4990
     assert_ledger_healthy(app)
+
+
+@pytest.mark.parametrize("start", ["0001-01-01T00:00:00Z", "9999-12-31T23:00:00Z", "nonsense",
+                                   "2026-03-11T09:00:00"])
+def test_absurd_start_times_are_400_not_500(student_client, coaching, start):
+    url = f"/sessions/book/{coaching['contract'].id}/confirm"
+    assert student_client.get(url, query_string={"start": start}).status_code == 400
+    response = student_client.post(url, {"starts_at": start}, token_page="/dashboard")
+    assert response.status_code == 400

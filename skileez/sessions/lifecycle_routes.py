@@ -132,7 +132,9 @@ def _parse(value: str | None) -> datetime | None:
         parsed = datetime.fromisoformat((value or "").replace(" ", "+"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else None
+    if parsed.tzinfo is None or not 2000 <= parsed.year <= 2100:
+        return None
+    return parsed
 
 
 @bp.route("/<int:session_id>/reschedule", methods=["GET", "POST"])

@@ -112,7 +112,11 @@ def _parse_start(text: str | None) -> datetime:
         abort(400, "That start time could not be read.")
     if value.tzinfo is None:
         abort(400, "That start time has no time zone.")
-    return value.astimezone(UTC)
+    value = value.astimezone(UTC)
+    now = clock.now()
+    if not now - timedelta(days=1) <= value <= now + timedelta(days=400):
+        abort(400, "That start time is outside the booking horizon.")
+    return value
 
 
 @bp.route("/book/<int:contract_id>/confirm", methods=["GET", "POST"])
