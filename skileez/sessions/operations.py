@@ -47,12 +47,13 @@ def book(student, contract_id: int, starts_at: datetime) -> Session:
         raise LookupError(contract_id)
     if contract.status != "active":
         raise Conflict(f"This contract is {contract.status}; no more sessions can be booked.")
+    # Holds that ran out free their calendar time and their place in the contract first.
+    expire_stale_holds(coach_id=contract.coach_id, student_id=student.id)
     if booked_count(contract.id) >= contract.total_sessions:
         raise Conflict(f"All {contract.total_sessions} sessions of this contract are already "
                        "booked. A cancelled or missed session frees its place again.")
     policy = get_policy()
     now = clock.now()
-    expire_stale_holds(coach_id=contract.coach_id, student_id=student.id)
     duration = timedelta(minutes=contract.duration_minutes)
     open_now = coach_open_slots(contract.coach, duration, starts_at,
                                 starts_at + timedelta(seconds=1), student_id=student.id)
