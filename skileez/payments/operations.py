@@ -130,6 +130,13 @@ def payment_succeeded(intent_id: str, *, charge_id: str | None = None,
         current_app.logger.error("Payment %s: provider amount %s != ours %s", payment.id,
                                  amount_minor, payment.amount_minor)
     now = clock.now()
+    session = payment.session
+    if session.status == "pending_payment" and session.hold_expires_at is not None \
+            and session.hold_expires_at <= now:
+        # The hold ran out before the money arrived, even if no sweep has noticed yet.
+        from skileez.sessions.operations import expire_hold
+
+        expire_hold(session)
     transition(payment, "held", reason="payment received",
                values={"paid_at": now, "charge_id": charge_id, "failure_message": None,
                        "payment_intent_id": payment.payment_intent_id or intent_id})

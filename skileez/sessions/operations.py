@@ -194,6 +194,8 @@ def join(session: Session, user) -> str:
 
 
 def _slot_is_free(session: Session, starts_at: datetime) -> bool:
+    # Unpaid holds that ran out no longer block anyone; clear them so the database agrees.
+    expire_stale_holds(coach_id=session.coach_id, student_id=session.student_id)
     duration = session.ends_at - session.starts_at
     open_now = coach_open_slots(session.coach, duration, starts_at,
                                 starts_at + timedelta(seconds=1),
