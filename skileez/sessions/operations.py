@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from skileez import clock
 from skileez.coaches.availability import coach_open_slots
 from skileez.coaches.operations import profile_for
 from skileez.contracts.models import Contract
-from skileez.core.db import serialized_write
+from skileez.core.db import is_lock_conflict, lock_coach_calendar, serialized_write
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.money import share
 from skileez.core.transitions import record_creation, record_event, transition
@@ -45,6 +45,7 @@ def book(student, contract_id: int, starts_at: datetime) -> Session:
                                  .with_for_update())
     if contract is None or contract.student_id != student.id:
         raise LookupError(contract_id)
+    lock_coach_calendar(contract.coach_id)
     if contract.status != "active":
         raise Conflict(f"This contract is {contract.status}; no more sessions can be booked.")
     # Holds that ran out free their calendar time and their place in the contract first.
@@ -72,6 +73,10 @@ def book(student, contract_id: int, starts_at: datetime) -> Session:
             db.session.flush()
     except IntegrityError:
         raise Conflict(SLOT_TAKEN) from None
+    except OperationalError as error:
+        if is_lock_conflict(error):
+            raise Conflict(SLOT_TAKEN) from None
+        raise
     record_creation(session, actor=student, reason="booked, awaiting payment")
     from skileez.payments.operations import create_payment
 
@@ -246,6 +251,7 @@ def _move(session: Session, new_start: datetime, *, actor, reason: str) -> None:
     """Move the session (and so its escrowed payment, which follows the session)."""
     duration = session.ends_at - session.starts_at
     buffer = session.coach_block_end - session.ends_at
+    lock_coach_calendar(session.coach_id)
     try:
         with db.session.begin_nested():
             transition(session, "scheduled", actor=actor, reason=reason,
@@ -254,6 +260,10 @@ def _move(session: Session, new_start: datetime, *, actor, reason: str) -> None:
                                "coach_block_end": new_start + duration + buffer})
     except IntegrityError:
         raise Conflict("That time was just taken. Choose another open time.") from None
+    except OperationalError as error:
+        if is_lock_conflict(error):
+            raise Conflict("That time was just taken. Choose another open time.") from None
+        raise
 
 
 def approve_reschedule(request: RescheduleRequest, user, *,
