@@ -62,3 +62,23 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def sign_out(page) -> None:
+    """Open the account menu and sign out, waiting for the menu to be open first.
+
+    Clicking the toggle while the previous page is still settling can leave the
+    menu closed; the click is repeated until Bootstrap shows it.
+    """
+    from playwright.sync_api import expect
+
+    page.wait_for_load_state("load")
+    menu = page.locator(".navbar .dropdown-menu")
+    for _ in range(5):
+        page.click(".navbar .dropdown-toggle")
+        try:
+            expect(menu).to_be_visible(timeout=2000)
+            break
+        except AssertionError:
+            continue
+    page.click("button:has-text('Sign out')")

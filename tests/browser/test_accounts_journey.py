@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot, sign_out
 
 pytestmark = pytest.mark.browser
 
@@ -51,8 +51,7 @@ def test_register_bell_logout_login_and_change_time_zone(live_server, page, cons
     expect(page.locator("#notification-bell [data-unread-count]")).to_have_count(0)
     screenshot(page, "notifications")
 
-    page.click(".navbar .dropdown-toggle")
-    page.click("button:has-text('Sign out')")
+    sign_out(page)
     expect(page.get_by_text("You have been signed out.")).to_be_visible()
 
     page.goto(f"{live_server}/login")

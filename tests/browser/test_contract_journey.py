@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot, sign_out
 from tests.conftest import TEST_PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -24,11 +24,6 @@ def sign_in(page, base, email):
     page.fill("#password", TEST_PASSWORD)
     page.click("button:has-text('Sign in')")
     expect(page).to_have_url(f"{base}/dashboard")
-
-
-def sign_out(page):
-    page.click(".navbar .dropdown-toggle")
-    page.click("button:has-text('Sign out')")
 
 
 def test_coach_publishes_student_proposes_coach_accepts(live_server, page, console_errors,

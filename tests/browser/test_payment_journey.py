@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot, sign_out
 from tests.conftest import TEST_PASSWORD
 from tests.fake_stripe_connect import fake_connect  # noqa: F401
 from tests.stripe_support import localstripe  # noqa: F401
@@ -37,12 +37,6 @@ def sign_in(page, base, email):
     page.fill("#password", TEST_PASSWORD)
     page.click("button:has-text('Sign in')")
     expect(page).to_have_url(f"{base}/dashboard")
-
-
-def sign_out(page):
-    page.click(".navbar .dropdown-toggle")
-    page.click("button:has-text('Sign out')")
-    expect(page.get_by_text("You have been signed out.")).to_be_visible()
 
 
 def open_booking(page, base, contract_id):
