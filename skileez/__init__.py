@@ -15,6 +15,8 @@ from skileez.config import build_config
 
 __all__ = ["create_app"]
 
+log = logging.getLogger(__name__)
+
 
 def create_app(config_override: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=False,
@@ -40,6 +42,7 @@ def create_app(config_override: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     _init_extensions(app)
+    _warn_about_per_process_throttling(app)
     _bound_integer_urls(app)
     _register_blueprints(app)
 
@@ -72,6 +75,16 @@ def _init_extensions(app: Flask) -> None:
 
     # Import every model so metadata (and Alembic autogenerate) sees all tables.
     from skileez import models  # noqa: F401
+
+
+def _warn_about_per_process_throttling(app: Flask) -> None:
+    """Throttle counters kept in memory are per process: N workers allow N times the limit."""
+    if app.config["SKILEEZ_ENV"] != "production":
+        return
+    if str(app.config["RATELIMIT_STORAGE_URI"]).startswith("memory://"):
+        log.warning("REDIS_URL is not set: login and sign-up throttling is per process, so "
+                    "with several web processes each allows the full limit. Set REDIS_URL "
+                    "(or RATELIMIT_STORAGE_URI) to share the counters.")
 
 
 def _configure_sqlite(app: Flask) -> None:

@@ -92,6 +92,11 @@ def build_config(instance_path: str, override: dict | None = None) -> dict:
         "ARGON2_PARALLELISM": int(os.environ.get("ARGON2_PARALLELISM", 4)),
         # Login throttling: the 11th failure in 15 minutes is refused.
         "LOGIN_FAILURE_LIMIT": "10 per 15 minutes",
+        # Sign-up throttling: accounts created per client address.
+        "REGISTRATION_LIMIT": os.environ.get("REGISTRATION_LIMIT", "5 per hour"),
+        # Largest request body read (bytes); anything bigger is refused with 413
+        # before it is read. Our largest form is a few kilobytes.
+        "MAX_CONTENT_LENGTH": int(os.environ.get("MAX_CONTENT_LENGTH", 1024 * 1024)),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI")
         or redis_url
         or "memory://",

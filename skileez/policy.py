@@ -55,6 +55,8 @@ class Policy:
     proposal_message_max_chars: int = 1000
     proposal_sessions_min: int = 1
     proposal_sessions_max: int = 50
+    # A person's name: one line, at most this many characters.
+    name_max_chars: int = 100
     # Not in SPEC's table: the grid open slots are offered on, from each rule's start.
     slot_step: timedelta = _minutes(30)
 

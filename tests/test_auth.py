@@ -80,7 +80,7 @@ def test_duplicate_email_in_any_case_is_refused_beside_the_field(app, client, ma
     ("email", "not-an-email", "Enter a valid email address"),
     ("email", "", "Enter your email address."),
     ("name", "   ", "Tell us your name."),
-    ("name", "x" * 121, "Keep your name under 120 characters."),
+    ("name", "x" * 101, "Keep your name to 100 characters or fewer (this one has 101)."),
     ("role", "admin", "Not a valid choice"),
 ])
 def test_bad_registration_input_is_explained_and_nothing_saved(app, client, field, value,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
 from wtforms import (
     BooleanField,
     EmailField,
@@ -10,9 +12,10 @@ from wtforms import (
     SelectChoice,
     StringField,
 )
-from wtforms.validators import Email, EqualTo, InputRequired, Length, ValidationError
+from wtforms.validators import EqualTo, InputRequired, Length, StopValidation, ValidationError
 
 from skileez.core.forms import Form, TimezoneField
+from skileez.policy import get_policy
 
 PASSWORD_MIN = 10
 PASSWORD_MAX = 1024
@@ -35,16 +38,66 @@ class EmailInput(EmailField):
             self.data = self.data.strip()
 
 
+# Top-level domains RFC 2606 and RFC 6761 reserve for testing and documentation
+# (the demo accounts live at skileez.test). No mail is ever delivered there.
+RESERVED_TEST_TLDS = ("test", "example", "invalid", "localhost")
+
+
+def reserved_test_tld(address: str) -> str | None:
+    tld = address.rpartition("@")[2].lower().rsplit(".", 1)[-1]
+    return tld if tld in RESERVED_TEST_TLDS else None
+
+
+def email_address(form, field):
+    """A syntactically valid address; reserved test domains only outside production.
+
+    email-validator's ``test_environment`` admits only ``.test``; the other
+    reserved names are checked as if they ended in ``.test``, so the rest of
+    the address still gets every syntax check.
+    """
+    address = field.data or ""
+    tld = reserved_test_tld(address)
+    if tld and current_app.config["SKILEEZ_ENV"] == "production":
+        raise ValidationError(f"Addresses ending in .{tld} are reserved for testing and never "
+                              "receive email. Use the address you read your email at.")
+    if tld:
+        address = address[:len(address) - len(tld)] + "test"
+    try:
+        validate_email(address, check_deliverability=False, test_environment=bool(tld))
+    except EmailNotValidError:
+        raise ValidationError("Enter a valid email address, like name@example.com.") from None
+
+
+class NameField(StringField):
+    """A person's name: one line (the base form removed line breaks), trimmed, bounded.
+
+    The bound comes from the policy, so it is read when the form is used, not
+    when this module is imported.
+    """
+
+    def __init__(self, label="Full name", validators=None, **kwargs):
+        super().__init__(label, validators, **kwargs)
+
+    def __call__(self, **kwargs):
+        kwargs.setdefault("maxlength", get_policy().name_max_chars)
+        return super().__call__(**kwargs)
+
+    def pre_validate(self, form):
+        self.data = (self.data or "").strip()
+        if not self.data:
+            raise StopValidation("Tell us your name.")
+        limit = get_policy().name_max_chars
+        if len(self.data) > limit:
+            raise StopValidation(f"Keep your name to {limit} characters or fewer "
+                                 f"(this one has {len(self.data)}).")
+
+
 class RegisterForm(Form):
-    name = StringField("Full name", validators=[
-        InputRequired("Tell us your name."),
-        Length(max=120, message="Keep your name under 120 characters."),
-    ], render_kw={"autocomplete": "name"})
+    name = NameField(render_kw={"autocomplete": "name"})
     email = EmailInput("Email", validators=[
         InputRequired("Enter your email address."),
         Length(max=254, message="That email address is too long."),
-        Email("Enter a valid email address, like name@example.com.",
-              check_deliverability=False),
+        email_address,
     ], render_kw={"autocomplete": "email"})
     password = PasswordField("Password", validators=[
         InputRequired("Choose a password."), strong_password,
@@ -62,11 +115,6 @@ class RegisterForm(Form):
                              render_kw={"data-detect-timezone": "1"},
                              description="Times are shown to you in this zone.")
 
-    def validate_name(self, field):
-        field.data = (field.data or "").strip()
-        if not field.data:
-            raise ValidationError("Tell us your name.")
-
 
 class LoginForm(Form):
     email = EmailInput("Email", validators=[
@@ -79,17 +127,9 @@ class LoginForm(Form):
 
 
 class ProfileForm(Form):
-    name = StringField("Full name", validators=[
-        InputRequired("Tell us your name."),
-        Length(max=120, message="Keep your name under 120 characters."),
-    ])
+    name = NameField(render_kw={"autocomplete": "name"})
     timezone = TimezoneField("Time zone",
                              description="Every time on Skileez is shown in this zone.")
-
-    def validate_name(self, field):
-        field.data = (field.data or "").strip()
-        if not field.data:
-            raise ValidationError("Tell us your name.")
 
 
 class ChangePasswordForm(Form):

@@ -10,6 +10,7 @@ from sqlalchemy import CheckConstraint, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from skileez import clock
+from skileez.core.forms import single_line
 from skileez.core.types import UTCDateTime
 from skileez.extensions import db
 
@@ -88,7 +89,13 @@ class User(UserMixin, db.Model):
 
     @staticmethod
     def normalise_email(email: str) -> str:
-        return (email or "").strip().lower()
+        """The one spelling of an address: for the lookup and for the sign-in throttle alike.
+
+        It cleans the way the form does (control characters out), so
+        ``sam@example.com\\x00`` is the same account, and the same throttle
+        counter, as ``sam@example.com``.
+        """
+        return single_line(email or "").strip().lower()
 
     @classmethod
     def find_by_email(cls, email: str) -> User | None:

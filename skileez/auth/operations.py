@@ -15,12 +15,29 @@ from skileez.auth.passwords import (
     verify_password,
 )
 from skileez.core.errors import Conflict, DomainError
+from skileez.core.forms import single_line
 from skileez.core.timezones import is_valid_timezone
 from skileez.core.transitions import record_creation, transition
 from skileez.extensions import db
 from skileez.notifications.operations import notify
+from skileez.policy import get_policy
 
 DUPLICATE_EMAIL = "An account with this email already exists. Sign in instead?"
+
+
+def clean_name(name: str) -> str:
+    """The name as stored: one line and within the policy's length, whoever calls.
+
+    The forms already say so beside the field; this catches the CLI, the seed
+    and any future caller, because a name ends up in table rows and email subjects.
+    """
+    name = single_line(name or "").strip()
+    if not name:
+        raise DomainError("Tell us your name.", field="name")
+    limit = get_policy().name_max_chars
+    if len(name) > limit:
+        raise DomainError(f"Keep your name to {limit} characters or fewer.", field="name")
+    return name
 
 
 def create_user(*, name: str, email: str, password: str, role: str,
@@ -35,10 +52,11 @@ def create_user(*, name: str, email: str, password: str, role: str,
         raise DomainError("Choose student or coach.", field="role")
     if not is_valid_timezone(timezone):
         raise DomainError("Choose a time zone from the list.", field="timezone")
+    name = clean_name(name)
     email = User.normalise_email(email)
     if User.find_by_email(email) is not None:
         raise DomainError(DUPLICATE_EMAIL, field="email")
-    user = User(name=name.strip(), email=email, password_hash=hash_password(password),
+    user = User(name=name, email=email, password_hash=hash_password(password),
                 role=role, timezone=timezone, status="active")
     try:
         with db.session.begin_nested():
@@ -81,7 +99,7 @@ def authenticate(email: str, password: str) -> User | None:
 def update_profile(user: User, *, name: str, timezone: str) -> None:
     if not is_valid_timezone(timezone):
         raise DomainError("Choose a time zone from the list.", field="timezone")
-    user.name = name.strip()
+    user.name = clean_name(name)
     user.timezone = timezone
     db.session.flush()
 
@@ -94,6 +112,12 @@ def change_password(user: User, *, current_password: str, new_password: str) -> 
         raise DomainError("Choose a password different from the current one.",
                           field="new_password")
     user.password_hash = hash_password(new_password)
+    user.rotate_session_token()
+    db.session.flush()
+
+
+def sign_out_everywhere(user: User) -> None:
+    """Invalidate every session and remember cookie this account has handed out."""
     user.rotate_session_token()
     db.session.flush()
 

@@ -19,7 +19,13 @@ from flask_login import current_user, logout_user
 
 from skileez import clock
 from skileez.auth import operations
-from skileez.auth.forms import ChangePasswordForm, LoginForm, ProfileForm, RegisterForm
+from skileez.auth.forms import (
+    ChangePasswordForm,
+    LoginForm,
+    ProfileForm,
+    RegisterForm,
+)
+from skileez.auth.models import User
 from skileez.auth.session import safe_redirect_target, start_session
 from skileez.core.access import public, require_login
 from skileez.core.errors import DomainError
@@ -31,10 +37,12 @@ bp = require_login(Blueprint("auth", __name__))
 
 
 def _login_account_key() -> str:
-    return "account:" + (request.form.get("email") or "").strip().lower()[:254]
+    # The same spelling the account is looked up by: a NUL, a tab or a capital
+    # letter must not buy a fresh counter for the same account.
+    return "account:" + User.normalise_email(request.form.get("email") or "")[:254]
 
 
-def _login_address_key() -> str:
+def _client_address_key() -> str:
     return "address:" + (request.remote_addr or "unknown")
 
 
@@ -46,12 +54,34 @@ def _login_limit() -> str:
     return current_app.config["LOGIN_FAILURE_LIMIT"]
 
 
-def _throttled_message(limit) -> None:
+def _registration_limit() -> str:
+    return current_app.config["REGISTRATION_LIMIT"]
+
+
+def _account_created(response) -> bool:
+    return bool(g.get("account_created"))
+
+
+def _when_again(limit) -> str:
+    """"14:05 UTC (in about 12 minutes)": when a throttled person may try again."""
     reset = datetime.fromtimestamp(limit.reset_at, UTC)
+    return (f"{format_local(reset, _viewer_tz(), 'time')} "
+            f"({_minutes_until(reset, clock.now())})")
+
+
+def _throttled_message(limit) -> None:
     g.rate_limit_message = (
         "Too many failed sign-in attempts. For your security, signing in is paused "
-        f"until {format_local(reset, _viewer_tz(), 'time')} "
-        f"({_minutes_until(reset, clock.now())}). Then try again, or reset your password."
+        f"until {_when_again(limit)}. Then try again, or reset your password."
+    )
+    return None
+
+
+def _registration_throttled_message(limit) -> None:
+    g.rate_limit_message = (
+        "Too many accounts have been created from your network recently, so sign-up is "
+        f"paused here until {_when_again(limit)}. Then try again; if you already have "
+        "an account, sign in instead."
     )
     return None
 
@@ -67,11 +97,23 @@ def _minutes_until(reset, now) -> str:
 
 def _throttle_login(view):
     """Count failed sign-ins per account and per address; successes cost nothing."""
-    for name, key in (("account", _login_account_key), ("address", _login_address_key)):
+    for name, key in (("account", _login_account_key), ("address", _client_address_key)):
         view = limiter.limit(_login_limit, key_func=key, methods=["POST"],
                              deduct_when=_login_failed, on_breach=_throttled_message,
                              scope=f"login-{name}")(view)
     return view
+
+
+def _throttle_registration(view):
+    """Count accounts created per address: typos cost nothing, each new account does.
+
+    A new account costs an Argon2 hash (64 MiB) and a row; without a bound one
+    address could create them as fast as the server hashes.
+    """
+    return limiter.limit(_registration_limit, key_func=_client_address_key,
+                         methods=["POST"], deduct_when=_account_created,
+                         on_breach=_registration_throttled_message,
+                         scope="register-address")(view)
 
 
 def _form_status(form) -> int:
@@ -80,6 +122,7 @@ def _form_status(form) -> int:
 
 @bp.route("/register", methods=["GET", "POST"])
 @public
+@_throttle_registration
 def register():
     if current_user.is_authenticated:
         return redirect(url_for("core.dashboard"))
@@ -94,6 +137,7 @@ def register():
             db.session.rollback()
             attach_error(form, error)
         else:
+            g.account_created = True
             start_session(user, remember=False)
             flash(f"Welcome to Skileez, {user.name}! Your account is ready.", "success")
             return redirect(url_for("core.dashboard"), code=303)
@@ -131,12 +175,33 @@ def login():
     return render_template("auth/login.html", form=form), _form_status(form)
 
 
+def _end_every_session() -> None:
+    """Sign out here and invalidate every copy of this account's cookies.
+
+    The session and remember cookies carry the account's session token, so a
+    copy taken before sign-out (another device, a stolen cookie) opens nothing
+    once the token has rotated. Clearing first, then ``logout_user``, lets
+    Flask-Login still delete this browser's remember cookie.
+    """
+    operations.sign_out_everywhere(current_user._get_current_object())
+    db.session.commit()
+    session.clear()
+    logout_user()
+
+
 @bp.post("/logout")
 def logout():
-    logout_user()
-    session.clear()
+    _end_every_session()
     flash("You have been signed out.", "info")
     return redirect(url_for("core.home"), code=303)
+
+
+@bp.post("/profile/sign-out-everywhere")
+def sign_out_everywhere():
+    _end_every_session()
+    flash("You have been signed out on every device and browser, including this one. "
+          "Sign in again to continue here.", "info")
+    return redirect(url_for("auth.login"), code=303)
 
 
 @bp.route("/profile", methods=["GET", "POST"])

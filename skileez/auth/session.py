@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Flask, flash, redirect, request, session, url_for
 from flask_login import LoginManager, login_user
 from sqlalchemy import select
@@ -43,12 +45,27 @@ def start_session(user, remember: bool) -> None:
 
 
 def _safe_next(path: str) -> str:
-    return path.rstrip("?") if path.startswith("/") and not path.startswith("//") else "/"
+    return safe_redirect_target(path.rstrip("?"), "/")
+
+
+# What a browser removes from a URL before parsing it (WHATWG URL standard):
+# C0 controls and spaces at either end, and every tab, CR and LF inside.
+_URL_EDGES = "".join(chr(c) for c in range(0x21))
+_URL_INSIDE = re.compile(r"[\t\n\r]")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
 
 
 def safe_redirect_target(target: str | None, default: str) -> str:
-    """Only follow ``next`` to our own paths, never to another site."""
-    if not target or not target.startswith("/") or target.startswith("//") \
-            or "\\" in target:
+    """Only follow ``next`` to a path on this site, judged as the browser will read it.
+
+    ``/<TAB>/evil.example`` is ``//evil.example`` to a browser (another site), so the
+    check runs on the value after the browser's own clean-up. Whatever is left
+    must be a plain path: one leading slash, no backslash (browsers read it as a
+    slash), no control character (a newline would also break the header).
+    """
+    if not target:
+        return default
+    target = _URL_INSIDE.sub("", target.strip(_URL_EDGES))
+    if not target.startswith("/") or target.startswith("//") or _UNSAFE.search(target):
         return default
     return target

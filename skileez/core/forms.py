@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from flask_wtf import FlaskForm
-from wtforms import SelectChoice, SelectField, ValidationError
+from wtforms import (
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+    ValidationError,
+)
 
 from skileez.core.timezones import all_timezones, is_valid_timezone
 
@@ -34,6 +43,33 @@ class TimezoneField(SelectField):
             raise ValidationError("Choose a time zone from the list, such as Europe/Berlin.")
 
 
+# Line breaks and tabs in a one-line field become a space ("Evil\r\nBcc: x" reads
+# "Evil Bcc: x"); every other C0/C1 control character (NUL included) is dropped.
+_LINE_BREAKS = re.compile("[\t\n\r\v\f\x85\u2028\u2029]+")
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# In a multi-line field newlines and tabs are content; the other controls are not.
+_CONTROLS_BUT_LINES = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def single_line(value):
+    """Text safe to show in a table row, a page title or an email header.
+
+    Browsers let people paste anything into a text input, and a CR/LF that
+    reaches an email subject makes the message unsendable; PostgreSQL text
+    cannot store NUL at all.
+    """
+    if not isinstance(value, str):
+        return value
+    return _CONTROLS.sub("", _LINE_BREAKS.sub(" ", value))
+
+
+def multi_line(value):
+    """Like ``single_line`` but keeps the newlines and tabs a textarea legitimately holds."""
+    if not isinstance(value, str):
+        return value
+    return _CONTROLS_BUT_LINES.sub("", value)
+
+
 def _strip_nul(value):
     """Browsers can send NUL characters; PostgreSQL text cannot store them."""
     if isinstance(value, str):
@@ -41,12 +77,32 @@ def _strip_nul(value):
     return value
 
 
+def _input_filter(field_class):
+    """The cleaning a field's kind of input needs before any validator sees it.
+
+    Passwords keep every character but NUL (as they always have): changing
+    what counts as a password would lock out whoever chose one with a tab.
+    """
+    if issubclass(field_class, TextAreaField):
+        return multi_line
+    if issubclass(field_class, PasswordField):
+        return _strip_nul
+    if issubclass(field_class, StringField):
+        return single_line
+    return _strip_nul
+
+
 class Form(FlaskForm):
-    """Base form for every Skileez form: CSRF from Flask-WTF, and input PostgreSQL can store."""
+    """Base form for every Skileez form: CSRF from Flask-WTF, and input PostgreSQL can store.
+
+    Every text input is cleaned here, once, so no form can forget to: one-line
+    fields lose control characters, multi-line ones everything but newlines and tabs.
+    """
 
     class Meta:
         def bind_field(self, form, unbound_field, options):
-            filters = (_strip_nul, *unbound_field.kwargs.get("filters", ()))
+            filters = (_input_filter(unbound_field.field_class),
+                       *unbound_field.kwargs.get("filters", ()))
             return unbound_field.bind(form=form, filters=filters, **options)
 
 

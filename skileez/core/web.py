@@ -24,7 +24,7 @@ ERROR_TITLES = {
     404: "We could not find that page",
     405: "That action is not available here",
     409: "That cannot be done right now",
-    413: "That upload is too large",
+    413: "That was more than we can accept",
     422: "Please check what you entered",
     429: "Too many attempts",
     500: "Something went wrong on our side",
@@ -35,6 +35,7 @@ ERROR_HINTS = {
     403: "If you think you should see this, sign in with the right account.",
     404: "The link may be old, or the page may belong to someone else.",
     409: "Nothing was changed. Reload the page to see the current state.",
+    413: "Nothing was saved. Shorten what you entered, then try again.",
     429: "Wait a little, then try again.",
     500: "The problem has been logged. Please try again in a moment.",
 }
@@ -128,6 +129,13 @@ def _register_error_handlers(app: Flask) -> None:
         # Routes show most rule violations beside the form; these are the rest.
         return render_error(error.status_code, error.message)
 
+    @app.errorhandler(413)
+    def too_large(error):
+        limit = request.max_content_length or app.config.get("MAX_CONTENT_LENGTH")
+        message = (f"What you sent is larger than the {_size(limit)} a request may hold."
+                   if limit else None)
+        return render_error(413, message)
+
     @app.errorhandler(429)
     def too_many(error):
         message = getattr(g, "rate_limit_message", None) or (
@@ -155,6 +163,15 @@ def _register_error_handlers(app: Flask) -> None:
 
     # Conflict is a DomainError subclass; registered explicitly for clarity.
     app.register_error_handler(Conflict, domain_error)
+
+
+def _size(size: int) -> str:
+    """1048576 → "1 MB": a limit as people read it."""
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= factor:
+            value = size / factor
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{size} bytes"
 
 
 def _register_template_helpers(app: Flask) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import or_
 
 from skileez import clock
 from skileez.core.errors import Conflict
+from skileez.core.forms import single_line
 from skileez.core.transitions import transition
 from skileez.extensions import db
 from skileez.jobs.queue import enqueue_after_commit, job
@@ -94,10 +95,16 @@ def deliver(outbox_id: int) -> str:
 
 
 def build_message(email: OutboxEmail) -> EmailMessage:
+    """The email as sent. Header values are made one line here, whatever the row holds.
+
+    A CR/LF in a subject (a name saved before names were cleaned, say) makes
+    the email library refuse the header, and the email would fail on every
+    retry; here it becomes a space, and other control characters are dropped.
+    """
     message = EmailMessage()
-    message["Subject"] = email.subject
-    message["From"] = current_app.config["MAIL_DEFAULT_SENDER"]
-    message["To"] = email.to_address
+    message["Subject"] = single_line(email.subject or "").strip()
+    message["From"] = single_line(current_app.config["MAIL_DEFAULT_SENDER"]).strip()
+    message["To"] = single_line(email.to_address or "").strip()
     message["Message-ID"] = make_msgid(idstring=f"outbox-{email.id}", domain="skileez")
     message.set_content(email.text_body)
     message.add_alternative(email.html_body, subtype="html")
