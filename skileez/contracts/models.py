@@ -12,6 +12,7 @@ from skileez.core.permissions import ALLOWED, Decision, deny
 from skileez.core.timezones import format_local
 from skileez.core.types import UTCDateTime
 from skileez.extensions import db
+from skileez.policy import get_policy
 
 
 class Proposal(db.Model):
@@ -81,6 +82,22 @@ class Proposal(db.Model):
         return self._still_pending()
 
 
+def _duration_words(delta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes % 60 == 0 and minutes >= 60:
+        hours = minutes // 60
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def fully_booked_message(total_sessions: int) -> str:
+    """What a student reads when every place is taken, and what frees one (from policy)."""
+    hold = _duration_words(get_policy().payment_hold)
+    return (f"Every place is booked: all {total_sessions} sessions of this contract are "
+            "taken. A place frees up when a session is cancelled, when one is missed, or "
+            f"when an unpaid booking's {hold} payment hold runs out.")
+
+
 class Contract(db.Model):
     """An agreement for N sessions, with the offering as it was when accepted."""
 
@@ -140,9 +157,21 @@ class Contract(db.Model):
         if self.status != "active":
             return deny(f"This contract is {self.status}.")
         if self.booked_sessions >= self.total_sessions:
-            return deny(f"All {self.total_sessions} sessions are booked. A cancelled or missed "
-                        "session frees its place again.")
+            return deny(fully_booked_message(self.total_sessions))
         return ALLOWED
+
+    def place_numbers(self) -> dict[int, int]:
+        """``{session_id: n}`` for "session n of total", by start time.
+
+        Only sessions that use up a place are numbered (all but cancelled, expired
+        and missed ones), so n never exceeds the total however many bookings were
+        cancelled and re-made. It is computed when shown rather than stored at
+        booking: a stored number would go stale (or collide) as soon as an earlier
+        session is cancelled or a later one is moved before it.
+        """
+        live = [s for s in self.sessions if s.blocks_calendar]
+        live.sort(key=lambda s: (s.starts_at, s.id))
+        return {s.id: n for n, s in enumerate(live, start=1)}
 
     @property
     def remaining_sessions(self) -> int:

@@ -91,8 +91,7 @@ def session_event(session: Session, viewer: User, page_url: str) -> Event:
     event.add("dtend", session.ends_at)
     event.add("summary", f"{session.contract.title} with {other.name}")
     event.add("description",
-              f"Session {session.number} of {session.contract.total_sessions} "
-              f"with {other.name}.\n\nJoin the meeting: {join_url}\n"
+              f"{session.place_label} with {other.name}.\n\nJoin the meeting: {join_url}\n"
               f"Session page: {page_url}")
     event.add("location", join_url)
     event.add("url", page_url)

@@ -112,6 +112,24 @@ class Session(db.Model):
         return bool(user and user.is_authenticated and user.id in (self.student_id,
                                                                     self.coach_id))
 
+    @property
+    def place_number(self) -> int | None:
+        """Its place among the contract's sessions that use one (see Contract.place_numbers).
+
+        ``number`` stays the booking's fixed reference; this is what "n of total"
+        means, and released sessions (cancelled, expired, missed) have none.
+        """
+        return self.contract.place_numbers().get(self.id)
+
+    @property
+    def place_label(self) -> str:
+        """'Session 3 of 5', or what became of a booking that no longer holds a place."""
+        place = self.place_number
+        if place is not None:
+            return f"Session {place} of {self.contract.total_sessions}"
+        return {"cancelled": "Cancelled session", "expired": "Expired booking",
+                "missed": "Missed session"}.get(self.status, "Session")
+
 
 class RescheduleRequest(db.Model):
     """One participant asks to move a scheduled session; the other answers, or a worker does."""

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from skileez import clock
 from skileez.coaches.availability import coach_open_slots
 from skileez.coaches.operations import profile_for
-from skileez.contracts.models import Contract
+from skileez.contracts.models import Contract, fully_booked_message
 from skileez.core.db import is_lock_conflict, lock_coach_calendar, serialized_write
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.money import share
@@ -51,8 +51,7 @@ def book(student, contract_id: int, starts_at: datetime) -> Session:
     # Holds that ran out free their calendar time and their place in the contract first.
     expire_stale_holds(coach_id=contract.coach_id, student_id=student.id)
     if booked_count(contract.id) >= contract.total_sessions:
-        raise Conflict(f"All {contract.total_sessions} sessions of this contract are already "
-                       "booked. A cancelled or missed session frees its place again.")
+        raise Conflict(fully_booked_message(contract.total_sessions))
     policy = get_policy()
     now = clock.now()
     duration = timedelta(minutes=contract.duration_minutes)

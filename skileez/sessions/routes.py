@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
 
@@ -65,28 +65,46 @@ def _student_contract(contract_id: int) -> Contract:
     return contract
 
 
-def _week_start(text: str | None, tz: str) -> date:
+def _week_start(text: str | None, tz: str, last: date | None = None) -> date:
+    """The Monday of the week asked for, kept between this week and ``last``.
+
+    Anything a browser can send is answered with a week: unreadable text means
+    this week, and a date outside the range (year 1, year 9999) is brought back
+    inside it before any arithmetic could overflow.
+    """
     today = localize(clock.now(), tz).date()
     this_week = today - timedelta(days=today.weekday())
     try:
-        chosen = date.fromisoformat(text) if text else this_week
+        chosen = date.fromisoformat(text.strip()) if text else this_week
     except ValueError:
         chosen = this_week
-    chosen -= timedelta(days=chosen.weekday())
-    return max(chosen, this_week)
+    if last is not None:
+        chosen = min(chosen, last)
+    chosen = max(chosen, this_week)
+    return chosen - timedelta(days=chosen.weekday())
 
 
 @bp.get("/book/<int:contract_id>")
 def book(contract_id: int):
     contract = _student_contract(contract_id)
     tz = current_user.timezone
+    horizon_end = clock.now() + timedelta(days=profile_for(contract.coach).horizon_days)
+    can_book = contract.can_book(current_user)
+    if not can_book:
+        # Every place is taken (or the contract ended): say so, and offer no times.
+        context = {"contract": contract, "can_book": can_book, "days": {},
+                   "week": _week_start(None, tz), "prev_week": None, "next_week": None,
+                   "booked": operations.booked_count(contract.id), "slot_count": 0}
+        if _is_htmx():
+            return render_template("sessions/_week.html", **context)
+        return render_template("sessions/book.html", **context)
     requested = request.args.get("week")
     if not requested:
         # Open on the week of the first free time rather than on an empty week.
         first = coach_next_open_slot(contract.coach,
                                      timedelta(minutes=contract.duration_minutes))
         requested = localize(first, tz).date().isoformat() if first else None
-    week = _week_start(requested, tz)
+    week = _week_start(requested, tz, last=localize(horizon_end, tz).date())
     start = datetime.combine(week, time(0), tzinfo=zone(tz)).astimezone(UTC)
     end = datetime.combine(week + timedelta(days=7), time(0), tzinfo=zone(tz)).astimezone(UTC)
     slots = coach_open_slots(contract.coach, timedelta(minutes=contract.duration_minutes),
@@ -94,8 +112,7 @@ def book(contract_id: int):
     days = {week + timedelta(days=n): [] for n in range(7)}
     for slot in slots:
         days.setdefault(localize(slot, tz).date(), []).append(slot)
-    horizon_end = clock.now() + timedelta(days=profile_for(contract.coach).horizon_days)
-    context = {"contract": contract, "days": days, "week": week,
+    context = {"contract": contract, "can_book": can_book, "days": days, "week": week,
                "prev_week": week - timedelta(days=7) if week > _week_start(None, tz) else None,
                "next_week": week + timedelta(days=7) if end < horizon_end else None,
                "booked": operations.booked_count(contract.id),
@@ -106,13 +123,22 @@ def book(contract_id: int):
 
 
 def _parse_start(text: str | None) -> datetime:
+    """A start time from the query or the form; 400 with the reason for anything else.
+
+    Converting to UTC can overflow at the edges of the calendar (year 1 with a
+    positive offset, year 9999 with a negative one); that is unreadable input
+    too, not a server error.
+    """
     try:
         value = datetime.fromisoformat((text or "").strip())
     except ValueError:
         abort(400, "That start time could not be read.")
     if value.tzinfo is None:
         abort(400, "That start time has no time zone.")
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        abort(400, "That start time is outside the booking horizon.")
     now = clock.now()
     if not now - timedelta(days=1) <= value <= now + timedelta(days=400):
         abort(400, "That start time is outside the booking horizon.")
@@ -131,16 +157,19 @@ def confirm(contract_id: int):
     context = {"contract": contract, "form": form, "starts_at": starts_at,
                "ends_at": starts_at + timedelta(minutes=contract.duration_minutes),
                "fee": fee, "net": contract.price_minor - fee, "policy": policy,
-               "free_until": starts_at - policy.late_cancellation_window}
+               "free_until": starts_at - policy.late_cancellation_window,
+               "can_book": contract.can_book(current_user)}
+    if request.method == "GET" and not context["can_book"]:
+        context["conflict"] = context["can_book"].reason
     if request.method == "POST" and form.validate_on_submit():
         try:
             session = operations.book(current_user, contract.id, starts_at)
             db.session.commit()
         except Conflict as error:
             db.session.rollback()
-            flash(error.message, "warning")
-            return render_template("sessions/confirm.html", conflict=error.message,
-                                   **context), 409
+            # Said once, beside the booking it refuses (not also as a flash).
+            context.update(conflict=error.message, can_book=contract.can_book(current_user))
+            return render_template("sessions/confirm.html", **context), 409
         except LookupError:
             db.session.rollback()
             abort(404)

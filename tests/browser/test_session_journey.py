@@ -246,16 +246,34 @@ def test_start_join_complete_and_rate_seen_live_by_both(clock, scheduled, people
     assert student.errors == []
 
 
-def test_join_button_takes_the_browser_to_the_meeting_room(clock, scheduled, people):
-    _coach, student = people
+def test_join_opens_the_room_in_a_new_tab_and_the_session_page_stays(clock, scheduled,
+                                                                     people):
+    """Joining opens the room beside the page: Complete and Missed stay one tab away."""
+    coach, student = people
     clock.freeze(THURSDAY)
     student.open_session(scheduled.id)
     student.page.get_by_test_id("start").click()
     expect(status(student.page)).to_have_text("in progress")
-    student.page.get_by_test_id("join").click()
-    expect(student.page).to_have_url(re.compile(
-        rf"^{re.escape(MEETING_BASE_URL)}/skileez-[\w-]+$"))
-    expect(student.page.locator("h1")).to_have_text("Meeting room")
+    coach.open_session(scheduled.id)
+    expect(coach.page.get_by_test_id("attendance")).to_contain_text("Coach: not joined")
+    coach.mark_page()
+    session_url = coach.page.url
+    with coach.context.expect_page() as opened:
+        coach.page.get_by_test_id("join").click()
+    room = opened.value
+    room.wait_for_load_state()
+    assert re.match(rf"^{re.escape(MEETING_BASE_URL)}/skileez-[\w-]+$", room.url), room.url
+    expect(room.locator("h1")).to_have_text("Meeting room")
+    assert room.evaluate("window.opener") is None  # rel=noopener: no handle on our page
+    # The session page is still there, still live, and shows the join on its next poll.
+    assert coach.page.url == session_url
+    coach.assert_not_reloaded()
+    expect(coach.page.get_by_test_id("complete")).to_be_visible()
+    expect(coach.page.get_by_test_id("attendance")).to_contain_text(
+        "Coach: joined", timeout=POLL)
+    coach.assert_not_reloaded()
+    room.close()
+    assert coach.errors == []
     assert student.errors == []
 
 
