@@ -270,3 +270,16 @@ def can_rate(session, user) -> Decision:
 def auto_close_at(session) -> datetime:
     """When a worker completes (in progress) or marks unattended (never started) a session."""
     return session.ends_at + get_policy().auto_close_after_end
+
+
+def can_add_to_calendar(session, user) -> Decision:
+    """Offered only while the meeting is still going to happen (or is happening).
+
+    A cancelled, finished or unpaid session in someone's calendar is a wrong
+    appointment, not a help.
+    """
+    if not role_of(session, user):
+        return deny("Only the two participants can add it to a calendar.")
+    if session.status not in ("scheduled", "reschedule_requested", "in_progress"):
+        return deny(_state(session))
+    return ALLOWED

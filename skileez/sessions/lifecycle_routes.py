@@ -16,7 +16,7 @@ from skileez import clock
 from skileez.coaches.availability import coach_open_slots
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.forms import Form, attach_error
-from skileez.core.money import share
+from skileez.core.money import format_money, share
 from skileez.core.permissions import Decision
 from skileez.extensions import db
 from skileez.policy import get_policy
@@ -147,11 +147,9 @@ def reschedule(session_id: int):
     status = 200
     if not decision:
         status = 409 if request.method == "POST" else 200
-    elif form.validate_on_submit():
+    elif _reschedule_form_valid(form, session):
         new_start = _parse(form.new_start.data)
         try:
-            if new_start is None:
-                raise DomainError("Choose one of the open times.", field="new_start")
             operations.request_reschedule(session, current_user, new_start=new_start,
                                           reason=form.reason.data)
             db.session.commit()
@@ -170,6 +168,22 @@ def reschedule(session_id: int):
         status = 422
     return render_template("sessions/reschedule.html", session=session, form=form,
                            decision=decision, times=times), status
+
+
+def _reschedule_form_valid(form: RescheduleForm, session: Session) -> bool:
+    """Every field's problem at once: the form's own checks and the rules of a request
+    (the reason's length, the time's lead and freedom) are gathered into one answer."""
+    valid = form.validate_on_submit()
+    if request.method != "POST":
+        return valid
+    problems = operations.reschedule_problems(session, new_start=_parse(form.new_start.data),
+                                              reason=form.reason.data or "")
+    for problem in problems:
+        field = getattr(form, problem.field)
+        if not field.errors:  # the field's own message says it already
+            attach_error(form, problem)
+        valid = False
+    return valid
 
 
 def _request(request_id: int) -> RescheduleRequest:
@@ -208,7 +222,7 @@ def answer_reschedule(request_id: int, action: str):
                            "withdraw": "Your request was withdrawn."}[action])
 
 
-def _form_action(session: Session, decision, form, run, success: str, template: str,
+def _form_action(session: Session, decision, form, run, success, template: str,
                  **context):
     """GET shows the rule; POST runs the operation: 409 when not allowed now, 422 for bad input."""
     status = 200
@@ -224,7 +238,7 @@ def _form_action(session: Session, decision, form, run, success: str, template: 
                 attach_error(form, error)
                 status = 409 if isinstance(error, Conflict) else 422
             else:
-                return _back(session, success)
+                return _back(session, success() if callable(success) else success)
         else:
             status = 422
     return render_template(template, session=session, form=form, decision=decision,
@@ -241,11 +255,31 @@ def cancel(session_id: int):
     if terms.allowed and payment is not None and payment.status in ("held",
                                                                     "partially_refunded"):
         refund_amount = share(payment.remaining_minor, terms.refund_share)
+    refunded_before = payment.refunded_minor if payment is not None else 0
     return _form_action(
         session, Decision(terms.allowed, terms.reason), form,
         lambda: operations.cancel(session, current_user, reason=form.reason.data or ""),
-        "The session is cancelled. " + terms.reason, "sessions/cancel.html",
+        lambda: _cancelled_words(session, refunded_before), "sessions/cancel.html",
         terms=terms, refund_amount=refund_amount)
+
+
+def _cancelled_words(session: Session, refunded_before: int) -> str:
+    """What the cancellation did with the money, said once it is done."""
+    payment = session.payment
+    if payment is None or payment.paid_at is None:
+        return "Cancelled. Nothing had been paid, so there is nothing to refund."
+    refunded = payment.refunded_minor - refunded_before
+    whose = "your card" if current_user.id == session.student_id \
+        else f"{session.student.name}'s card"
+    if refunded:
+        words = f"Cancelled. {format_money(refunded, payment.currency)} will be refunded " \
+                f"to {whose}."
+        if payment.remaining_minor:
+            words += (f" The other {format_money(payment.remaining_minor, payment.currency)}"
+                      f" goes to {session.coach.name}, as the cancellation terms say.")
+        return words
+    return (f"Cancelled. No refund: as the cancellation terms say, the payment goes to "
+            f"{session.coach.name}.")
 
 
 @bp.route("/<int:session_id>/complete", methods=["GET", "POST"])

@@ -208,23 +208,44 @@ def _slot_is_free(session: Session, starts_at: datetime) -> bool:
     return starts_at in open_now
 
 
-def request_reschedule(session: Session, user, *, new_start: datetime,
-                       reason: str) -> RescheduleRequest:
+def reschedule_problems(session: Session, *, new_start: datetime | None, reason: str,
+                        now: datetime | None = None) -> list[DomainError]:
+    """Everything wrong with a reschedule request, one error per field, all at once.
+
+    The form shows them together, so a person fixes the reason and the time in
+    one go instead of meeting the second problem only after fixing the first.
+    """
     policy = get_policy()
-    now = clock.now()
-    _require(lifecycle.can_request_reschedule(session, user, now))
+    now = now or clock.now()
+    problems = []
     reason = reason.strip()
     if not policy.reschedule_reason_min_chars <= len(reason) <= \
             policy.reschedule_reason_max_chars:
-        raise DomainError(f"Give a reason of {policy.reschedule_reason_min_chars} to "
-                          f"{policy.reschedule_reason_max_chars} characters.", field="reason")
-    if new_start < now + policy.reschedule_new_time_min_lead:
-        raise DomainError("Choose a new time at least one hour from now.", field="new_start")
-    if new_start == session.starts_at:
-        raise DomainError("Choose a time different from the current one.", field="new_start")
-    if not _slot_is_free(session, new_start):
-        raise DomainError("That time is not free for both of you. Choose one of the open "
-                          "times listed.", field="new_start")
+        problems.append(DomainError(f"Give a reason of {policy.reschedule_reason_min_chars} "
+                                    f"to {policy.reschedule_reason_max_chars} characters.",
+                                    field="reason"))
+    if new_start is None:
+        problems.append(DomainError("Choose one of the open times.", field="new_start"))
+    elif new_start < now + policy.reschedule_new_time_min_lead:
+        problems.append(DomainError("Choose a new time at least one hour from now.",
+                                    field="new_start"))
+    elif new_start == session.starts_at:
+        problems.append(DomainError("Choose a time different from the current one.",
+                                    field="new_start"))
+    elif not _slot_is_free(session, new_start):
+        problems.append(DomainError("That time is not free for both of you. Choose one of "
+                                    "the open times listed.", field="new_start"))
+    return problems
+
+
+def request_reschedule(session: Session, user, *, new_start: datetime,
+                       reason: str) -> RescheduleRequest:
+    now = clock.now()
+    _require(lifecycle.can_request_reschedule(session, user, now))
+    reason = reason.strip()
+    problems = reschedule_problems(session, new_start=new_start, reason=reason, now=now)
+    if problems:
+        raise problems[0]
     notice = lifecycle.reschedule_notice(session, user, now)
     request = RescheduleRequest(
         session_id=session.id, requested_by_id=user.id, original_start=session.starts_at,

@@ -38,12 +38,20 @@ def _session_for_participant(session_id: int) -> Session:
 
 
 def session_history(session: Session) -> list[AuditEvent]:
-    """The session's audit trail, its reschedule requests included, oldest first."""
+    """The session's audit trail, its reschedule requests and payment included, oldest first.
+
+    The payment's own events say what the session's do not: a declined card, a
+    refund, the release to the coach. Its "held" event is left out because the
+    session's "paid" event already says it.
+    """
     request_ids = [item.id for item in session.reschedule_requests]
+    payment_id = session.payment.id if session.payment is not None else -1
     return list(db.session.scalars(select(AuditEvent).where(or_(
         (AuditEvent.object_type == "sessions") & (AuditEvent.object_id == session.id),
         (AuditEvent.object_type == "reschedule_requests")
-        & AuditEvent.object_id.in_(request_ids or [-1])))
+        & AuditEvent.object_id.in_(request_ids or [-1]),
+        (AuditEvent.object_type == "payments") & (AuditEvent.object_id == payment_id)
+        & (AuditEvent.field == "status") & (AuditEvent.to_state != "held")))
         .order_by(AuditEvent.created_at, AuditEvent.id)))
 
 
