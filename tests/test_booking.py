@@ -132,7 +132,7 @@ def test_bookings_never_exceed_the_contract(app, coaching, make_contract, make_u
     book_session(coaching["student"], contract, WED_10_BERLIN)
     from skileez.core.errors import Conflict
 
-    with pytest.raises(Conflict, match="All 1 sessions of this contract are already booked"):
+    with pytest.raises(Conflict, match="Every place is booked: all 1 sessions of this contract"):
         book_session(coaching["student"], contract, WED_10_BERLIN + timedelta(days=1))
 
 

@@ -82,7 +82,8 @@ class Proposal(db.Model):
         return self._still_pending()
 
 
-def _duration_words(delta) -> str:
+def duration_words(delta) -> str:
+    """A policy duration as people say it: "15 minutes", "24 hours"."""
     minutes = int(delta.total_seconds() // 60)
     if minutes % 60 == 0 and minutes >= 60:
         hours = minutes // 60
@@ -92,7 +93,7 @@ def _duration_words(delta) -> str:
 
 def fully_booked_message(total_sessions: int) -> str:
     """What a student reads when every place is taken, and what frees one (from policy)."""
-    hold = _duration_words(get_policy().payment_hold)
+    hold = duration_words(get_policy().payment_hold)
     return (f"Every place is booked: all {total_sessions} sessions of this contract are "
             "taken. A place frees up when a session is cancelled, when one is missed, or "
             f"when an unpaid booking's {hold} payment hold runs out.")

@@ -95,6 +95,10 @@ register(Kind(
 
 
 _WHEN = "{{ payload.starts_at|local_in(recipient.timezone) }}"
+# Where the money stands when the email is written, in the words every page uses
+# (skileez/payments/words.py), so an email never contradicts the session page.
+_MONEY = ("{% set money = money_words(payload.session_id, recipient) %}"
+          "{% if money %}{{ money.headline }}: {{ money.detail }}{% endif %}")
 
 register(Kind(
     name="payment_received",
@@ -102,6 +106,7 @@ register(Kind(
     summary="We received your payment of {{ payload.amount }}. Your session of "
             "{{ payload.contract_title }} with {{ payload.coach_name }} on " + _WHEN +
             " is booked. The money is held until the session is done.",
+    detail=_MONEY,
     endpoint="sessions.detail", endpoint_args=("session_id",),
 ))
 register(Kind(
@@ -124,7 +129,7 @@ register(Kind(
     subject="Refund of {{ payload.amount }} issued",
     summary="We refunded {{ payload.amount }} for your session of "
             "{{ payload.contract_title }} on " + _WHEN + ". Reason: {{ payload.reason }}",
-    detail="Refunds reach your card within 5–10 business days.",
+    detail=_MONEY + " Refunds reach your card within 5–10 business days.",
     endpoint="sessions.detail", endpoint_args=("session_id",),
 ))
 register(Kind(
@@ -132,6 +137,7 @@ register(Kind(
     subject="{{ payload.amount }} released to you",
     summary="{{ payload.amount }} for the session with {{ payload.student_name }} on " + _WHEN
             + " was released from escrow and is on its way to you.",
+    detail=_MONEY,
     endpoint="payments.index",
 ))
 register(Kind(
@@ -150,7 +156,7 @@ register(Kind(
             " was resolved: {{ {'release': 'the payment goes to the coach', 'refund': "
             "'the student is refunded in full', 'partial': 'part is refunded, the rest goes "
             "to the coach'}[payload.resolution] }}.",
-    detail="{% if payload.note %}Note from the admin: “{{ payload.note }}”{% endif %}",
+    detail=_MONEY + "{% if payload.note %} Note from the admin: “{{ payload.note }}”{% endif %}",
     endpoint="sessions.detail", endpoint_args=("session_id",),
 ))
 

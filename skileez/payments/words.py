@@ -1,0 +1,204 @@
+"""What the state of a payment's money is, in words: one answer for every page and email.
+
+Pages used to each phrase the payment status themselves, and drifted apart: a
+completed session read "held until the session is done" beside a release date,
+a future release read in the past tense, a resolved dispute still read "held",
+and an unpaid hold that simply ran out read "Failed". ``describe_money`` is now
+the only place that turns a payment into words. It reads the amounts from the
+ledger (what escrow still holds for this payment, and the split actually posted
+at release) and the payment's status, takes its tense from the clock (a release
+date still ahead "will be", one behind "was" or "is being"), and writes dates in
+the viewer's zone with the zone named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from skileez import clock
+from skileez.contracts.models import duration_words
+from skileez.core.money import format_money, share
+from skileez.core.timezones import format_local
+from skileez.extensions import db
+from skileez.payments.models import LedgerEntry, LedgerTransaction, Payment
+from skileez.policy import get_policy
+
+IN_ESCROW = ("held", "partially_refunded", "disputed")
+SESSION_GOING_AHEAD = ("pending_payment", "scheduled", "reschedule_requested", "in_progress")
+
+
+@dataclass(frozen=True)
+class MoneyAmounts:
+    """Integer minor units. ``coach_share`` and ``fee`` are the posted split once the
+    money was released, before that the split of what escrow still holds."""
+
+    currency: str
+    price: int
+    paid: int
+    refunded: int
+    held: int
+    coach_share: int
+    fee: int
+
+
+@dataclass(frozen=True)
+class MoneyWords:
+    headline: str
+    detail: str
+    amounts: MoneyAmounts
+    # A Bootstrap colour for the headline's badge.
+    tone: str = "secondary"
+
+
+def _role(payment: Payment, viewer) -> str:
+    viewer_id = getattr(viewer, "id", None)
+    if viewer_id == payment.student_id:
+        return "student"
+    if viewer_id == payment.coach_id:
+        return "coach"
+    return "admin"
+
+
+def _released_split(payment: Payment) -> tuple[int, int] | None:
+    """(coach share, fee) as posted by the release, or None if nothing was released."""
+    rows = db.session.execute(
+        select(LedgerEntry.account, LedgerEntry.amount_minor)
+        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(LedgerTransaction.payment_id == payment.id, LedgerTransaction.kind == "release",
+               LedgerEntry.account.in_(("coach_payable", "platform_revenue")))).all()
+    if not rows:
+        return None
+    posted = dict.fromkeys(("coach_payable", "platform_revenue"), 0)
+    for account, amount in rows:
+        posted[account] += amount
+    return posted["coach_payable"], posted["platform_revenue"]
+
+
+def _held_in_escrow(payment: Payment) -> int:
+    """What escrow holds for this payment, by its ledger postings."""
+    total = db.session.scalar(
+        select(db.func.coalesce(db.func.sum(LedgerEntry.amount_minor), 0))
+        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(LedgerTransaction.payment_id == payment.id, LedgerEntry.account == "escrow"))
+    return int(total or 0)
+
+
+def money_amounts(payment: Payment) -> MoneyAmounts:
+    released = _released_split(payment)
+    held = _held_in_escrow(payment) if payment.paid_at else 0
+    if released is not None:
+        coach_share, fee = released
+    else:
+        base = payment.remaining_minor if payment.paid_at else payment.amount_minor
+        fee = share(base, get_policy().platform_fee)
+        coach_share = base - fee
+    return MoneyAmounts(currency=payment.currency, price=payment.amount_minor,
+                        paid=payment.amount_minor if payment.paid_at else 0,
+                        refunded=payment.refunded_minor, held=held,
+                        coach_share=coach_share, fee=fee)
+
+
+def describe_money(payment: Payment, viewer, now: datetime | None = None) -> MoneyWords:
+    """Headline and sentence for this payment's money, as ``viewer`` should read it now."""
+    now = now or clock.now()
+    role = _role(payment, viewer)
+    tz = getattr(viewer, "timezone", None) or "UTC"
+    amounts = money_amounts(payment)
+
+    def money(minor: int) -> str:
+        return format_money(minor, payment.currency)
+
+    def at(moment: datetime | None) -> str:
+        return format_local(moment, tz, "short")
+
+    coach = "you" if role == "coach" else payment.coach.name
+    card = "your card" if role == "student" else f"{payment.student.name}'s card"
+    session = payment.session
+    status = payment.status
+
+    def words(headline: str, detail: str, tone: str) -> MoneyWords:
+        return MoneyWords(headline, detail, amounts, tone)
+
+    if status in ("pending", "failed"):
+        hold = session.hold_expires_at if session is not None else None
+        if session is not None and session.status == "pending_payment" and hold and hold > now:
+            keep = (f"Pay by {at(hold)} to keep this time." if role == "student"
+                    else f"The time is held for payment until {at(hold)}.")
+            if status == "failed":
+                reason = (payment.failure_message or "The last attempt did not go through.")
+                return words("Not paid yet — the last attempt failed",
+                             f"{reason.rstrip('.')}. {keep}", "warning")
+            return words("Not paid yet", keep, "warning")
+        return words("Not paid — the booking expired",
+                     "The hold on this time ran out before payment, so nothing was charged "
+                     "and the time was released.", "secondary")
+
+    if status == "released":
+        when = f" on {at(payment.released_at)}" if payment.released_at else ""
+        detail = f"{money(amounts.coach_share)} was released to {coach}{when}"
+        if amounts.refunded:
+            detail += f", after {money(amounts.refunded)} was refunded to {card}"
+        detail += f"; the Skileez fee was {money(amounts.fee)}."
+        headline = "Paid — released to you" if role == "coach" else \
+            "Paid — released to the coach"
+        return words(headline, detail, "success")
+
+    if status == "refunded":
+        pending = any(r.status != "succeeded" for r in payment.refunds)
+        if pending:
+            return words("Refund on its way",
+                         f"{money(amounts.refunded)} is being refunded to {card}.", "secondary")
+        last = max((r.updated_at for r in payment.refunds), default=None)
+        when = f" on {at(last)}" if last else ""
+        return words("Refunded", f"{money(amounts.refunded)} was refunded to {card}{when}.",
+                     "secondary")
+
+    # The money is still in escrow: held, partly refunded or disputed.
+    refunded = ""
+    if amounts.refunded:
+        verb = "is being" if any(r.status != "succeeded" for r in payment.refunds) else "was"
+        refunded = f"{money(amounts.refunded)} {verb} refunded to {card}. "
+    if status == "disputed":
+        return words("Disputed — on hold",
+                     f"{refunded}{money(amounts.held)} is held until an admin decides the "
+                     "dispute; nothing is released to the coach before then.", "danger")
+    headline = "Partly refunded" if status == "partially_refunded" else "Paid — held by Skileez"
+    if session is not None and session.status in SESSION_GOING_AHEAD:
+        delay = duration_words(get_policy().escrow_release_delay)
+        return words(headline,
+                     f"{refunded}{money(amounts.held)} is held until the session is done, "
+                     f"then released to {coach} {delay} after it is completed.", "info")
+    terms = " as the cancellation terms say" if session is not None \
+        and session.status == "cancelled" else ""
+    if payment.release_at is None:
+        return words(headline, f"{refunded}{money(amounts.held)} is held; its release to "
+                     f"{coach} is not scheduled yet.", "info")
+    if payment.release_at > now:
+        if status == "held":
+            headline = f"Paid — held until {at(payment.release_at)}"
+        detail = (f"{refunded}{money(amounts.coach_share)} will be released to {coach} on "
+                  f"{at(payment.release_at)}{terms}.")
+        if role == "student" and session is not None and session.status == "completed":
+            detail += " Until then you can report a problem."
+        return words(headline, detail, "info")
+    return words(headline if status == "partially_refunded" else "Paid — being released",
+                 f"{refunded}{money(amounts.coach_share)} is being released to {coach}{terms}; "
+                 f"the release was due {at(payment.release_at)}.", "info")
+
+
+def money_words(subject, viewer=None, now: datetime | None = None) -> MoneyWords | None:
+    """``describe_money`` for templates and emails: ``subject`` is a payment or a session
+    id (email payloads carry the id); the viewer defaults to whoever is signed in."""
+    if viewer is None:
+        from flask_login import current_user
+
+        viewer = current_user
+    if isinstance(subject, Payment):
+        payment = subject
+    else:
+        payment = db.session.scalar(select(Payment).where(Payment.session_id == subject)) \
+            if str(subject or "").isdigit() else None
+    return describe_money(payment, viewer, now) if payment is not None else None
