@@ -96,7 +96,7 @@ def fully_booked_message(total_sessions: int) -> str:
     hold = duration_words(get_policy().payment_hold)
     return (f"Every place is booked: all {total_sessions} sessions of this contract are "
             "taken. A place frees up when a session is cancelled, when one is missed, or "
-            f"when an unpaid booking's {hold} payment hold runs out.")
+            f"when a booking is left unpaid for {hold} (its payment hold runs out).")
 
 
 class Contract(db.Model):

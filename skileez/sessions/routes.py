@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
 
@@ -17,6 +17,7 @@ from skileez.core.errors import Conflict
 from skileez.core.models import AuditEvent
 from skileez.core.money import share
 from skileez.core.timezones import localize, zone
+from skileez.core.web import render_error
 from skileez.extensions import db
 from skileez.policy import get_policy
 from skileez.sessions import operations
@@ -130,6 +131,11 @@ def book(contract_id: int):
     return render_template("sessions/book.html", **context)
 
 
+def _unreadable(message: str):
+    """Stop with 400 and say what was wrong (the generic 400 page hides the reason)."""
+    abort(make_response(render_error(400, message)))
+
+
 def _parse_start(text: str | None) -> datetime:
     """A start time from the query or the form; 400 with the reason for anything else.
 
@@ -140,16 +146,16 @@ def _parse_start(text: str | None) -> datetime:
     try:
         value = datetime.fromisoformat((text or "").strip())
     except ValueError:
-        abort(400, "That start time could not be read.")
+        _unreadable("That start time could not be read.")
     if value.tzinfo is None:
-        abort(400, "That start time has no time zone.")
+        _unreadable("That start time has no time zone.")
     try:
         value = value.astimezone(UTC)
     except (OverflowError, ValueError):
-        abort(400, "That start time is outside the booking horizon.")
+        _unreadable("That start time is outside the booking horizon.")
     now = clock.now()
     if not now - timedelta(days=1) <= value <= now + timedelta(days=400):
-        abort(400, "That start time is outside the booking horizon.")
+        _unreadable("That start time is outside the booking horizon.")
     return value
 
 
