@@ -181,8 +181,6 @@ def describe_money(payment: Payment, viewer, now: datetime | None = None) -> Mon
             headline = f"Paid — held until {at(payment.release_at)}"
         detail = (f"{refunded}{money(amounts.coach_share)} will be released to {coach} on "
                   f"{at(payment.release_at)}{terms}.")
-        if role == "student" and session is not None and session.status == "completed":
-            detail += " Until then you can report a problem."
         return words(headline, detail, "info")
     return words(headline if status == "partially_refunded" else "Paid — being released",
                  f"{refunded}{money(amounts.coach_share)} is being released to {coach}{terms}; "
