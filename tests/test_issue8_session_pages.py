@@ -74,6 +74,17 @@ def test_fully_booked_contract_says_so_and_offers_no_times(app, clock, student, 
         assert db.session.query(Session).filter_by(contract_id=two_places.id).count() == 2
 
 
+def test_a_hold_that_ran_out_frees_its_place_before_any_sweep(app, clock, student,
+                                                              two_places, coaching,
+                                                              paid_session, book_session):
+    paid_session(coaching["student"], two_places, WED)
+    book_session(coaching["student"], two_places, THU)
+    clock.advance(timedelta(minutes=16))  # the unpaid hold ran out; no sweep has run
+    page = text(student.get(f"/sessions/book/{two_places.id}"))
+    assert FULLY_BOOKED not in page and "1 of 2 sessions booked" in page
+    assert "slot-button" in page
+
+
 def test_fully_booked_message_names_what_frees_a_place_from_policy(app, clock,
                                                                  coaching, make_contract,
                                                                  book_session):

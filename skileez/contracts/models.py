@@ -150,7 +150,7 @@ class Contract(db.Model):
     @property
     def booked_sessions(self) -> int:
         """Sessions using up the contract: all but cancelled, expired and missed ones."""
-        return sum(1 for session in self.sessions if session.blocks_calendar)
+        return sum(1 for session in self.sessions if session.holds_place)
 
     def can_book(self, user) -> Decision:
         if not (user and user.is_authenticated) or user.id != self.student_id:
@@ -170,7 +170,7 @@ class Contract(db.Model):
         booking: a stored number would go stale (or collide) as soon as an earlier
         session is cancelled or a later one is moved before it.
         """
-        live = [s for s in self.sessions if s.blocks_calendar]
+        live = [s for s in self.sessions if s.holds_place]
         live.sort(key=lambda s: (s.starts_at, s.id))
         return {s.id: n for n, s in enumerate(live, start=1)}
 

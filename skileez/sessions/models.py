@@ -108,6 +108,15 @@ class Session(db.Model):
     def blocks_calendar(self) -> bool:
         return self.status not in RELEASED_STATUSES
 
+    @property
+    def holds_place(self) -> bool:
+        """Uses up one of the contract's sessions now: an unpaid hold that ran out does not,
+        even before the sweep has marked it expired (booking expires it first anyway)."""
+        if self.status == "pending_payment" and self.hold_expires_at is not None \
+                and self.hold_expires_at <= clock.now():
+            return False
+        return self.blocks_calendar
+
     def is_participant(self, user) -> bool:
         return bool(user and user.is_authenticated and user.id in (self.student_id,
                                                                     self.coach_id))
@@ -128,6 +137,7 @@ class Session(db.Model):
         if place is not None:
             return f"Session {place} of {self.contract.total_sessions}"
         return {"cancelled": "Cancelled session", "expired": "Expired booking",
+                "pending_payment": "Expired booking",  # its hold ran out unpaid
                 "missed": "Missed session"}.get(self.status, "Session")
 
 

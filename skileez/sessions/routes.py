@@ -103,7 +103,7 @@ def book(contract_id: int):
         # Every place is taken (or the contract ended): say so, and offer no times.
         context = {"contract": contract, "can_book": can_book, "days": {},
                    "week": _week_start(None, tz), "prev_week": None, "next_week": None,
-                   "booked": operations.booked_count(contract.id), "slot_count": 0}
+                   "booked": contract.booked_sessions, "slot_count": 0}
         if _is_htmx():
             return render_template("sessions/_week.html", **context)
         return render_template("sessions/book.html", **context)
@@ -124,7 +124,7 @@ def book(contract_id: int):
     context = {"contract": contract, "can_book": can_book, "days": days, "week": week,
                "prev_week": week - timedelta(days=7) if week > _week_start(None, tz) else None,
                "next_week": week + timedelta(days=7) if end < horizon_end else None,
-               "booked": operations.booked_count(contract.id),
+               "booked": contract.booked_sessions,
                "slot_count": len(slots)}
     if _is_htmx():
         return render_template("sessions/_week.html", **context)
