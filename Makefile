@@ -22,7 +22,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 ## Serve the portal at http://127.0.0.1:5000 with demo data and in-process jobs.
 run: $(VENV)/.installed
 	$(FLASK) db upgrade
-	$(FLASK) skileez seed --if-empty
+	$(FLASK) skileez seed --refresh-demo
 	$(FLASK) skileez serve --host 127.0.0.1 --port 5000
 
 ## The whole suite (SQLite, or PostgreSQL with TEST_DATABASE_URL) plus ruff.

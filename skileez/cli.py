@@ -50,17 +50,36 @@ def create_admin(email: str, name: str, password: str) -> None:
 
 @group.command("seed")
 @click.option("--if-empty", is_flag=True, help="Only seed when there are no users yet.")
-def seed_command(if_empty: bool) -> None:
-    """Load the demo accounts and data."""
+@click.option("--refresh-demo", is_flag=True,
+              help="Load the demo into an empty database, or load it again (timed from now) "
+                   "when the database holds only demo accounts; leave any other data alone.")
+def seed_command(if_empty: bool, refresh_demo: bool) -> None:
+    """Load the demo accounts and data, all in one transaction."""
     from skileez.auth.models import User
-    from skileez.seed import DEMO_ACCOUNTS, seed
+    from skileez.seed import DEMO_ACCOUNTS, seed, wipe_demo
 
-    if if_empty and db.session.scalar(select(func.count()).select_from(User)):
+    emails = set(db.session.scalars(select(func.lower(User.email))))
+    others = emails - {account["email"] for account in DEMO_ACCOUNTS}
+    if refresh_demo and others:
+        click.echo(f"The database has {len(others)} account(s) that are not demo accounts; "
+                   "it is left as it is (demo data not reloaded).")
+    elif if_empty and not refresh_demo and emails:
         click.echo("Database already has data; demo data not loaded.")
     else:
-        seed()
-        db.session.commit()
-        click.echo("Demo data loaded.")
+        from skileez.core.db import serialized_write
+
+        # On SQLite the driver starts no transaction before the first SAVEPOINT, so
+        # releasing it would commit the first account: open the transaction ourselves.
+        serialized_write()
+        try:
+            if emails and refresh_demo:
+                wipe_demo()
+            seed()
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            raise
+        click.echo("Demo data reloaded, timed from now." if emails else "Demo data loaded.")
     print_demo_accounts(DEMO_ACCOUNTS)
 
 

@@ -1,8 +1,11 @@
 """Demo data for `make run`: enough people to click through every page.
 
-Loaded only into an empty database, through the same operations the app
-uses, so every demo row has its audit trail and notifications. Later issues
-extend ``seed()`` with sessions and payments.
+Loaded into an empty database, or into one that holds nothing but the demo
+(``refresh_demo``: wiped and loaded again, so the demo's times are always
+relative to now), through the same operations the app uses, so every demo row
+has its audit trail and notifications. Every moment is derived from the policy,
+so the demo loads under any valid ``SKILEEZ_POLICY_…`` override. Nothing here
+commits: the caller commits once, so a failure leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -80,6 +83,26 @@ COACHES = {
 }
 
 
+def wipe_demo() -> None:
+    """Delete every row, in the caller's transaction, before the demo is loaded again.
+
+    Only called when every account is a demo account, so every row (the ledger
+    included) belongs to the demo: re-seeding rebuilds each state through the real
+    operations at times relative to now. Shifting the old rows' timestamps instead
+    would leave the states the sweep already moved on (holds expired, sessions
+    closed, escrow released) where the new times say they cannot be. Plain SQL,
+    because the ledger refuses ORM deletes by design.
+    """
+    from sqlalchemy import text
+
+    from skileez.extensions import db
+
+    db.session.flush()
+    for table in reversed(db.metadata.sorted_tables):
+        db.session.execute(text(f'DELETE FROM "{table.name}"'))
+    db.session.expunge_all()
+
+
 def _minutes(text: str) -> int:
     hours, minutes = text.split(":")
     return int(hours) * 60 + int(minutes)
@@ -145,13 +168,56 @@ def seed() -> dict[str, object]:
     return users
 
 
+def _hold(student, contract, start):
+    """A session awaiting payment, as ``book`` writes it, without ``book``'s commits.
+
+    ``book`` commits first to take SQLite's write lock and ``ensure_payment_intent``
+    commits around its network call; seeding runs alone and must stay one
+    transaction, so it writes the same rows itself and asks the gateway directly.
+    """
+    from skileez.core.transitions import record_creation
+    from skileez.extensions import db
+    from skileez.payments.gateway import get_gateway
+    from skileez.payments.operations import create_payment
+    from skileez.policy import get_policy
+    from skileez.sessions.models import Session
+
+    duration = timedelta(minutes=contract.duration_minutes)
+    buffer = timedelta(minutes=coaching.profile_for(contract.coach).buffer_minutes)
+    number = (db.session.scalar(db.select(db.func.max(Session.number)).where(
+        Session.contract_id == contract.id)) or 0) + 1
+    now = clock.now()
+    session = Session(contract_id=contract.id, number=number, coach_id=contract.coach_id,
+                      student_id=student.id, starts_at=start, ends_at=start + duration,
+                      coach_block_end=start + duration + buffer, status="pending_payment",
+                      hold_expires_at=now + get_policy().payment_hold, created_at=now)
+    db.session.add(session)
+    db.session.flush()
+    record_creation(session, actor=student, reason="booked, awaiting payment")
+    payment = create_payment(session, contract)
+    result = get_gateway().create_payment_intent(
+        amount_minor=payment.amount_minor, currency=payment.currency,
+        idempotency_key=f"payment-{payment.id}",
+        metadata={"payment_id": str(payment.id), "session_id": str(session.id),
+                  "student_id": str(payment.student_id), "coach_id": str(payment.coach_id)})
+    payment.payment_intent_id = result.intent_id
+    payment.client_secret = result.client_secret
+    db.session.flush()
+    return session
+
+
+def _pay(session):
+    from skileez.payments.operations import payment_succeeded
+
+    payment_succeeded(session.payment.payment_intent_id,
+                      charge_id=f"ch_demo_{session.payment.id}")
+
+
 def _book_demo_sessions(sam, clara, priya, marcus) -> None:
-    """Booked and paid sessions through the real booking and payment code (test gateway)."""
+    """Booked sessions in the coaches' open slots: paid ones, and one awaiting payment each."""
     from skileez.coaches.availability import coach_open_slots
     from skileez.contracts.models import Contract
     from skileez.extensions import db
-    from skileez.payments.operations import ensure_payment_intent, payment_succeeded
-    from skileez.sessions.operations import book
 
     def contract_of(student, coach):
         return db.session.scalar(db.select(Contract).where(
@@ -164,34 +230,34 @@ def _book_demo_sessions(sam, clara, priya, marcus) -> None:
                                  now + timedelta(days=5), now + timedelta(days=21),
                                  student_id=student.id)
         for index, start in enumerate(slots[:: max(1, len(slots) // 4)][:paid + 1]):
-            session = book(student, contract.id, start)
+            session = _hold(student, contract, start)
             if index < paid:
-                payment = ensure_payment_intent(session.payment)
-                payment_succeeded(payment.payment_intent_id, charge_id=f"ch_demo_{payment.id}")
+                _pay(session)
 
 
 def _demo_life_cycle(sam, clara, priya, marcus, admin) -> None:
-    """Sessions in every state, at fixed offsets from now, driven through the real operations.
+    """Sessions in every state, around now, driven through the real operations.
 
     Past moments are reached by freezing ``clock`` at them, so every audit event,
     ledger posting and notification is written as it would have been. Sessions are
     inserted directly (not through the slot engine) because demo times must exist
-    whenever ``make run`` is started, whatever the coaches' hours.
+    whenever ``make run`` is started, whatever the coaches' hours. Every offset that
+    meets a rule (start window, release delay, late cancellation, reschedule notice)
+    is taken from the policy, so the states come out the same under any policy.
     """
+    from skileez.coaches.availability import coach_open_slots
     from skileez.contracts.models import Contract
     from skileez.extensions import db
-    from skileez.payments.operations import (
-        create_payment,
-        ensure_payment_intent,
-        open_dispute,
-        payment_succeeded,
-        release,
-    )
+    from skileez.payments.operations import open_dispute, release
+    from skileez.policy import get_policy
     from skileez.sessions import operations as sessions
     from skileez.sessions.models import Session
 
-    now = clock.now()
-    real_now = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
+    policy = get_policy()
+    frozen_at = clock.now() if clock.is_frozen() else None
+    real_now = clock.now().replace(second=0, microsecond=0)
+    day = timedelta(days=1)
+    minute = timedelta(minutes=1)
 
     def at(moment):
         clock.freeze(moment)
@@ -200,29 +266,17 @@ def _demo_life_cycle(sam, clara, priya, marcus, admin) -> None:
         return db.session.scalar(db.select(Contract).where(
             Contract.student_id == student.id, Contract.coach_id == coach.id))
 
-    def paid(student, coach, start):
-        contract = contract_of(student, coach)
-        duration = timedelta(minutes=contract.duration_minutes)
-        number = (db.session.scalar(db.select(db.func.max(Session.number)).where(
-            Session.contract_id == contract.id)) or 0) + 1
-        at(min(start - timedelta(days=2), real_now - timedelta(minutes=30)))
-        session = Session(contract_id=contract.id, number=number, coach_id=coach.id,
-                          student_id=student.id, starts_at=start, ends_at=start + duration,
-                          coach_block_end=start + duration + timedelta(minutes=15),
-                          status="pending_payment",
-                          hold_expires_at=clock.now() + timedelta(minutes=15))
-        db.session.add(session)
-        db.session.flush()
-        payment = create_payment(session, contract)
-        ensure_payment_intent(payment)
-        payment_succeeded(payment.payment_intent_id, charge_id=f"ch_demo_{payment.id}")
+    def paid(student, coach, start, *, booked_at=None):
+        at(booked_at or min(start - 2 * day, real_now - 30 * minute))
+        session = _hold(student, contract_of(student, coach), start)
+        _pay(session)
         return db.session.get(Session, session.id)
 
     def completed(session, notes_by, *, rate=True, notes="We worked through the plan."):
-        at(session.starts_at)
+        at(session.starts_at + min(2 * minute, policy.start_window_after))
         sessions.start(session, session.coach)
         sessions.join(session, session.student)
-        at(session.ends_at - timedelta(minutes=2))
+        at(max(session.ends_at - 2 * minute, clock.now()))
         sessions.complete(session, actor=notes_by, notes=notes)
         if rate:
             other = session.student if notes_by.id == session.coach_id else session.coach
@@ -233,23 +287,30 @@ def _demo_life_cycle(sam, clara, priya, marcus, admin) -> None:
                           public=False, would_recommend=True, tags=["prepared"])
 
     try:
-        day = timedelta(days=1)
+        delay = policy.escrow_release_delay
+        clara_length = timedelta(minutes=contract_of(sam, clara).duration_minutes)
         # Sam with Clara: released, awaiting release, refunded, startable now (below),
         # upcoming, reschedule pending.
         first = paid(sam, clara, real_now - 9 * day)
         completed(first, clara)
-        at(first.ends_at + day + timedelta(minutes=5))
+        at(first.payment.release_at + 5 * minute)
         release(first.payment, reason="released automatically after completion")
-        waiting = paid(sam, clara, real_now - timedelta(hours=4))
+        # Ended half a release delay ago (1 to 4 hours, clear of the session starting
+        # now): still in escrow unless the delay is shorter than that.
+        waiting = paid(sam, clara, real_now - clara_length
+                       - max(60 * minute, min(4 * 60 * minute, delay / 2)))
         completed(waiting, clara, rate=False)
-        early = paid(sam, clara, real_now - 5 * day)
-        at(early.starts_at - 3 * day)
+        # Cancelled a day before the late window opened: refunded in full.
+        early_start = real_now - 5 * day
+        early = paid(sam, clara, early_start,
+                     booked_at=early_start - policy.late_cancellation_window - 3 * day)
+        at(early_start - policy.late_cancellation_window - 2 * day)
         sessions.cancel(early, sam, reason="Travelling that week.")
-        paid(sam, clara, real_now + timedelta(hours=3))
-        moving = paid(sam, clara, real_now + 3 * day)
-        at(real_now - timedelta(minutes=20))
-        from skileez.coaches.availability import coach_open_slots
-
+        paid(sam, clara, real_now + 3 * 60 * minute)
+        # Far enough ahead that a student may still ask without it counting as late.
+        moving = paid(sam, clara, real_now + max(3 * day, policy.reschedule_notice_student
+                                                 + 2 * day))
+        at(real_now - 20 * minute)
         new_start = coach_open_slots(clara, moving.duration, moving.starts_at + day,
                                      moving.starts_at + 8 * day, student_id=sam.id,
                                      exclude_session_id=moving.id)[0]
@@ -257,21 +318,30 @@ def _demo_life_cycle(sam, clara, priya, marcus, admin) -> None:
                                     reason="A work trip came up; could we do another day?")
         # Priya with Marcus: missed, disputed, in progress, late cancellation.
         missed = paid(priya, marcus, real_now - 7 * day)
-        at(missed.starts_at + timedelta(minutes=20))
+        at(missed.starts_at + policy.mark_missed_after_start + 5 * minute)
         sessions.mark_missed(missed, missed_by="student", reason="No reply in the room.",
                              actor=marcus)
         disputed = paid(priya, marcus, real_now - 2 * day)
         completed(disputed, marcus, rate=False)
-        at(disputed.ends_at + timedelta(hours=2))
+        # Disputed before the release, however short the release delay is.
+        at(disputed.completed_at + min(2 * 60 * minute, delay / 2))
         open_dispute(disputed.payment, priya,
                      reason="The session ended after 20 minutes because of a bad connection.")
-        running = paid(priya, marcus, real_now - timedelta(minutes=10))
-        at(running.starts_at + timedelta(minutes=2))
+        running = paid(priya, marcus, real_now - 10 * minute)
+        at(running.starts_at + min(2 * minute, policy.start_window_after))
         sessions.start(running, marcus)
+        # Startable right away: the start window is open from now for as long as it lasts.
         at(real_now)
-        paid(sam, clara, real_now + timedelta(minutes=3))  # startable right away
-        late = paid(priya, marcus, real_now + timedelta(hours=20))
-        at(real_now - timedelta(minutes=5))
+        paid(sam, clara, real_now + min(3 * minute, policy.start_window_before))
+        # Inside the late-cancellation window (20 hours of the default 24), and clear of
+        # the session running now.
+        late_lead = max(policy.late_cancellation_window * 5 / 6, 2 * 60 * minute)
+        late = paid(priya, marcus, real_now + late_lead)
+        at(real_now - 5 * minute)
         sessions.cancel(late, priya, reason="Something urgent came up.")
     finally:
-        clock.unfreeze()
+        # A caller that froze time (a test, a clock override) gets its clock back.
+        if frozen_at is None:
+            clock.unfreeze()
+        else:
+            clock.freeze(frozen_at)
