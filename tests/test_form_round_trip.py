@@ -87,9 +87,11 @@ class FormParser(HTMLParser):
             self._select = None
         elif tag == "textarea" and self._textarea is not None:
             name, text = self._textarea
-            # html.parser keeps it all; a browser drops the one newline after <textarea>.
+            # html.parser keeps it all; a browser drops the one newline after <textarea>
+            # and sends every line break as CR LF.
             text = text.replace("\r\n", "\n")
-            self._form["fields"].append((name, text[1:] if text.startswith("\n") else text))
+            text = text[1:] if text.startswith("\n") else text
+            self._form["fields"].append((name, text.replace("\n", "\r\n")))
             self._textarea = None
         elif tag == "form":
             self._form = None
