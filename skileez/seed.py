@@ -153,9 +153,12 @@ def seed() -> dict[str, object]:
     contracting.accept(
         propose(priya, "Python mentoring", 5, "Preparing for data engineering interviews."),
         marcus)
+    contracting.accept(
+        propose(leo, "Japanese for beginners", 8, "Trip to Kyoto in the autumn!"),
+        users["aiko.coach@skileez.test"], response_message="Yoroshiku! Let's start with kana.")
     # Pending, declined and expired proposals.
-    propose(leo, "Japanese for beginners", 8, "Trip to Kyoto in the autumn!")
     propose(leo, "Conversation practice", 4, "Spanish, please: I can only do evenings.")
+    propose(priya, "Japanese for beginners", 3, "A few phrases before a conference in Osaka.")
     contracting.decline(
         propose(sam, "Code review session", 2, "Could you review my Django side project?"),
         marcus, response_message="Sorry, I only review Python data projects at the moment.")
@@ -164,7 +167,8 @@ def seed() -> dict[str, object]:
     stale.expires_at = now - timedelta(days=1)
     contracting.expire(stale)
     _book_demo_sessions(sam, clara, priya, marcus)
-    _demo_life_cycle(sam, clara, priya, marcus, users["admin@skileez.test"])
+    _demo_life_cycle(sam, clara, priya, marcus, users["admin@skileez.test"],
+                     leo=leo, aiko=users["aiko.coach@skileez.test"])
     return users
 
 
@@ -235,7 +239,7 @@ def _book_demo_sessions(sam, clara, priya, marcus) -> None:
                 _pay(session)
 
 
-def _demo_life_cycle(sam, clara, priya, marcus, admin) -> None:
+def _demo_life_cycle(sam, clara, priya, marcus, admin, *, leo, aiko) -> None:
     """Sessions in every state, around now, driven through the real operations.
 
     Past moments are reached by freezing ``clock`` at them, so every audit event,
@@ -332,7 +336,10 @@ def _demo_life_cycle(sam, clara, priya, marcus, admin) -> None:
         sessions.start(running, marcus)
         # Startable right away: the start window is open from now for as long as it lasts.
         at(real_now)
-        paid(sam, clara, real_now + min(3 * minute, policy.start_window_before))
+        first_start = real_now + min(3 * minute, policy.start_window_before)
+        paid(sam, clara, first_start)
+        # Leo and Aiko's start window opens as Sam and Clara's closes.
+        paid(leo, aiko, first_start + policy.start_window_before + policy.start_window_after)
         # Inside the late-cancellation window (20 hours of the default 24), and clear of
         # the session running now.
         late_lead = max(policy.late_cancellation_window * 5 / 6, 2 * 60 * minute)

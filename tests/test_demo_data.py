@@ -58,8 +58,12 @@ def test_the_next_days_make_run_reloads_a_demo_with_everything_to_do(app, clock)
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(User)) == 7
         assert check_invariants() == []
+    # Two start windows follow each other: something can be started for both.
+    window = timedelta(minutes=20)  # the default start window, 5 min before to 15 after
+    clock.advance(window)
+    assert what_can_be_done(app)["start"], "nothing to start in the second window"
     # Joining and completing the running session stay possible for the next hour.
-    clock.advance(timedelta(hours=1))
+    clock.advance(timedelta(hours=1) - window)
     later = what_can_be_done(app)
     assert later["join"] and later["complete"] and later["reschedule"] and later["cancel"]
 

@@ -40,9 +40,9 @@ def test_seed_loads_demo_accounts_once(app):
             Notification.kind == "welcome")) == 6
         statuses = dict(db.session.execute(select(Proposal.status, func.count())
                                            .group_by(Proposal.status)).all())
-        assert statuses == {"pending": 2, "accepted": 2, "declined": 1, "expired": 1}
+        assert statuses == {"pending": 2, "accepted": 3, "declined": 1, "expired": 1}
         assert db.session.scalar(select(func.count()).select_from(Contract).where(
-            Contract.status == "active")) == 2
+            Contract.status == "active")) == 3
         currencies = set(db.session.scalars(select(Offering.currency)))
         assert currencies == {"EUR", "USD", "JPY"}
         coaches_with_hours = set(db.session.scalars(select(AvailabilityRule.coach_id)))
