@@ -183,6 +183,7 @@ EDIT_ACTIONS = {action for _page, action in ROUND_TRIP}
 # round trip: they create something, act once, or need a secret typed in.
 ACTION_FORMS = {
     "auth.logout": "signs out",
+    "auth.sign_out_everywhere": "ends every signed-in session",
     "auth.login": "signs in",
     "auth.register": "creates an account",
     "auth.change_password": "needs the current and a new password typed in",
