@@ -25,16 +25,13 @@ def init_app(app: Flask) -> None:
                        confirmation_prompt="Repeat the password")
 def create_admin(email: str, name: str, password: str) -> None:
     """Create an admin account (the only way admins come to exist)."""
-    from email_validator import EmailNotValidError, validate_email
-
-    from skileez.auth.forms import PASSWORD_MIN
+    from skileez.auth.forms import PASSWORD_MIN, email_address_problem
     from skileez.auth.operations import create_user
     from skileez.core.errors import DomainError
 
-    try:
-        validate_email(email, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise click.BadParameter(str(exc), param_hint="EMAIL") from None
+    problem = email_address_problem(email)
+    if problem:
+        raise click.BadParameter(problem, param_hint="EMAIL")
     if len(password) < PASSWORD_MIN:
         raise click.BadParameter(f"Use at least {PASSWORD_MIN} characters.",
                                  param_hint="password")

@@ -237,3 +237,14 @@ def test_create_admin_command(app):
     short = runner.invoke(args=["skileez", "create-admin", "x@example.com"],
                           input="short\nshort\n")
     assert short.exit_code != 0 and "at least 10" in short.output
+
+
+def test_create_admin_accepts_the_addresses_registration_accepts(app):
+    """The demo accounts live at .test; an admin made for a demo must be allowed there too."""
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["skileez", "create-admin", "ops@skileez.test"],
+                           input="admin password 1\nadmin password 1\n")
+    assert result.exit_code == 0, result.output
+    bad = runner.invoke(args=["skileez", "create-admin", "not-an-address"],
+                        input="admin password 1\nadmin password 1\n")
+    assert bad.exit_code != 0 and "valid email address" in bad.output

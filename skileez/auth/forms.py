@@ -48,24 +48,31 @@ def reserved_test_tld(address: str) -> str | None:
     return tld if tld in RESERVED_TEST_TLDS else None
 
 
-def email_address(form, field):
-    """A syntactically valid address; reserved test domains only outside production.
+def email_address_problem(address: str) -> str | None:
+    """Why an address cannot be used, or None; reserved test domains only outside production.
 
     email-validator's ``test_environment`` admits only ``.test``; the other
     reserved names are checked as if they ended in ``.test``, so the rest of
-    the address still gets every syntax check.
+    the address still gets every syntax check. Shared by the forms and the
+    ``create-admin`` command so an address the site accepts is never refused there.
     """
-    address = field.data or ""
     tld = reserved_test_tld(address)
     if tld and current_app.config["SKILEEZ_ENV"] == "production":
-        raise ValidationError(f"Addresses ending in .{tld} are reserved for testing and never "
-                              "receive email. Use the address you read your email at.")
+        return (f"Addresses ending in .{tld} are reserved for testing and never "
+                "receive email. Use the address you read your email at.")
     if tld:
         address = address[:len(address) - len(tld)] + "test"
     try:
         validate_email(address, check_deliverability=False, test_environment=bool(tld))
     except EmailNotValidError:
-        raise ValidationError("Enter a valid email address, like name@example.com.") from None
+        return "Enter a valid email address, like name@example.com."
+    return None
+
+
+def email_address(form, field):
+    problem = email_address_problem(field.data or "")
+    if problem:
+        raise ValidationError(problem)
 
 
 class NameField(StringField):
