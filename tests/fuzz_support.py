@@ -184,7 +184,7 @@ def short(value) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     if isinstance(value, str):
-        return repr(value) if len(value) <= 60 else f"<{len(value)} chars {value[:20]!r}…>"
+        return repr(value) if len(value) <= 120 else f"<{len(value)} chars {value[:40]!r}…>"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(short(item) for item in value) + "]"
     if isinstance(value, dict):

@@ -203,7 +203,7 @@ class Fuzzer:
 
     # one request --------------------------------------------------------------------
     def send(self, role, method, url, *, query=None, data=None, body=None, htmx=False,
-             headers=None):
+             headers=None, label=None):
         self._restore(role)
         headers = dict(headers or {})
         if htmx:
@@ -225,12 +225,12 @@ class Fuzzer:
         try:
             response = self.clients[role].http.open(url, method=method, **kwargs)
         except Exception as error:  # an exception escaping the app is a 500 too
-            self._fail(role, method, url, query, data, body, htmx, 500,
+            self._fail(role, method, url, query, data, label or body, htmx, 500,
                        "".join(traceback.format_exception(error)[-4:]))
             return None
         if response.status_code >= 500:
-            self._fail(role, method, url, query, data, body, htmx, response.status_code,
-                       self.capture.last)
+            self._fail(role, method, url, query, data, label or body, htmx,
+                       response.status_code, self.capture.last)
         if role != "anonymous" and response.status_code == 302 and \
                 "/login" in response.headers.get("Location", "") and \
                 not url.startswith(("/login", "/register")):
@@ -428,7 +428,8 @@ def _fuzz_webhook(fuzzer: Fuzzer, payment):
                     event["id"] = f"evt_fuzz_{next(counter)}"
                 body = json.dumps(event).encode()
                 fuzzer.send("anonymous", "POST", "/payments/webhook", body=body,
-                            headers={"Stripe-Signature": _sign(body)})
+                            headers={"Stripe-Signature": _sign(body)},
+                            label=f"signed {event_type}, {'.'.join(path)} = {short(value)}")
     for body in (*JSON_BODIES, "x" * 100_000, "\x00"):
         raw = body.encode()
         fuzzer.send("anonymous", "POST", "/payments/webhook", body=raw,
