@@ -186,3 +186,15 @@ def test_absurd_ids_in_urls_are_404_not_500(app, client, make_user):
     for url in (f"/sessions/{big}", f"/contracts/{big}", f"/admin/users/{big}/deactivate",
                 f"/coaches/{big}", f"/payments/{big}/receipt", f"/admin/mail/{big}"):
         assert client.get(url).status_code == 404, url
+
+
+@pytest.mark.parametrize("body", ['"pm_x"', "1", "[[1, 2]]", "null", "[]"])
+@pytest.mark.parametrize("url", ["/login", "/register"])
+def test_a_json_body_that_is_not_an_object_is_a_form_with_no_fields(client, url, body):
+    """Flask-WTF reads JSON when there is no form body; a browser can send any JSON."""
+    token = client.csrf_token()
+    response = client.http.post(url, data=body, content_type="application/json",
+                                headers={"X-CSRFToken": token})
+    assert response.status_code == 422
+    assert "This field is required" in response.get_data(as_text=True) or \
+        "Enter" in response.get_data(as_text=True)

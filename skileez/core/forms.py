@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
+from flask import request
 from flask_wtf import FlaskForm
+from flask_wtf.form import _Auto
+from werkzeug.datastructures import ImmutableMultiDict
 from wtforms import (
     PasswordField,
     SelectChoice,
@@ -100,6 +103,18 @@ class Form(FlaskForm):
     """
 
     class Meta:
+        def wrap_formdata(self, form, formdata):
+            """Read form fields from form-encoded bodies only.
+
+            Flask-WTF falls back to the JSON body when there is no form body and
+            crashes on JSON that is not an object (``"pm_x"``, ``1``). No Skileez
+            form is posted as JSON, so such a body simply carries no fields and the
+            form answers with its usual messages.
+            """
+            if formdata is _Auto and not request.files and not request.form and request.is_json:
+                return ImmutableMultiDict()
+            return super().wrap_formdata(form, formdata)
+
         def bind_field(self, form, unbound_field, options):
             filters = (_input_filter(unbound_field.field_class),
                        *unbound_field.kwargs.get("filters", ()))
