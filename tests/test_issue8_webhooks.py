@@ -16,16 +16,34 @@ from skileez.extensions import db
 from skileez.payments.models import LedgerTransaction, Payment, WebhookEvent
 from skileez.sessions.models import Session
 from tests.conftest import Client
-from tests.test_payments import (  # noqa: F401 - fixtures
-    SLOT,
-    event,
-    ledger_checked_after_each_test,
-    pending,
-    post_webhook,
-    sign,
-    states,
-    stripe_app,
-)
+from tests.test_payments import SECRET, SLOT, event, post_webhook, sign, states
+
+
+@pytest.fixture(autouse=True)
+def ledger_checked_after_each_test(make_app):
+    yield
+    from skileez.payments.ledger import check_invariants
+
+    for each in make_app.apps:
+        with each.app_context():
+            assert check_invariants() == []
+
+
+@pytest.fixture
+def stripe_app(make_app):
+    """Stripe configured; no calls reach it here: the events arrive signed."""
+    return make_app(STRIPE_SECRET_KEY="sk_test_unit", STRIPE_PUBLISHABLE_KEY="pk_test_unit",
+                    STRIPE_WEBHOOK_SECRET=SECRET, STRIPE_API_BASE="http://127.0.0.1:9")
+
+
+@pytest.fixture
+def pending(stripe_app, coaching, clock, book_session):
+    session = book_session(coaching["student"], coaching["contract"], SLOT)
+    with stripe_app.app_context():
+        payment = db.session.get(Session, session.id).payment
+        payment.payment_intent_id = "pi_unit_1"
+        db.session.commit()
+        return {"session_id": session.id, "payment_id": payment.id}
 
 
 def signed_event(event_id: str, obj: dict, event_type="payment_intent.succeeded") -> bytes:

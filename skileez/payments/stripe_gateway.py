@@ -118,10 +118,10 @@ def map_stripe_error(exc: stripe.StripeError, action: str) -> GatewayError:
     if isinstance(exc, stripe.RateLimitError):
         return GatewayError(f"Stripe rate-limited the request to {action}.", retryable=True,
                             code=exc.code or "rate_limit")
-    if isinstance(exc, stripe.IdempotencyError) and (
-            status == 409 or exc.code == IDEMPOTENCY_KEY_IN_USE):
-        # Our own earlier request with this key is still executing at Stripe: its result
-        # will be replayed to a later retry. Never a failure of the operation itself.
+    if status == 409 or (exc.code or _field(exc.error, "code")) == IDEMPOTENCY_KEY_IN_USE:
+        # Stripe's 409 (the library raises a plain APIError for it): our own earlier
+        # request with this key is still executing, and its result will be replayed to
+        # a later retry. Never a failure of the operation itself.
         return GatewayError(f"Stripe is still working on the request to {action}.",
                             retryable=True, code=IDEMPOTENCY_KEY_IN_USE)
     if isinstance(exc, stripe.InvalidRequestError | stripe.IdempotencyError):
