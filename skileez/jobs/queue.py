@@ -103,7 +103,7 @@ def claim_queued(model: Any, row_id: int) -> datetime | None:
 
 
 def _release_queued(app: Flask, model: Any, row_id: int, until: datetime) -> None:
-    """The job could not be handed over: let the next sweep queue it, not in 15 minutes.
+    """The job could not be handed over: the next sweep may queue it, without waiting.
 
     Runs after the commit, so on its own connection; only our own claim is released.
     """
