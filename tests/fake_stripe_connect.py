@@ -27,7 +27,9 @@ source_transaction ``ch_…``/``py_…`` (and, with an upstream, that the charge
 succeeded and covers the amount); transfers to a known account that has not finished
 onboarding are refused. ``Idempotency-Key`` is honoured: the same key with the same
 parameters replays the first answer with ``Idempotent-Replayed: true``; the same key with
-other parameters is a 400 ``idempotency_error``. As on Stripe, only answers from requests
+other parameters is a 400 ``idempotency_error``; the same key while the first request is
+still executing is a 409 ``idempotency_error`` with code ``idempotency_key_in_use`` (hold
+transfers in flight with ``hold_transfers()`` to see it). As on Stripe, only answers from requests
 that were executed are stored, so a failure injected with ``fail_next_transfers`` (a 500 that
 happened "before" execution) is not replayed and a retry with the same key executes.
 
@@ -210,6 +212,10 @@ class FakeStripeConnect:
         self._links: dict[str, _Link] = {}
         self._idempotent: dict[str, _Stored] = {}
         self._failures: list[int] = []
+        self._in_flight: set[str] = set()
+        self._transfer_gate: threading.Event | None = None
+        #: Set when a ``POST /v1/transfers`` reaches the fake (held or not).
+        self.transfer_started = threading.Event()
         self._lock = threading.RLock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -249,6 +255,15 @@ class FakeStripeConnect:
         without executing or storing them, as when Stripe fails before running a call."""
         with self._lock:
             self._failures.extend([status] * n)
+
+    def hold_transfers(self) -> threading.Event:
+        """Keep every ``POST /v1/transfers`` in flight until the returned event is set, as
+        a slow Stripe would; a second request with the same key meanwhile gets Stripe's
+        409 ``idempotency_key_in_use``."""
+        with self._lock:
+            self._transfer_gate = threading.Event()
+            self.transfer_started.clear()
+            return self._transfer_gate
 
     def set_account_status(self, account_id: str, details_submitted: bool,
                            payouts_enabled: bool) -> dict[str, Any]:
@@ -418,13 +433,13 @@ class FakeStripeConnect:
         if route is None:
             raise StripeApiError(404, f"Unrecognized request URL ({method}: {path}).")
         endpoint, arg = route
+        key = headers.get("idempotency-key") if method == "POST" else None
         with self._lock:
             if method == "POST" and path == "/v1/transfers" and self._failures:
                 status = self._failures.pop(0)
                 raise StripeApiError(status, "An unknown error occurred", type="api_error")
-            key = headers.get("idempotency-key")
             fingerprint = json.dumps([method, path, params], sort_keys=True)
-            if method == "POST" and key:
+            if key:
                 if len(key) > 255:
                     raise StripeApiError(400, "Idempotency-Key is too long (max 255).",
                                          type="idempotency_error")
@@ -438,10 +453,30 @@ class FakeStripeConnect:
                             type="idempotency_error")
                     return _Response(stored.status, json.loads(json.dumps(stored.payload)),
                                      {"Idempotent-Replayed": "true"})
-            payload = endpoint(params, arg, api_key, headers)
-            if method == "POST" and key:
-                self._idempotent[key] = _Stored(fingerprint, 200, payload)
-            return _Response(200, json.loads(json.dumps(payload)))
+                if key in self._in_flight:
+                    # Stripe's answer to a second request while the first with its key
+                    # is still executing: try again later (the first one's result is kept).
+                    raise StripeApiError(
+                        409, "There is currently another in-progress request using this "
+                             "Stripe token (probably an idempotency key). Try again later.",
+                        type="idempotency_error", code="idempotency_key_in_use")
+                self._in_flight.add(key)
+        try:
+            if method == "POST" and path == "/v1/transfers":
+                self.transfer_started.set()
+                gate = self._transfer_gate
+                if gate is not None and not gate.wait(timeout=30):
+                    raise StripeApiError(500, "held transfer was never released",
+                                         type="api_error")
+            with self._lock:
+                payload = endpoint(params, arg, api_key, headers)
+                if key:
+                    self._idempotent[key] = _Stored(fingerprint, 200, payload)
+                return _Response(200, json.loads(json.dumps(payload)))
+        finally:
+            if key:
+                with self._lock:
+                    self._in_flight.discard(key)
 
     def _route(self, method: str, path: str) -> tuple[Any, str | None] | None:
         parts = path.strip("/").split("/")

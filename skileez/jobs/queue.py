@@ -13,21 +13,26 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
-from sqlalchemy import event
+from sqlalchemy import event, or_, update
 from sqlalchemy.orm import Session
 
+from skileez import clock
 from skileez.extensions import db
 
 log = logging.getLogger(__name__)
 
 _SESSION_KEY = "skileez_after_commit_jobs"
+#: How long a queued job holds its row. A job still waiting after this (a long backlog,
+#: Redis lost it) is queued again by the sweep; the job itself re-checks its row anyway.
+QUEUE_CLAIM = timedelta(minutes=15)
 _worker_app: Flask | None = None
 _worker_app_lock = threading.Lock()
 
@@ -81,12 +86,77 @@ def get_queue(name: str = "default", app: Flask | None = None) -> Queue:
     return Queue(name, connection=redis_connection(app))
 
 
+def claim_queued(model: Any, row_id: int) -> datetime | None:
+    """Mark the row as having a job waiting, unless one already has a live claim.
+
+    Returns the claim's end (the token to release it with), or None if the row is
+    claimed already. Runs in the caller's transaction: the claim and the change that
+    asks for the job commit together.
+    """
+    now = clock.now()
+    until = now + QUEUE_CLAIM
+    result = db.session.execute(
+        update(model).where(model.id == row_id,
+                            or_(model.queued_until.is_(None), model.queued_until <= now))
+        .values(queued_until=until).execution_options(synchronize_session=False))
+    return until if result.rowcount == 1 else None
+
+
+def _release_queued(app: Flask, model: Any, row_id: int, until: datetime) -> None:
+    """The job could not be handed over: the next sweep may queue it, without waiting.
+
+    Runs after the commit, so on its own connection; only our own claim is released.
+    """
+    try:
+        with app.app_context(), db.engine.begin() as connection:
+            table = model.__table__
+            connection.execute(update(table).where(table.c.id == row_id,
+                                                   table.c.queued_until == until)
+                               .values(queued_until=None))
+    except Exception:
+        log.exception("Could not release the queue claim on %s %s", model.__name__, row_id)
+
+
 def enqueue_after_commit(func: Callable, *args: Any, queue: str = "default",
-                         **options: Any) -> None:
-    """Dispatch ``func(*args)`` once the current transaction commits."""
+                         claim: tuple[Any, int] | None = None, **options: Any) -> None:
+    """Dispatch ``func(*args)`` once the current transaction commits.
+
+    With ``claim=(Model, row_id)`` the row is marked as queued in this transaction, so
+    a sweep meanwhile does not queue a second job for it; if the row is claimed
+    already, a job is waiting for it and none is added.
+    """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    release = None
+    if claim is not None:
+        db.session.flush()
+        until = claim_queued(*claim)
+        if until is None:
+            return
+        release = (claim[0], claim[1], until)
     session = db.session()
-    session.info.setdefault(_SESSION_KEY, []).append((app, func, args, queue, options))
+    session.info.setdefault(_SESSION_KEY, []).append(
+        (app, func, args, queue, options, release))
+
+
+def dispatch_claimed(func: Callable, model: Any, row_ids: Iterable[int], *,
+                     queue: str = "default", **options: Any) -> int:
+    """The sweep's hand-over: claim each due row, commit, then queue one job per claim.
+
+    Rows another job already holds are skipped, so a backlog never grows by the
+    sweep; a row whose job cannot be handed over (Redis down) is released for the
+    next sweep. Returns how many jobs were handed over.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    claimed = [(row_id, until) for row_id in row_ids
+               if (until := claim_queued(model, row_id)) is not None]
+    db.session.commit()
+    handed = 0
+    for row_id, until in claimed:
+        if dispatch(app, func, (row_id,), queue, **options):
+            handed += 1
+        else:
+            _release_queued(app, model, row_id, until)
+    return handed
 
 
 def dispatch(app: Flask, func: Callable, args: tuple, queue: str = "default",
@@ -116,8 +186,9 @@ def _run_jobs_after_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return
     pending = session.info.pop(_SESSION_KEY, None)
-    for app, func, args, queue, options in pending or ():
-        dispatch(app, func, args, queue, **options)
+    for app, func, args, queue, options, release in pending or ():
+        if not dispatch(app, func, args, queue, **options) and release is not None:
+            _release_queued(app, *release)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -1,13 +1,16 @@
-"""Deadline handler: emails whose send is due (never dispatched, or due for a retry)."""
+"""Deadline handler: emails whose send is due (never dispatched, or due for a retry).
+
+Only rows with no job waiting are queued (the queued claim), so a backlog is queued
+once, not once per sweep.
+"""
 
 from __future__ import annotations
 
-from flask import current_app
 from sqlalchemy import and_, or_, select
 
 from skileez import clock
 from skileez.extensions import db
-from skileez.jobs.queue import dispatch
+from skileez.jobs.queue import dispatch_claimed
 from skileez.jobs.sweep import deadline_handler
 from skileez.notifications.mail import deliver, rq_retry
 from skileez.notifications.models import OutboxEmail
@@ -23,11 +26,8 @@ def send_due_mail() -> int:
         .where(or_(
             and_(OutboxEmail.status == "pending", OutboxEmail.next_attempt_at <= now),
             and_(OutboxEmail.status == "sending", OutboxEmail.claimed_until < now),
-        ))
+        ), or_(OutboxEmail.queued_until.is_(None), OutboxEmail.queued_until <= now))
         .order_by(OutboxEmail.next_attempt_at)
         .limit(BATCH)
     ).all()
-    app = current_app._get_current_object()
-    for outbox_id in due_ids:
-        dispatch(app, deliver, (outbox_id,), queue="mail", retry=rq_retry())
-    return len(due_ids)
+    return dispatch_claimed(deliver, OutboxEmail, due_ids, queue="mail", retry=rq_retry())

@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 from flask import current_app
-from rq import Retry
+from rq import Retry, get_current_job
 from sqlalchemy import or_
 
 from skileez import clock
@@ -25,7 +25,7 @@ from skileez.core.errors import Conflict
 from skileez.core.forms import single_line
 from skileez.core.transitions import transition
 from skileez.extensions import db
-from skileez.jobs.queue import enqueue_after_commit, job
+from skileez.jobs.queue import QUEUE_CLAIM, enqueue_after_commit, job
 from skileez.notifications.models import OutboxEmail
 
 CLAIM_DURATION = timedelta(minutes=5)
@@ -43,8 +43,17 @@ def rq_retry() -> Retry | None:
 
 
 def queue_delivery(outbox_id: int) -> None:
-    """Send this email once the current transaction commits."""
-    enqueue_after_commit(deliver, outbox_id, queue="mail", retry=rq_retry())
+    """Send this email once the current transaction commits (claimed: queued once)."""
+    enqueue_after_commit(deliver, outbox_id, queue="mail", retry=rq_retry(),
+                         claim=(OutboxEmail, outbox_id))
+
+
+def _rq_retry_interval() -> int | None:
+    """Seconds until RQ runs this job again if it fails now; None if it will not."""
+    current = get_current_job()
+    if current is None or not current.retries_left:
+        return None
+    return current.get_retry_interval()
 
 
 @job
@@ -54,19 +63,20 @@ def deliver(outbox_id: int) -> str:
     if email is None or email.status in ("sent", "failed"):
         return "nothing to do"
     now = clock.now()
+    if email.status == "pending" and email.next_attempt_at > now:
+        # A duplicate or early job: the row's backoff decides, the sweep queues it when due.
+        return "not due yet"
     try:
         if email.status == "pending":
-            # Not gated on next_attempt_at: the sweep only dispatches due rows, and
-            # an RQ retry may try sooner than the row's backoff; the claim keeps it single.
             transition(email, "sending",
-                       values={"claimed_until": now + CLAIM_DURATION,
+                       values={"claimed_until": now + CLAIM_DURATION, "queued_until": None,
                                "attempts": email.attempts + 1},
                        reason=f"attempt {email.attempts + 1}")
         else:  # 'sending' whose worker died: take over only once its claim expired
             transition(email, "sending", expected="sending",
                        where=(or_(OutboxEmail.claimed_until.is_(None),
                                   OutboxEmail.claimed_until < now),),
-                       values={"claimed_until": now + CLAIM_DURATION,
+                       values={"claimed_until": now + CLAIM_DURATION, "queued_until": None,
                                "attempts": email.attempts + 1},
                        reason=f"attempt {email.attempts + 1} (previous claim expired)")
     except Conflict:
@@ -80,10 +90,20 @@ def deliver(outbox_id: int) -> str:
         db.session.rollback()
         email = db.session.get(OutboxEmail, outbox_id)
         give_up = email.attempts >= current_app.config["MAIL_MAX_ATTEMPTS"]
+        now = clock.now()
+        # RQ will run this job again after its retry interval: the row waits for that
+        # job (claimed as queued) instead of the sweep queueing another; otherwise the
+        # row's own backoff decides when the sweep tries next.
+        interval = None if give_up else _rq_retry_interval()
+        if interval is None:
+            retry_at, queued = now + backoff(email.attempts), None
+        else:
+            retry_at = now + timedelta(seconds=interval)
+            queued = retry_at + QUEUE_CLAIM
         transition(email, "failed" if give_up else "pending",
                    values={"last_error": f"{type(exc).__name__}: {exc}"[:2000],
-                           "claimed_until": None,
-                           "next_attempt_at": clock.now() + backoff(email.attempts)},
+                           "claimed_until": None, "queued_until": queued,
+                           "next_attempt_at": retry_at},
                    reason="gave up after repeated failures" if give_up else "send failed")
         db.session.commit()
         raise

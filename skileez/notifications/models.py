@@ -68,6 +68,8 @@ class OutboxEmail(db.Model):
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A delivery job is waiting in a queue until then: the sweep does not queue another.
+    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     # 'smtp' or 'local' (kept in the local mailbox because no SMTP server is set).
     transport: Mapped[str | None] = mapped_column(String(10))

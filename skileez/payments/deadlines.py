@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from flask import current_app
 from sqlalchemy import and_, exists, or_, select
 
 from skileez import clock
 from skileez.coaches.models import CoachProfile
 from skileez.core.errors import Conflict
 from skileez.extensions import db
-from skileez.jobs.queue import dispatch
+from skileez.jobs.queue import dispatch_claimed
 from skileez.jobs.sweep import deadline_handler
 from skileez.payments.models import Dispute, Payment, Payout, Refund
 from skileez.payments.operations import execute_refund, pay_out, release
 
 BATCH = 200
+
+
+def _unclaimed(model, now) -> tuple:
+    """No job waiting in a queue for the row, and none calling out for it right now."""
+    return (or_(model.queued_until.is_(None), model.queued_until <= now),
+            or_(model.claimed_until.is_(None), model.claimed_until <= now))
 
 
 @deadline_handler("release_escrow")
@@ -47,20 +52,15 @@ def pay_out_due() -> int:
         select(Payout.id).where(or_(
             and_(Payout.status.in_(("pending", "failed")), Payout.next_attempt_at <= now),
             and_(Payout.status == "payable", connected),
-        )).order_by(Payout.id).limit(BATCH)).all()
-    app = current_app._get_current_object()
-    for payout_id in due_ids:
-        dispatch(app, pay_out, (payout_id,), queue="payouts")
-    return len(due_ids)
+        ), *_unclaimed(Payout, now)).order_by(Payout.id).limit(BATCH)).all()
+    return dispatch_claimed(pay_out, Payout, due_ids, queue="payouts")
 
 
 @deadline_handler("retry_refunds")
 def retry_refunds() -> int:
+    now = clock.now()
     due_ids = db.session.scalars(
         select(Refund.id).where(Refund.status.in_(("pending", "failed")),
-                                Refund.next_attempt_at <= clock.now())
+                                Refund.next_attempt_at <= now, *_unclaimed(Refund, now))
         .order_by(Refund.id).limit(BATCH)).all()
-    app = current_app._get_current_object()
-    for refund_id in due_ids:
-        dispatch(app, execute_refund, (refund_id,), queue="payouts")
-    return len(due_ids)
+    return dispatch_claimed(execute_refund, Refund, due_ids, queue="payouts")

@@ -16,6 +16,9 @@ from typing import Any, Protocol
 
 from flask import current_app
 
+#: GatewayError.code when the same idempotency key is still in flight: retry later.
+IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use"
+
 
 class GatewayError(Exception):
     """The provider refused or failed. ``retryable`` says whether trying again may help."""

@@ -106,6 +106,10 @@ class Payout(db.Model):
     transfer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A job for this row is waiting in a queue until then: the sweep does not queue another.
+    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A job is talking to Stripe for this row until then: no other job may call out.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
@@ -143,6 +147,10 @@ class Refund(db.Model):
     gateway_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A job for this row is waiting in a queue until then: the sweep does not queue another.
+    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A job is talking to Stripe for this row until then: no other job may call out.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
@@ -196,6 +204,8 @@ class WebhookEvent(db.Model):
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     type: Mapped[str] = mapped_column(String(100))
+    # Set when the event was refused (say, "rejected: metadata is not an object").
+    outcome: Mapped[str | None] = mapped_column(String(255))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 

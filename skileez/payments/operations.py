@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from skileez import clock
 from skileez.core.errors import Conflict, DomainError
@@ -21,7 +21,13 @@ from skileez.extensions import db
 from skileez.jobs.queue import enqueue_after_commit, job
 from skileez.notifications.operations import notify
 from skileez.payments import ledger
-from skileez.payments.gateway import CardDeclined, GatewayError, IntentResult, get_gateway
+from skileez.payments.gateway import (
+    IDEMPOTENCY_KEY_IN_USE,
+    CardDeclined,
+    GatewayError,
+    IntentResult,
+    get_gateway,
+)
 from skileez.payments.models import Dispute, Payment, Payout, Refund
 from skileez.policy import get_policy
 from skileez.sessions.models import Session
@@ -31,6 +37,14 @@ ESCROW_STATUSES = ("held", "partially_refunded", "disputed")
 
 def _money(minor: int, currency: str) -> str:
     return format_money(minor, currency)
+
+
+def _duration_words(span: timedelta) -> str:
+    """'15-minute', '2-hour': a policy duration as the adjective before a noun."""
+    minutes = max(int(span.total_seconds() // 60), 1)
+    if minutes % 60 == 0:
+        return f"{minutes // 60}-hour"
+    return f"{minutes}-minute"
 
 
 def _session_payload(session: Session, **extra) -> dict:
@@ -98,8 +112,9 @@ def payment_can_be_paid(payment: Payment) -> tuple[bool, str]:
     if payment.status in ("held", "released", "refunded", "partially_refunded", "disputed"):
         return False, "This session is already paid."
     if session.status != "pending_payment":
-        return False, ("The 15-minute hold on this time ran out before payment, so the slot "
-                       "was released. Book it again if it is still free.")
+        return False, (f"The {_duration_words(get_policy().payment_hold)} hold on this time "
+                       "ran out before payment, so the slot was released. Book it again if it "
+                       "is still free.")
     if session.hold_expires_at and session.hold_expires_at <= clock.now():
         return False, "The hold on this time ran out. Book it again if it is still free."
     return True, ""
@@ -109,8 +124,10 @@ def _payment_for_intent(intent_id: str | None, metadata: dict | None) -> Payment
     payment = None
     if intent_id:
         payment = db.session.scalar(select(Payment).where(Payment.payment_intent_id == intent_id))
-    if payment is None and metadata and str(metadata.get("payment_id", "")).isdigit():
-        payment = db.session.get(Payment, int(metadata["payment_id"]))
+    raw = str(metadata.get("payment_id", "")) if isinstance(metadata, dict) else ""
+    # ASCII digits that fit our integer ids only: anything else is no payment of ours.
+    if payment is None and raw.isascii() and raw.isdigit() and int(raw) < 2**31:
+        payment = db.session.get(Payment, int(raw))
     return payment
 
 
@@ -208,7 +225,7 @@ def release(payment: Payment, *, actor=None, reason: str = "escrow released",
     record_creation(payout, actor=actor, reason="payout queued")
     notify(payment.coach, "escrow_released",
            _session_payload(payment.session, amount=_money(net, payment.currency)))
-    enqueue_after_commit(pay_out, payout.id, queue="payouts")
+    enqueue_after_commit(pay_out, payout.id, queue="payouts", claim=(Payout, payout.id))
     return payout
 
 
@@ -224,39 +241,59 @@ def pay_out(payout_id: int) -> str:
     The transfer's idempotency key is the payout row, so if we crash after
     Stripe accepted it but before our commit, the retry gets the same transfer
     back and records it; the status compare-and-set means only one attempt
-    ever posts to the ledger. Without a connected account the money stays in
-    the coach's payable balance until they connect one.
+    ever posts to the ledger. The job re-checks its row before calling out (not
+    due yet, or another job holding the running claim: nothing to do), so a
+    duplicate job never sends a second request. Without a connected account the
+    money stays in the coach's payable balance until they connect one.
     """
     from skileez.coaches.operations import profile_for
 
     payout = db.session.get(Payout, payout_id)
     if payout is None or payout.status in ("paid", "reversed"):
         return "nothing to do"
+    now = clock.now()
+    if _claimed(payout, now):
+        return "claimed elsewhere"
+    if payout.status != "payable" and payout.next_attempt_at and payout.next_attempt_at > now:
+        return "not due yet"
     profile = profile_for(payout.coach)
     if not profile.stripe_account_id or not profile.payouts_enabled:
         if payout.status != "payable":
             transition(payout, "payable", reason="coach has no payout account yet",
-                       values={"next_attempt_at": None})
+                       values={"next_attempt_at": None, "queued_until": None})
             db.session.commit()
         return "payable"
     expected = payout.status
     attempts = payout.attempts + 1
-    db.session.execute(update(Payout).where(Payout.id == payout.id)
-                       .values(attempts=attempts).execution_options(synchronize_session=False))
+    if not _take_running_claim(Payout, payout, now):
+        db.session.rollback()
+        return "claimed elsewhere"
     db.session.commit()
+    try:
+        return _transfer(payout_id, expected, attempts, profile.stripe_account_id)
+    except BaseException:
+        _release_running_claim(Payout, payout_id)
+        raise
+
+
+def _transfer(payout_id: int, expected: str, attempts: int, destination: str) -> str:
+    payout = db.session.get(Payout, payout_id)
     payment = payout.payment
     try:
         transfer_id = get_gateway().create_transfer(
             amount_minor=payout.amount_minor, currency=payout.currency,
-            destination=profile.stripe_account_id,
+            destination=destination,
             transfer_group=f"session-{payment.session_id}",
             source_transaction=payment.charge_id, idempotency_key=f"payout-{payout.id}",
             metadata={"payout_id": str(payout.id), "payment_id": str(payment.id)})
     except GatewayError as error:
         db.session.rollback()
+        if error.code == IDEMPOTENCY_KEY_IN_USE:
+            _retry_soon(Payout, payout_id)
+            return "in flight at Stripe: retrying later"
         payout = db.session.get(Payout, payout_id)
         transition(payout, "failed", expected=payout.status, reason="transfer failed",
-                   values={"last_error": error.message[:1000],
+                   values={"last_error": error.message[:1000], "claimed_until": None,
                            "next_attempt_at": clock.now() + backoff(attempts)})
         db.session.commit()
         if error.retryable:
@@ -266,13 +303,54 @@ def pay_out(payout_id: int) -> str:
     try:
         transition(payout, "paid", expected=expected, reason="transferred",
                    values={"transfer_id": transfer_id, "paid_at": clock.now(),
-                           "last_error": None, "next_attempt_at": None})
+                           "last_error": None, "next_attempt_at": None,
+                           "claimed_until": None})
     except Conflict:
         db.session.rollback()
         return "recorded by another attempt"
     ledger.post_payout(payout)
     db.session.commit()
     return "paid"
+
+
+# A job talks to the provider for at most this long (timeouts and library retries
+# included); a worker killed mid-call loses its claim after it and the sweep takes over.
+RUNNING_CLAIM = timedelta(minutes=5)
+# Stripe still executing our earlier request with the same key: ask again this soon.
+IN_FLIGHT_RETRY = timedelta(minutes=1)
+
+
+def _claimed(row, now: datetime) -> bool:
+    return row.claimed_until is not None and row.claimed_until > now
+
+
+def _take_running_claim(model, row, now: datetime) -> bool:
+    """One job at a time per row calls out: the first to count its attempt wins."""
+    result = db.session.execute(
+        update(model).where(model.id == row.id, model.status == row.status,
+                            model.attempts == row.attempts,
+                            or_(model.claimed_until.is_(None), model.claimed_until <= now))
+        .values(attempts=row.attempts + 1, claimed_until=now + RUNNING_CLAIM,
+                queued_until=None)
+        .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def _release_running_claim(model, row_id: int) -> None:
+    """The job failed unexpectedly (not a provider answer): the next sweep may retry at once."""
+    db.session.rollback()
+    db.session.execute(update(model).where(model.id == row_id)
+                       .values(claimed_until=None).execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+def _retry_soon(model, row_id: int) -> None:
+    """No answer yet, no failure either: leave the state alone and look again shortly."""
+    db.session.execute(update(model).where(model.id == row_id)
+                       .values(claimed_until=None,
+                               next_attempt_at=clock.now() + IN_FLIGHT_RETRY)
+                       .execution_options(synchronize_session=False))
+    db.session.commit()
 
 
 # --- refunds ---------------------------------------------------------------------------
@@ -303,22 +381,41 @@ def refund(payment: Payment, amount_minor: int, *, reason: str, actor=None,
     notify(payment.student, "refund_issued",
            _session_payload(payment.session, amount=_money(amount_minor, payment.currency),
                             reason=reason))
-    enqueue_after_commit(execute_refund, item.id, queue="payouts")
+    enqueue_after_commit(execute_refund, item.id, queue="payouts", claim=(Refund, item.id))
     return item
 
 
 @job
 def execute_refund(refund_id: int) -> str:
-    """Send a recorded refund to the provider; the idempotency key is the refund row."""
+    """Send a recorded refund to the provider; the idempotency key is the refund row.
+
+    Re-checks the row first (succeeded, not due yet, another job calling out:
+    nothing to do), so duplicate jobs never call the provider again.
+    """
     item = db.session.get(Refund, refund_id)
     if item is None or item.status == "succeeded":
         return "nothing to do"
-    payment = item.payment
+    now = clock.now()
+    if _claimed(item, now):
+        return "claimed elsewhere"
+    if item.next_attempt_at and item.next_attempt_at > now:
+        return "not due yet"
     expected = item.status
     attempts = item.attempts + 1
-    db.session.execute(update(Refund).where(Refund.id == item.id).values(attempts=attempts)
-                       .execution_options(synchronize_session=False))
+    if not _take_running_claim(Refund, item, now):
+        db.session.rollback()
+        return "claimed elsewhere"
     db.session.commit()
+    try:
+        return _send_refund(refund_id, expected, attempts)
+    except BaseException:
+        _release_running_claim(Refund, refund_id)
+        raise
+
+
+def _send_refund(refund_id: int, expected: str, attempts: int) -> str:
+    item = db.session.get(Refund, refund_id)
+    payment = item.payment
     try:
         gateway_id = get_gateway().refund(
             intent_id=payment.payment_intent_id, amount_minor=item.amount_minor,
@@ -326,9 +423,12 @@ def execute_refund(refund_id: int) -> str:
             metadata={"refund_id": str(item.id), "payment_id": str(payment.id)})
     except GatewayError as error:
         db.session.rollback()
+        if error.code == IDEMPOTENCY_KEY_IN_USE:
+            _retry_soon(Refund, refund_id)
+            return "in flight at Stripe: retrying later"
         item = db.session.get(Refund, refund_id)
         transition(item, "failed", expected=item.status, reason="refund failed at provider",
-                   values={"last_error": error.message[:1000],
+                   values={"last_error": error.message[:1000], "claimed_until": None,
                            "next_attempt_at": clock.now() + backoff(attempts)})
         db.session.commit()
         if error.retryable:
@@ -338,7 +438,7 @@ def execute_refund(refund_id: int) -> str:
     try:
         transition(item, "succeeded", expected=expected, reason="refunded at provider",
                    values={"gateway_refund_id": gateway_id, "last_error": None,
-                           "next_attempt_at": None})
+                           "next_attempt_at": None, "claimed_until": None})
     except Conflict:
         db.session.rollback()
         return "recorded by another attempt"

@@ -17,9 +17,11 @@ from flask import (
 )
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from skileez.coaches.operations import profile_for
 from skileez.core.access import public, require_login, role_required
+from skileez.core.db import is_lock_conflict
 from skileez.core.errors import Conflict
 from skileez.core.pagination import paginate
 from skileez.extensions import csrf, db
@@ -27,7 +29,7 @@ from skileez.payments import operations, queries
 from skileez.payments.forms import DisputeForm
 from skileez.payments.gateway import CardDeclined, GatewayError, InvalidWebhook, get_gateway
 from skileez.payments.models import Payment
-from skileez.payments.webhooks import handle_event
+from skileez.payments.webhooks import MalformedEvent, handle_event
 
 bp = require_login(Blueprint("payments", __name__, url_prefix="/payments"))
 
@@ -89,7 +91,12 @@ def pay(payment_id: int):
 def confirm_card(payment_id: int):
     """Stripe.js collected a card; confirm the PaymentIntent with it (JSON for pay.js)."""
     payment = _payment_for_student(payment_id)
-    payment_method = str((request.get_json(silent=True) or {}).get("payment_method") or "")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return jsonify(error="Send the card as a JSON object with a payment_method."), 400
+    payment_method = body.get("payment_method")
+    if not isinstance(payment_method, str):
+        payment_method = ""
     if not payment_method.startswith("pm_") or len(payment_method) > 255:
         return jsonify(error="The card details could not be read. Try again."), 422
     status_url = url_for("payments.status", payment_id=payment.id)
@@ -148,19 +155,45 @@ def status(payment_id: int):
     return render_template("payments/status.html", payment=payment)
 
 
+# Stripe's events are a few KiB; far less than the app-wide limit for uploads.
+WEBHOOK_MAX_BYTES = 64 * 1024
+# A lost race with a concurrent delivery is retried this many times, on a fresh transaction.
+WEBHOOK_ATTEMPTS = 3
+
+
 @bp.post("/webhook")
 @public
 @csrf.exempt
 def webhook():
+    request.max_content_length = WEBHOOK_MAX_BYTES  # a bigger body is a 413, unread
     try:
         event = get_gateway().construct_event(request.get_data(),
                                               request.headers.get("Stripe-Signature"))
     except InvalidWebhook as error:
         current_app.logger.warning("Rejected webhook: %s", error)
         return jsonify(error="invalid signature"), 400
-    outcome = handle_event(event)
-    db.session.commit()
+    for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
+        try:
+            outcome = handle_event(event)
+            db.session.commit()
+            break
+        except MalformedEvent as error:
+            db.session.commit()  # the event is recorded as refused
+            current_app.logger.warning("Refused webhook %s: %s", event.get("id"), error)
+            return jsonify(error=f"unreadable event: {error}"), 400
+        except (Conflict, IntegrityError, OperationalError) as error:
+            # Another delivery for the same object won a race. Its effect is committed
+            # now, so running this event again finds it in place (Stripe must get a 200,
+            # or it retries for days); a real database failure is raised on the last try.
+            db.session.rollback()
+            if attempt == WEBHOOK_ATTEMPTS or (isinstance(error, OperationalError)
+                                               and not _lost_race(error)):
+                raise
     return jsonify(received=True, outcome=outcome)
+
+
+def _lost_race(error: OperationalError) -> bool:
+    return is_lock_conflict(error) or "database is locked" in str(error.orig)
 
 
 @bp.get("/<int:payment_id>/receipt")

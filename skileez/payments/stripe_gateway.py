@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import stripe
 
 from skileez.payments.gateway import (
+    IDEMPOTENCY_KEY_IN_USE,
     AccountStatus,
     CardDeclined,
     GatewayError,
@@ -116,6 +118,12 @@ def map_stripe_error(exc: stripe.StripeError, action: str) -> GatewayError:
     if isinstance(exc, stripe.RateLimitError):
         return GatewayError(f"Stripe rate-limited the request to {action}.", retryable=True,
                             code=exc.code or "rate_limit")
+    if status == 409 or (exc.code or _field(exc.error, "code")) == IDEMPOTENCY_KEY_IN_USE:
+        # Stripe's 409 (the library raises a plain APIError for it): our own earlier
+        # request with this key is still executing, and its result will be replayed to
+        # a later retry. Never a failure of the operation itself.
+        return GatewayError(f"Stripe is still working on the request to {action}.",
+                            retryable=True, code=IDEMPOTENCY_KEY_IN_USE)
     if isinstance(exc, stripe.InvalidRequestError | stripe.IdempotencyError):
         return GatewayError(f"Stripe rejected the request to {action}: {detail}",
                             retryable=False, code=exc.code or _field(exc.error, "type"))
@@ -320,7 +328,8 @@ class StripeGateway:
         Returns the event as plain dicts and lists (``id``, ``type``, ``data.object``…),
         so handlers and the database never hold library objects. Anything that does not
         check out (no secret configured, no or malformed header, wrong signature, a
-        timestamp older than 300 s, a body that is not a JSON event) is ``InvalidWebhook``.
+        timestamp more than 300 s old or ahead, a body that is not a JSON event) is
+        ``InvalidWebhook``.
         """
         if not self._webhook_secret:
             raise InvalidWebhook("STRIPE_WEBHOOK_SECRET is not configured.")
@@ -336,6 +345,12 @@ class StripeGateway:
         except stripe.SignatureVerificationError as exc:
             # The library's messages name no secret; keep them for the log.
             raise InvalidWebhook(f"Bad webhook signature: {_redact(exc.user_message)}") from None
+        # The library only refuses old stamps; one from the future is as suspect (a
+        # captured signature made to outlive the tolerance), so the window is both ways.
+        stamps = [part[2:] for part in signature.split(",") if part.strip().startswith("t=")]
+        if not stamps or not stamps[0].strip().isdigit() or \
+                int(stamps[0].strip()) > time.time() + self._webhook_tolerance:
+            raise InvalidWebhook("The webhook's timestamp is outside the tolerance.")
         try:
             event = json.loads(text)
         except ValueError:

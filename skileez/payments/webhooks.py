@@ -25,31 +25,105 @@ def _charge_id(intent: dict[str, Any]) -> str | None:
     if isinstance(charge, dict):
         return charge.get("id")
     if charge:
-        return str(charge)
-    charges = (intent.get("charges") or {}).get("data") or []
-    return charges[0].get("id") if charges else None
+        return charge
+    charges = intent.get("charges")
+    data = charges.get("data") if isinstance(charges, dict) else None
+    first = data[0] if isinstance(data, list) and data else None
+    return first.get("id") if isinstance(first, dict) else None
+
+
+# Our payment ids are PostgreSQL integers; a bigger number is no payment of ours.
+_MAX_ROW_ID = 2**31 - 1
+
+
+class MalformedEvent(ValueError):
+    """A correctly signed event we cannot read (wrong shapes, impossible ids).
+
+    It is recorded, so a retry of the same event is a duplicate, and answered 400:
+    never a 500, which Stripe would retry for days.
+    """
+
+
+def _id_or_none(value: Any, what: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 255:
+        raise MalformedEvent(f"{what} is not an id")
+    return value
+
+
+def _read_metadata(obj: dict[str, Any]) -> dict[str, Any]:
+    metadata = obj.get("metadata")
+    if metadata is None or metadata == "":
+        return {}
+    if not isinstance(metadata, dict):
+        raise MalformedEvent("metadata is not an object")
+    payment_id = metadata.get("payment_id")
+    if payment_id not in (None, ""):
+        text = str(payment_id) if isinstance(payment_id, str | int) and \
+            not isinstance(payment_id, bool) else ""
+        if not (text.isdigit() and text.isascii() and int(text) <= _MAX_ROW_ID):
+            raise MalformedEvent("metadata.payment_id is not one of our payment ids")
+    return metadata
+
+
+def _amount(obj: dict[str, Any]) -> int | None:
+    for name in ("amount_received", "amount"):
+        value = obj.get(name)
+        if value in (None, 0):
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**62:
+            raise MalformedEvent(f"{name} is not an amount")
+        return value
+    return None
+
+
+def _record(event_id: str, event_type: str, outcome: str | None = None) -> bool:
+    """Claim the event id; False if it was already processed (or is being, right now)."""
+    try:
+        with db.session.begin_nested():
+            db.session.add(WebhookEvent(id=event_id[:255], type=event_type[:100],
+                                        outcome=outcome))
+            db.session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 def handle_event(event: dict[str, Any]) -> str:
-    """Apply one event; the caller commits. Returns what happened, for logs and tests."""
-    event_id, event_type = str(event.get("id") or ""), str(event.get("type") or "")
-    if not event_id or not event_type:
+    """Apply one event; the caller commits. Returns what happened, for logs and tests.
+
+    Raises ``MalformedEvent`` (after recording the event) when it cannot be read.
+    """
+    event_id, event_type = event.get("id"), event.get("type")
+    if not (isinstance(event_id, str) and event_id and isinstance(event_type, str)
+            and event_type):
         return "malformed"
+    obj = (event.get("data") or {}).get("object")
     try:
-        with db.session.begin_nested():
-            db.session.add(WebhookEvent(id=event_id, type=event_type))
-            db.session.flush()
-    except IntegrityError:
+        if not isinstance(obj, dict):
+            raise MalformedEvent("data.object is not an object")
+        metadata = _read_metadata(obj)
+        if event_type.startswith("payment_intent."):
+            intent_id = _id_or_none(obj.get("id"), "the PaymentIntent id")
+            charge_id = _id_or_none(_charge_id(obj), "the charge id")
+            amount = _amount(obj)
+        elif event_type == "charge.dispute.created":
+            _id_or_none(obj.get("charge"), "the charge id")
+            _id_or_none(obj.get("payment_intent"), "the PaymentIntent id")
+    except MalformedEvent as error:
+        _record(event_id, event_type, outcome=f"rejected: {error}")
+        raise
+    if not _record(event_id, event_type):
         return "duplicate"
-    obj = (event.get("data") or {}).get("object") or {}
-    metadata = obj.get("metadata") or {}
     if event_type == "payment_intent.succeeded":
-        return payment_succeeded(obj.get("id"), charge_id=_charge_id(obj),
-                                 amount_minor=obj.get("amount_received") or obj.get("amount"),
+        return payment_succeeded(intent_id, charge_id=charge_id, amount_minor=amount,
                                  metadata=metadata)
     if event_type == "payment_intent.payment_failed":
-        error = obj.get("last_payment_error") or {}
-        return payment_failed(obj.get("id"), error.get("message"), metadata=metadata)
+        error = obj.get("last_payment_error")
+        message = error.get("message") if isinstance(error, dict) else None
+        return payment_failed(intent_id, message if isinstance(message, str) else None,
+                              metadata=metadata)
     if event_type == "charge.dispute.created":
         return _card_dispute(obj)
     if event_type == "charge.refunded":
@@ -61,8 +135,12 @@ def handle_event(event: dict[str, Any]) -> str:
 def _card_dispute(dispute: dict[str, Any]) -> str:
     """The cardholder disputed the charge with their bank: freeze the release for an admin."""
     charge_id, intent_id = dispute.get("charge"), dispute.get("payment_intent")
-    payment = db.session.scalar(select(Payment).where(or_(
-        Payment.charge_id == charge_id, Payment.payment_intent_id == intent_id)))
+    # Only ids that are there: "== None" would match every payment that has no intent yet.
+    matches = [column == value for column, value in ((Payment.charge_id, charge_id),
+                                                     (Payment.payment_intent_id, intent_id))
+               if isinstance(value, str) and value]
+    payment = db.session.scalar(select(Payment).where(or_(*matches)).limit(1)) \
+        if matches else None
     if payment is None:
         return "unknown payment"
     if payment.status not in ("held", "partially_refunded"):

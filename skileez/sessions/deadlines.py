@@ -6,7 +6,9 @@ in its own savepoint, so a late sweep catches up and two sweeps never double-act
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from skileez import clock
@@ -79,30 +81,65 @@ def _reminder_kind(before) -> str:
     return f"{int(before.total_seconds() // 3600)}h"
 
 
+def _timed_at(session: Session) -> datetime:
+    """When the session got its current start: booked, or last moved by a reschedule."""
+    moved = db.session.scalar(select(func.max(RescheduleRequest.decided_at)).where(
+        RescheduleRequest.session_id == session.id,
+        RescheduleRequest.approved_start == session.starts_at))
+    return max(session.created_at, moved) if moved else session.created_at
+
+
+def _reminder_to_send(session: Session, now: datetime, kinds) -> timedelta | None:
+    """The one reminder a session is owed now, if any.
+
+    Only the nearest window counts: a session inside the 1 h window is owed the
+    1 h reminder, never the 24 h one as well. A larger window whose moment had
+    already passed when the session got its time is skipped (booked 5 hours
+    ahead: no "24 h" reminder); the nearest is always sent, once, so even a
+    session booked minutes ahead is reminded.
+    """
+    due = [before for before in kinds if session.starts_at <= now + before]
+    if not due:
+        return None
+    nearest = min(due)
+    if nearest != min(kinds) and session.starts_at - nearest < _timed_at(session):
+        return None
+    return nearest
+
+
 @deadline_handler("send_reminders")
 def send_reminders() -> int:
-    """24 h and 1 h before, once per session, kind and start time (the unique row decides)."""
+    """Each session's nearest due reminder, once per kind and start (the unique row decides)."""
     now = clock.now()
+    kinds = sorted(get_policy().reminders)
+    if not kinds:
+        return 0
+    already = select(Reminder.id).where(Reminder.session_id == Session.id,
+                                        Reminder.starts_at == Session.starts_at)
+    due = db.session.scalars(select(Session).where(
+        Session.status.in_(("scheduled", "reschedule_requested")),
+        Session.starts_at > now, Session.starts_at <= now + kinds[-1],
+        # A session already reminded for its smallest window is owed nothing more.
+        ~already.where(Reminder.kind == _reminder_kind(kinds[0])).exists())
+        .order_by(Session.starts_at)).all()
     sent = 0
-    for before in get_policy().reminders:
-        due = db.session.scalars(select(Session).where(
-            Session.status.in_(("scheduled", "reschedule_requested")),
-            Session.starts_at > now, Session.starts_at <= now + before)
-            .order_by(Session.starts_at).limit(BATCH)).all()
-        for session in due:
-            try:
-                with db.session.begin_nested():
-                    db.session.add(Reminder(session_id=session.id, kind=_reminder_kind(before),
-                                            starts_at=session.starts_at, sent_at=now))
-                    db.session.flush()
-            except IntegrityError:
-                continue  # already sent for this start
-            payload = {"session_id": session.id, "contract_title": session.contract.title,
-                       "starts_at": session.starts_at.isoformat(),
-                       "coach_name": session.coach.name, "student_name": session.student.name,
-                       "coach_id": session.coach_id, "when_text":
-                       humanize_delta(session.starts_at, now)}
-            for person in (session.student, session.coach):
-                notify(person, "session_reminder", payload)
-            sent += 1
+    for session in due:
+        before = _reminder_to_send(session, now, kinds)
+        if before is None or sent >= BATCH:
+            continue
+        try:
+            with db.session.begin_nested():
+                db.session.add(Reminder(session_id=session.id, kind=_reminder_kind(before),
+                                        starts_at=session.starts_at, sent_at=now))
+                db.session.flush()
+        except IntegrityError:
+            continue  # already sent for this start
+        payload = {"session_id": session.id, "contract_title": session.contract.title,
+                   "starts_at": session.starts_at.isoformat(),
+                   "coach_name": session.coach.name, "student_name": session.student.name,
+                   "coach_id": session.coach_id, "when_text":
+                   humanize_delta(session.starts_at, now)}
+        for person in (session.student, session.coach):
+            notify(person, "session_reminder", payload)
+        sent += 1
     return sent
