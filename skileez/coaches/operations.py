@@ -56,12 +56,29 @@ def update_profile(coach, *, headline: str, bio: str, subjects: str,
     profile = profile_for(coach)
     profile.headline = headline.strip()
     profile.bio = bio.strip()
-    names = parse_subjects(subjects)
-    profile.subjects = [CoachSubject(name=name) for name in names]
+    _replace_subjects(profile, parse_subjects(subjects))
     profile.buffer_minutes = buffer_minutes
     profile.min_notice_hours = min_notice_hours
     profile.horizon_days = horizon_days
     db.session.flush()
+
+
+def _replace_subjects(profile: CoachProfile, names: list[str]) -> None:
+    """Keep the rows that stay, delete the removed ones first, then add the new ones.
+
+    Assigning a fresh list would insert the new rows before deleting the old ones, and a
+    name the coach already had would hit the (profile, name) unique constraint.
+    """
+    wanted = set(names)
+    removed = [s for s in profile.subjects if s.name not in wanted]
+    for subject in removed:
+        profile.subjects.remove(subject)
+    if removed:
+        db.session.flush()
+    have = {s.name for s in profile.subjects}
+    for name in names:
+        if name not in have:
+            profile.subjects.append(CoachSubject(name=name))
 
 
 def _check_offering(duration_minutes: int, currency: str) -> None:

@@ -108,8 +108,13 @@ def profile(coach_id: int):
 @role_required("coach")
 def edit_profile():
     profile = operations.profile_for(current_user)
-    form = ProfileForm(obj=profile, data=None if request.method == "POST" else {
-        "subjects": ", ".join(profile.subject_names)})
+    # Never ``obj=profile``: WTForms would prefer the ``subjects`` relationship (a list of
+    # rows) over the text given here and render their repr into the field.
+    form = ProfileForm(data={
+        "headline": profile.headline, "bio": profile.bio,
+        "subjects": ", ".join(profile.subject_names),
+        "buffer_minutes": profile.buffer_minutes,
+        "min_notice_hours": profile.min_notice_hours, "horizon_days": profile.horizon_days})
     if form.validate_on_submit():
         try:
             operations.update_profile(
