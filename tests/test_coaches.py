@@ -103,7 +103,7 @@ OFFERING = {"title": "Conversation practice", "description": "Talk!", "duration_
 
 @pytest.mark.parametrize(("currency", "price", "minor"), [
     ("EUR", "49.90", 4990), ("EUR", "49,90", 4990), ("USD", "1,200", 120000),
-    ("JPY", "5000", 5000), ("CHF", "80", 8000), ("GBP", "0.50", 50),
+    ("JPY", "5000", 5000), ("CHF", "80", 8000), ("GBP", "1.50", 150),
 ])
 def test_create_offering_stores_exact_minor_units(app, coach_client, coach, currency, price,
                                                   minor):

@@ -3,9 +3,10 @@ sessions, the directory price filter, open times on the profile, time off over b
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
-from skileez.coaches.models import CoachProfile, CoachSubject
+from skileez.coaches.models import CoachProfile, CoachSubject, Offering
 from skileez.extensions import db
 from tests.formparse import form_values
 
@@ -89,3 +90,60 @@ def test_booking_rules_change_and_stay_after_a_second_save(app, client, make_use
     assert client.post(PROFILE_PAGE, again).status_code == 303
     stored = _stored_profile(app, coach.id)
     assert (stored["buffer"], stored["notice"], stored["horizon"]) == (30, 48, 120)
+
+
+# --- item 7: offering price bounds -------------------------------------------------
+
+OFFERING = {"title": "Conversation", "description": "", "duration_minutes": "60"}
+
+
+@pytest.mark.parametrize(("currency", "price", "ok"), [
+    ("EUR", "0", False), ("EUR", "0.99", False), ("EUR", "1", True), ("EUR", "1.00", True),
+    ("EUR", "100000", True), ("EUR", "100000.01", False), ("EUR", "1,000,000,000", False),
+    ("JPY", "0", False), ("JPY", "1", True), ("JPY", "100000", True),
+    ("JPY", "100001", False),
+])
+def test_offering_price_must_be_within_the_policy_bounds(app, client, make_user, currency,
+                                                         price, ok):
+    _coach(make_user)
+    client.login("clara@example.com")
+    response = client.post("/coaches/me/offerings/new",
+                           {**OFFERING, "currency": currency, "price": price},
+                           token_page="/coaches/me/offerings/new")
+    with app.app_context():
+        stored = db.session.scalars(select(Offering)).all()
+    if ok:
+        assert response.status_code == 303
+        assert len(stored) == 1
+    else:
+        assert response.status_code == 422
+        body = response.get_data(as_text=True)
+        symbol = "€" if currency == "EUR" else "¥"
+        assert f"Choose a price from {symbol}1" in body and "100,000" in body
+        assert stored == []
+
+
+def test_price_bounds_can_be_set_per_currency(make_app, make_user, make_client):
+    app = make_app(POLICY={"offering_price_per_currency": "JPY=100:15000000"})
+    make_user("coach", email="clara@example.com")
+    client = make_client(app)
+    client.login("clara@example.com")
+    low = client.post("/coaches/me/offerings/new", {**OFFERING, "currency": "JPY",
+                                                    "price": "99"},
+                      token_page="/coaches/me/offerings/new")
+    assert low.status_code == 422 and "¥100 to ¥15,000,000" in low.get_data(as_text=True)
+    assert client.post("/coaches/me/offerings/new", {**OFFERING, "currency": "JPY",
+                                                     "price": "15000000"},
+                       token_page="/coaches/me/offerings/new").status_code == 303
+
+
+def test_editing_an_offering_to_a_huge_price_is_refused(app, client, make_user, make_offering):
+    coach = _coach(make_user)
+    offering = make_offering(coach, price=5000)
+    client.login("clara@example.com")
+    response = client.post(f"/coaches/me/offerings/{offering.id}/edit",
+                           {**OFFERING, "currency": "EUR", "price": "1000000000"},
+                           token_page=f"/coaches/me/offerings/{offering.id}/edit")
+    assert response.status_code == 422
+    with app.app_context():
+        assert db.session.get(Offering, offering.id).price_minor == 5000
