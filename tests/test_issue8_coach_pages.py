@@ -3,8 +3,11 @@ sessions, the directory price filter, open times on the profile, time off over b
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from skileez.coaches.models import CoachProfile, CoachSubject, Offering
 from skileez.extensions import db
@@ -147,3 +150,97 @@ def test_editing_an_offering_to_a_huge_price_is_refused(app, client, make_user, 
     assert response.status_code == 422
     with app.app_context():
         assert db.session.get(Offering, offering.id).price_minor == 5000
+
+
+# --- item 2: the dashboard lists sessions ------------------------------------------
+
+WED_14_BERLIN = datetime(2026, 3, 11, 13, 0, tzinfo=UTC)  # 09:00 EDT in New York
+
+
+@pytest.fixture
+def booked(clock, coaching, paid_session):
+    session = paid_session(coaching["student"], coaching["contract"], WED_14_BERLIN)
+    return {**coaching, "session": session}
+
+
+def test_student_and_coach_see_the_session_in_their_own_zone(client, booked):
+    client.login("sam@example.com")
+    page = client.get("/dashboard").get_data(as_text=True)
+    upcoming = page[page.index('data-testid="upcoming"'):]
+    assert "with Clara Schmidt" in upcoming
+    assert "Wed 11 Mar 2026, 09:00 EDT" in upcoming
+    assert "in 28 hours" in upcoming and "Booked and paid" in upcoming
+    assert "No sessions booked yet" not in page
+    client.logout()
+
+    client.login("clara@example.com")
+    page = client.get("/dashboard").get_data(as_text=True)
+    upcoming = page[page.index('data-testid="upcoming"'):]
+    assert "with Sam Rivera" in upcoming and "Wed 11 Mar 2026, 14:00 CET" in upcoming
+
+
+def test_unpaid_session_offers_pay_to_the_student(client, clock, coaching, book_session):
+    session = book_session(coaching["student"], coaching["contract"], WED_14_BERLIN)
+    client.login("sam@example.com")
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert "Waiting for payment" in page
+    assert re.search(r'href="/payments/\d+/pay" data-testid="dashboard-action">Pay<', page)
+    assert session.id
+
+
+def test_a_startable_session_shows_start_and_the_coach_sees_todays_agenda(client, clock, booked):
+    clock.freeze(WED_14_BERLIN - timedelta(minutes=3))
+    client.login("clara@example.com")
+    page = client.get("/dashboard").get_data(as_text=True)
+    start_url = f'/sessions/{booked["session"].id}/start'
+    assert f'action="{start_url}"' in page
+    assert '>Start</button>' in page and "in 3 minutes" in page
+    agenda = page[page.index("Today's agenda"):page.index("Upcoming sessions")]
+    assert "Wed 11 Mar 2026" in agenda and "with Sam Rivera" in agenda
+    assert "14:00 CET" in agenda
+    response = client.post(start_url, token_page="/dashboard")
+    assert response.status_code == 303
+
+
+def test_agenda_is_empty_on_another_day(client, clock, booked):
+    clock.freeze(WED_14_BERLIN + timedelta(days=1))
+    client.login("clara@example.com")
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert "No sessions today." in page
+
+
+def _dashboard_statements(app, client) -> int:
+    statements = []
+
+    def count(*_args):
+        statements.append(1)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert client.get("/dashboard").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return len(statements)
+
+
+@pytest.mark.parametrize("role_email", ["sam@example.com", "clara@example.com"])
+def test_dashboard_statement_count_stays_flat(app, client, clock, make_user, make_offering,
+                                              add_hours, make_contract, paid_session,
+                                              role_email):
+    coach = make_user("coach", name="Clara Schmidt", email="clara@example.com")
+    student = make_user(name="Sam Rivera", email="sam@example.com",
+                        timezone="America/New_York")
+    offering = make_offering(coach)
+    add_hours(coach, [0, 1, 2, 3, 4], "09:00", "17:00")
+    contract = make_contract(student, offering, sessions=10)
+    paid_session(student, contract, WED_14_BERLIN)
+    client.login(role_email)
+    one = _dashboard_statements(app, client)
+    for day in (1, 2, 5, 6, 7, 8, 9, 12, 13):  # weekdays after Wednesday
+        paid_session(student, contract, WED_14_BERLIN + timedelta(days=day))
+    ten = _dashboard_statements(app, client)
+    assert ten == one
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert page.count('data-testid="session-row"') == 8  # the list is capped
