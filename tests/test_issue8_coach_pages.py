@@ -244,3 +244,9 @@ def test_dashboard_statement_count_stays_flat(app, client, clock, make_user, mak
     assert ten == one
     page = client.get("/dashboard").get_data(as_text=True)
     assert page.count('data-testid="session-row"') == 8  # the list is capped
+
+
+def test_favicon_is_served(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.mimetype == "image/svg+xml" and b"<svg" in response.data

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
-from flask import Blueprint, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    redirect,
+    render_template,
+    send_from_directory,
+    url_for,
+)
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload
@@ -26,6 +33,14 @@ def home():
     if current_user.is_authenticated:
         return redirect(url_for("core.dashboard"))
     return render_template("core/home.html")
+
+
+@bp.get("/favicon.ico")
+@public
+def favicon():
+    """Browsers ask for /favicon.ico whatever the page links; answer with our icon."""
+    return send_from_directory(current_app.static_folder, "img/favicon.svg",
+                               mimetype="image/svg+xml", max_age=86400)
 
 
 @bp.get("/healthz")
