@@ -62,7 +62,9 @@ def index():
         if not raw:
             continue
         if not filters.currency:
-            price_errors.append("Choose a currency to filter by price.")
+            price_errors.append("Coaches set prices in different currencies: choose a "
+                                "currency beside the price to filter by it. Until then, "
+                                "coaches are shown at any price.")
             break
         try:
             setattr(filters, name, parse_amount(raw, filters.currency))
@@ -74,6 +76,7 @@ def index():
     template = "coaches/_results.html" if _is_htmx() else "coaches/index.html"
     return render_template(template, page=page, cards=cards, filters=filters, sorts=SORTS,
                            currencies=SUPPORTED_CURRENCIES, price_errors=price_errors,
+                           oob=_is_htmx(),
                            min_price=text_arg("min_price", 20),
                            max_price=text_arg("max_price", 20))
 
