@@ -250,3 +250,28 @@ def test_favicon_is_served(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 200
     assert response.mimetype == "image/svg+xml" and b"<svg" in response.data
+
+
+# --- item 12: open times on the profile, time off over booked sessions ----------------
+
+def test_open_times_link_to_booking_for_a_student_with_a_contract(client, clock, coaching):
+    client.login("sam@example.com")
+    page = client.get(f"/coaches/{coaching['coach'].id}").get_data(as_text=True)
+    links = re.findall(r'href="(/sessions/book/(\d+)/confirm\?start=[^"]+)" '
+                       r'data-testid="open-time"', page)
+    assert len(links) == 12
+    assert {int(c) for _, c in links} == {coaching["contract"].id}
+    confirm = client.get(links[0][0].replace("&amp;", "&"))
+    assert confirm.status_code == 200
+
+
+def test_open_times_are_plain_text_for_others_with_how_to_start(client, clock, coaching,
+                                                                make_user):
+    make_user(name="Other Student", email="other@example.com")
+    client.login("other@example.com")
+    page = client.get(f"/coaches/{coaching['coach'].id}").get_data(as_text=True)
+    assert 'data-testid="open-time"' not in page
+    assert "first propose a contract" in page
+    client.logout()
+    page = client.get(f"/coaches/{coaching['coach'].id}").get_data(as_text=True)
+    assert 'data-testid="open-time"' not in page and "first propose a contract" in page

@@ -88,18 +88,35 @@ def _listed_coach(coach_id: int) -> User:
     return coach
 
 
+def _bookable_contract(coach: User):
+    """The signed-in student's active contract with this coach, if any (the oldest)."""
+    from skileez.contracts.models import Contract
+
+    if not (current_user.is_authenticated and current_user.is_student):
+        return None
+    return db.session.scalar(select(Contract).where(
+        Contract.student_id == current_user.id, Contract.coach_id == coach.id,
+        Contract.status == "active").order_by(Contract.created_at, Contract.id).limit(1))
+
+
 @bp.get("/<int:coach_id>")
 @public
 def profile(coach_id: int):
     coach = _listed_coach(coach_id)
     offerings = active_offerings(coach.id)
     preview = []
-    if offerings:
-        now = clock.now()
+    contract = _bookable_contract(coach)
+    now = clock.now()
+    if contract is not None:
+        # Times this student can book on their contract: its length, their calendar too.
+        preview = coach_open_slots(coach, timedelta(minutes=contract.duration_minutes), now,
+                                   now + timedelta(days=PREVIEW_DAYS),
+                                   student_id=current_user.id)[:12]
+    elif offerings:
         shortest = min(o.duration_minutes for o in offerings)
         preview = coach_open_slots(coach, timedelta(minutes=shortest), now,
                                    now + timedelta(days=PREVIEW_DAYS))[:12]
-    return render_template("coaches/profile.html", coach=coach,
+    return render_template("coaches/profile.html", coach=coach, contract=contract,
                            profile=operations.profile_for(coach), offerings=offerings,
                            preview=preview, preview_days=PREVIEW_DAYS,
                            reviews=public_reviews(coach.id))
