@@ -275,3 +275,49 @@ def test_open_times_are_plain_text_for_others_with_how_to_start(client, clock, c
     client.logout()
     page = client.get(f"/coaches/{coaching['coach'].id}").get_data(as_text=True)
     assert 'data-testid="open-time"' not in page and "first propose a contract" in page
+
+
+def _time_off(client, choice=None):
+    data = {"starts_at": "2026-03-11T08:00", "ends_at": "2026-03-11T18:00", "note": "Dentist"}
+    if choice:
+        data["on_overlap"] = choice
+    return client.post("/coaches/me/availability/time-off", data,
+                       token_page="/coaches/me/availability")
+
+
+def _state(app, session_id):
+    from skileez.coaches.models import TimeOff
+    from skileez.sessions.models import Session
+
+    with app.app_context():
+        session = db.session.get(Session, session_id)
+        return session.status, session.payment.status, len(db.session.scalars(
+            select(TimeOff)).all())
+
+
+def test_time_off_over_a_booked_session_warns_and_saves_nothing(app, client, booked):
+    client.login("clara@example.com")
+    response = _time_off(client)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert 'data-testid="time-off-overlap"' in body
+    assert "Wed 11 Mar 2026, 14:00 CET with Sam Rivera" in re.sub(r"<[^>]+>", "", body)
+    assert "The student gets a full refund." in body
+    assert _state(app, booked["session"].id) == ("scheduled", "held", 0)
+
+
+def test_time_off_can_keep_or_cancel_the_sessions_it_covers(app, client, booked):
+    client.login("clara@example.com")
+    assert _time_off(client, "keep").status_code == 303
+    assert _state(app, booked["session"].id) == ("scheduled", "held", 1)
+
+
+def test_time_off_cancelling_the_sessions_refunds_the_student(app, client, booked):
+    client.login("clara@example.com")
+    response = _time_off(client, "cancel")
+    assert response.status_code == 303
+    status, payment, time_off = _state(app, booked["session"].id)
+    assert (status, time_off) == ("cancelled", 1)
+    assert payment == "refunded"
+    assert "1 session cancelled" in client.get("/coaches/me/availability").get_data(
+        as_text=True)

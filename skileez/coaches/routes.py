@@ -301,22 +301,61 @@ def _coach_local_to_utc(value: datetime) -> datetime:
 @role_required("coach")
 def add_time_off():
     form = TimeOffForm()
+    choice = request.form.get("on_overlap", "")  # the overlap warning's two buttons
     if form.validate_on_submit():
+        starts_at = _coach_local_to_utc(form.starts_at.data)
+        ends_at = _coach_local_to_utc(form.ends_at.data)
+        overlapping = _sessions_overlapping(starts_at, ends_at)
+        if overlapping and choice not in ("cancel", "keep"):
+            # Nothing is saved yet: the coach sees what the period covers and decides.
+            return render_template("coaches/availability.html",
+                                   **_availability_context(time_off_form=form),
+                                   **_preview_context(), overlapping=overlapping)
         try:
-            operations.add_time_off(current_user,
-                                    starts_at=_coach_local_to_utc(form.starts_at.data),
-                                    ends_at=_coach_local_to_utc(form.ends_at.data),
+            operations.add_time_off(current_user, starts_at=starts_at, ends_at=ends_at,
                                     note=form.note.data or "")
+            cancelled = _cancel_for_time_off(overlapping) if choice == "cancel" else []
             db.session.commit()
         except DomainError as error:
             db.session.rollback()
             attach_error(form, error)
         else:
-            flash("Time off added: no one can book you then.", "success")
+            message = "Time off added: no one can book you then."
+            if cancelled:
+                message += (f" {len(cancelled)} session{'s' if len(cancelled) != 1 else ''} "
+                            "cancelled; the students are told and refunded as the "
+                            "coach-cancellation terms say.")
+            elif overlapping:
+                message += " The sessions already booked in it stay booked."
+            flash(message, "success")
             return redirect(url_for("coaches.availability"), code=303)
     return render_template("coaches/availability.html",
                            **_availability_context(time_off_form=form),
                            **_preview_context()), 422
+
+
+def _sessions_overlapping(starts_at: datetime, ends_at: datetime) -> list:
+    """The coach's live sessions inside a period, with the cancel terms each would get."""
+    from skileez.sessions import lifecycle
+    from skileez.sessions.models import Session
+
+    sessions = db.session.scalars(select(Session).where(
+        Session.coach_id == current_user.id, Session.starts_at < ends_at,
+        Session.ends_at > starts_at,
+        Session.status.in_(("pending_payment", "scheduled", "reschedule_requested",
+                            "in_progress"))).order_by(Session.starts_at)).all()
+    return [(session, lifecycle.cancel_terms(session, current_user)) for session in sessions]
+
+
+def _cancel_for_time_off(overlapping: list) -> list:
+    from skileez.sessions.operations import cancel
+
+    cancelled = []
+    for session, terms in overlapping:
+        if terms.allowed:
+            cancel(session, current_user, reason="The coach is away (time off).")
+            cancelled.append(session)
+    return cancelled
 
 
 @bp.post("/me/availability/time-off/<int:time_off_id>/delete")
