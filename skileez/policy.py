@@ -57,8 +57,19 @@ class Policy:
     proposal_sessions_max: int = 50
     # A person's name: one line, at most this many characters.
     name_max_chars: int = 100
+    # Offering price per session, in the currency's major unit (euros, yen); a currency
+    # may have its own bounds: {"JPY": (100, 15_000_000)} or "JPY=100:15000000,KRW=…".
+    offering_price_min: int = 1
+    offering_price_max: int = 100_000
+    offering_price_per_currency: dict = field(default_factory=dict)
     # Not in SPEC's table: the grid open slots are offered on, from each rule's start.
     slot_step: timedelta = _minutes(30)
+
+    def offering_price_bounds(self, currency: str) -> tuple[int, int]:
+        """(lowest, highest) price in the currency's major unit."""
+        low, high = self.offering_price_per_currency.get(
+            currency, (self.offering_price_min, self.offering_price_max))
+        return int(low), int(high)
 
     @classmethod
     def from_mapping(cls, values: dict) -> Policy:
@@ -91,6 +102,12 @@ class Policy:
 def _coerce(value, default):
     if isinstance(default, timedelta):
         return value if isinstance(value, timedelta) else timedelta(minutes=float(value))
+    if isinstance(default, dict):
+        if isinstance(value, str):
+            pairs = (item.split("=", 1) for item in value.split(",") if item.strip())
+            value = {code.strip().upper(): tuple(int(n) for n in bounds.split(":"))
+                     for code, bounds in pairs}
+        return {code: (int(low), int(high)) for code, (low, high) in dict(value).items()}
     if isinstance(default, Decimal):
         return Decimal(str(value))
     if isinstance(default, bool):

@@ -13,8 +13,8 @@ from skileez.core.access import is_public_endpoint
 from skileez.core.errors import Conflict, DomainError
 from skileez.extensions import db
 
-PUBLIC = {"core.home", "core.health", "auth.login", "auth.register", "coaches.index",
-          "coaches.profile", "payments.webhook", "sessions.calendar_feed"}
+PUBLIC = {"core.home", "core.health", "core.favicon", "auth.login", "auth.register",
+          "coaches.index", "coaches.profile", "payments.webhook", "sessions.calendar_feed"}
 
 
 def _get_rules(app):

@@ -103,7 +103,7 @@ OFFERING = {"title": "Conversation practice", "description": "Talk!", "duration_
 
 @pytest.mark.parametrize(("currency", "price", "minor"), [
     ("EUR", "49.90", 4990), ("EUR", "49,90", 4990), ("USD", "1,200", 120000),
-    ("JPY", "5000", 5000), ("CHF", "80", 8000), ("GBP", "0.50", 50),
+    ("JPY", "5000", 5000), ("CHF", "80", 8000), ("GBP", "1.50", 150),
 ])
 def test_create_offering_stores_exact_minor_units(app, coach_client, coach, currency, price,
                                                   minor):
@@ -332,7 +332,7 @@ def test_directory_filters_by_currency_and_price(client, directory):
     assert names(client, currency="EUR", max_price="30") == []
     assert names(client, currency="JPY", max_price="5000") == ["Aiko Tanaka"]
     body = client.get("/coaches/", query_string={"min_price": "10"}).get_data(as_text=True)
-    assert "Choose a currency to filter by price." in body
+    assert "choose a currency beside the price to filter by it" in body
     body = client.get("/coaches/", query_string={"currency": "JPY", "min_price": "1.5"}) \
         .get_data(as_text=True)
     assert "JPY has no minor unit" in body

@@ -16,9 +16,10 @@ from skileez.coaches.models import (
     TimeOff,
 )
 from skileez.core.errors import DomainError
-from skileez.core.money import SUPPORTED_CURRENCIES
+from skileez.core.money import SUPPORTED_CURRENCIES, exponent, format_money
 from skileez.core.transitions import record_creation, transition
 from skileez.extensions import db
+from skileez.policy import get_policy
 
 MAX_SUBJECTS = 10
 MAX_SUBJECT_CHARS = 40
@@ -56,27 +57,54 @@ def update_profile(coach, *, headline: str, bio: str, subjects: str,
     profile = profile_for(coach)
     profile.headline = headline.strip()
     profile.bio = bio.strip()
-    names = parse_subjects(subjects)
-    profile.subjects = [CoachSubject(name=name) for name in names]
+    _replace_subjects(profile, parse_subjects(subjects))
     profile.buffer_minutes = buffer_minutes
     profile.min_notice_hours = min_notice_hours
     profile.horizon_days = horizon_days
     db.session.flush()
 
 
-def _check_offering(duration_minutes: int, currency: str) -> None:
+def _replace_subjects(profile: CoachProfile, names: list[str]) -> None:
+    """Keep the rows that stay, delete the removed ones first, then add the new ones.
+
+    Assigning a fresh list would insert the new rows before deleting the old ones, and a
+    name the coach already had would hit the (profile, name) unique constraint.
+    """
+    wanted = set(names)
+    removed = [s for s in profile.subjects if s.name not in wanted]
+    for subject in removed:
+        profile.subjects.remove(subject)
+    if removed:
+        db.session.flush()
+    have = {s.name for s in profile.subjects}
+    for name in names:
+        if name not in have:
+            profile.subjects.append(CoachSubject(name=name))
+
+
+def _check_price(price_minor: int, currency: str) -> None:
+    low, high = get_policy().offering_price_bounds(currency)
+    scale = 10 ** exponent(currency)
+    if not low * scale <= price_minor <= high * scale:
+        raise DomainError(f"Choose a price from {format_money(low * scale, currency)} to "
+                          f"{format_money(high * scale, currency)} per session.",
+                          field="price")
+
+
+def _check_offering(duration_minutes: int, currency: str, price_minor: int) -> None:
     if not 15 <= duration_minutes <= 240 or duration_minutes % 5:
         raise DomainError("Choose a duration from 15 to 240 minutes, in 5-minute steps.",
                           field="duration_minutes")
     if currency not in SUPPORTED_CURRENCIES:
         raise DomainError("Choose a currency from the list.", field="currency")
+    _check_price(price_minor, currency)
 
 
 def create_offering(coach, *, title: str, description: str, duration_minutes: int,
                     price_minor: int, currency: str) -> Offering:
     if not coach.is_coach:
         raise DomainError("Only coaches can publish offerings.")
-    _check_offering(duration_minutes, currency)
+    _check_offering(duration_minutes, currency, price_minor)
     offering = Offering(coach_id=coach.id, title=title.strip(),
                         description=description.strip(), duration_minutes=duration_minutes,
                         price_minor=price_minor, currency=currency, status="active")
@@ -89,7 +117,7 @@ def create_offering(coach, *, title: str, description: str, duration_minutes: in
 def update_offering(offering: Offering, *, title: str, description: str,
                     duration_minutes: int, price_minor: int, currency: str) -> None:
     """Edit an offering; contracts already agreed keep their own snapshot."""
-    _check_offering(duration_minutes, currency)
+    _check_offering(duration_minutes, currency, price_minor)
     offering.title = title.strip()
     offering.description = description.strip()
     offering.duration_minutes = duration_minutes

@@ -62,7 +62,9 @@ def index():
         if not raw:
             continue
         if not filters.currency:
-            price_errors.append("Choose a currency to filter by price.")
+            price_errors.append("Coaches set prices in different currencies: choose a "
+                                "currency beside the price to filter by it. Until then, "
+                                "coaches are shown at any price.")
             break
         try:
             setattr(filters, name, parse_amount(raw, filters.currency))
@@ -74,6 +76,7 @@ def index():
     template = "coaches/_results.html" if _is_htmx() else "coaches/index.html"
     return render_template(template, page=page, cards=cards, filters=filters, sorts=SORTS,
                            currencies=SUPPORTED_CURRENCIES, price_errors=price_errors,
+                           oob=_is_htmx(),
                            min_price=text_arg("min_price", 20),
                            max_price=text_arg("max_price", 20))
 
@@ -85,18 +88,35 @@ def _listed_coach(coach_id: int) -> User:
     return coach
 
 
+def _bookable_contract(coach: User):
+    """The signed-in student's active contract with this coach, if any (the oldest)."""
+    from skileez.contracts.models import Contract
+
+    if not (current_user.is_authenticated and current_user.is_student):
+        return None
+    return db.session.scalar(select(Contract).where(
+        Contract.student_id == current_user.id, Contract.coach_id == coach.id,
+        Contract.status == "active").order_by(Contract.created_at, Contract.id).limit(1))
+
+
 @bp.get("/<int:coach_id>")
 @public
 def profile(coach_id: int):
     coach = _listed_coach(coach_id)
     offerings = active_offerings(coach.id)
     preview = []
-    if offerings:
-        now = clock.now()
+    contract = _bookable_contract(coach)
+    now = clock.now()
+    if contract is not None:
+        # Times this student can book on their contract: its length, their calendar too.
+        preview = coach_open_slots(coach, timedelta(minutes=contract.duration_minutes), now,
+                                   now + timedelta(days=PREVIEW_DAYS),
+                                   student_id=current_user.id)[:12]
+    elif offerings:
         shortest = min(o.duration_minutes for o in offerings)
         preview = coach_open_slots(coach, timedelta(minutes=shortest), now,
                                    now + timedelta(days=PREVIEW_DAYS))[:12]
-    return render_template("coaches/profile.html", coach=coach,
+    return render_template("coaches/profile.html", coach=coach, contract=contract,
                            profile=operations.profile_for(coach), offerings=offerings,
                            preview=preview, preview_days=PREVIEW_DAYS,
                            reviews=public_reviews(coach.id))
@@ -108,8 +128,13 @@ def profile(coach_id: int):
 @role_required("coach")
 def edit_profile():
     profile = operations.profile_for(current_user)
-    form = ProfileForm(obj=profile, data=None if request.method == "POST" else {
-        "subjects": ", ".join(profile.subject_names)})
+    # Never ``obj=profile``: WTForms would prefer the ``subjects`` relationship (a list of
+    # rows) over the text given here and render their repr into the field.
+    form = ProfileForm(data={
+        "headline": profile.headline, "bio": profile.bio,
+        "subjects": ", ".join(profile.subject_names),
+        "buffer_minutes": profile.buffer_minutes,
+        "min_notice_hours": profile.min_notice_hours, "horizon_days": profile.horizon_days})
     if form.validate_on_submit():
         try:
             operations.update_profile(
@@ -276,22 +301,61 @@ def _coach_local_to_utc(value: datetime) -> datetime:
 @role_required("coach")
 def add_time_off():
     form = TimeOffForm()
+    choice = request.form.get("on_overlap", "")  # the overlap warning's two buttons
     if form.validate_on_submit():
+        starts_at = _coach_local_to_utc(form.starts_at.data)
+        ends_at = _coach_local_to_utc(form.ends_at.data)
+        overlapping = _sessions_overlapping(starts_at, ends_at)
+        if overlapping and choice not in ("cancel", "keep"):
+            # Nothing is saved yet: the coach sees what the period covers and decides.
+            return render_template("coaches/availability.html",
+                                   **_availability_context(time_off_form=form),
+                                   **_preview_context(), overlapping=overlapping)
         try:
-            operations.add_time_off(current_user,
-                                    starts_at=_coach_local_to_utc(form.starts_at.data),
-                                    ends_at=_coach_local_to_utc(form.ends_at.data),
+            operations.add_time_off(current_user, starts_at=starts_at, ends_at=ends_at,
                                     note=form.note.data or "")
+            cancelled = _cancel_for_time_off(overlapping) if choice == "cancel" else []
             db.session.commit()
         except DomainError as error:
             db.session.rollback()
             attach_error(form, error)
         else:
-            flash("Time off added: no one can book you then.", "success")
+            message = "Time off added: no one can book you then."
+            if cancelled:
+                message += (f" {len(cancelled)} session{'s' if len(cancelled) != 1 else ''} "
+                            "cancelled; the students are told and refunded as the "
+                            "coach-cancellation terms say.")
+            elif overlapping:
+                message += " The sessions already booked in it stay booked."
+            flash(message, "success")
             return redirect(url_for("coaches.availability"), code=303)
     return render_template("coaches/availability.html",
                            **_availability_context(time_off_form=form),
                            **_preview_context()), 422
+
+
+def _sessions_overlapping(starts_at: datetime, ends_at: datetime) -> list:
+    """The coach's live sessions inside a period, with the cancel terms each would get."""
+    from skileez.sessions import lifecycle
+    from skileez.sessions.models import Session
+
+    sessions = db.session.scalars(select(Session).where(
+        Session.coach_id == current_user.id, Session.starts_at < ends_at,
+        Session.ends_at > starts_at,
+        Session.status.in_(("pending_payment", "scheduled", "reschedule_requested",
+                            "in_progress"))).order_by(Session.starts_at)).all()
+    return [(session, lifecycle.cancel_terms(session, current_user)) for session in sessions]
+
+
+def _cancel_for_time_off(overlapping: list) -> list:
+    from skileez.sessions.operations import cancel
+
+    cancelled = []
+    for session, terms in overlapping:
+        if terms.allowed:
+            cancel(session, current_user, reason="The coach is away (time off).")
+            cancelled.append(session)
+    return cancelled
 
 
 @bp.post("/me/availability/time-off/<int:time_off_id>/delete")
