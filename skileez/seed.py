@@ -28,12 +28,16 @@ DEMO_ACCOUNTS = [
      "timezone": "America/New_York"},
     {"role": "coach", "email": "aiko.coach@skileez.test", "name": "Aiko Tanaka",
      "timezone": "Asia/Tokyo"},
+    {"role": "coach", "email": "noor.coach@skileez.test", "name": "Noor Haddad",
+     "timezone": "Asia/Dubai"},
     {"role": "student", "email": "sam.student@skileez.test", "name": "Sam Rivera",
      "timezone": "Europe/Madrid"},
     {"role": "student", "email": "priya.student@skileez.test", "name": "Priya Nair",
      "timezone": "Asia/Kolkata"},
     {"role": "student", "email": "leo.student@skileez.test", "name": "Leo Martin",
      "timezone": "America/Los_Angeles"},
+    {"role": "student", "email": "ben.student@skileez.test", "name": "Ben Okafor",
+     "timezone": "Africa/Lagos"},
 ]
 for _account in DEMO_ACCOUNTS:
     _account["password"] = DEMO_PASSWORD
@@ -79,6 +83,18 @@ COACHES = {
              "JPY"),
         ],
         "hours": [((0, 2, 4), "18:00", "22:00"), ((5,), "10:00", "14:00")],
+    },
+    "noor.coach@skileez.test": {
+        "headline": "Public speaking and presentations that people remember",
+        "bio": "Former news presenter in Dubai. We rehearse your next talk until it feels "
+               "like a conversation.",
+        "subjects": "public speaking, presentations, interviews",
+        "settings": (10, 12, 60),
+        "offerings": [
+            ("Presentation rehearsal", "Run through your talk; get notes you can use.", 40,
+             6500, "GBP"),
+        ],
+        "hours": [((0, 1, 2, 3, 6), "08:00", "13:00")],
     },
 }
 
@@ -156,6 +172,10 @@ def seed() -> dict[str, object]:
     contracting.accept(
         propose(leo, "Japanese for beginners", 8, "Trip to Kyoto in the autumn!"),
         users["aiko.coach@skileez.test"], response_message="Yoroshiku! Let's start with kana.")
+    contracting.accept(
+        propose(users["ben.student@skileez.test"], "Presentation rehearsal", 4,
+                "I pitch to investors next month."),
+        users["noor.coach@skileez.test"])
     # Pending, declined and expired proposals.
     propose(leo, "Conversation practice", 4, "Spanish, please: I can only do evenings.")
     propose(priya, "Japanese for beginners", 3, "A few phrases before a conference in Osaka.")
@@ -168,7 +188,8 @@ def seed() -> dict[str, object]:
     contracting.expire(stale)
     _book_demo_sessions(sam, clara, priya, marcus)
     _demo_life_cycle(sam, clara, priya, marcus, users["admin@skileez.test"],
-                     leo=leo, aiko=users["aiko.coach@skileez.test"])
+                     leo=leo, aiko=users["aiko.coach@skileez.test"],
+                     ben=users["ben.student@skileez.test"], noor=users["noor.coach@skileez.test"])
     return users
 
 
@@ -239,7 +260,7 @@ def _book_demo_sessions(sam, clara, priya, marcus) -> None:
                 _pay(session)
 
 
-def _demo_life_cycle(sam, clara, priya, marcus, admin, *, leo, aiko) -> None:
+def _demo_life_cycle(sam, clara, priya, marcus, admin, *, leo, aiko, ben, noor) -> None:
     """Sessions in every state, around now, driven through the real operations.
 
     Past moments are reached by freezing ``clock`` at them, so every audit event,
@@ -336,10 +357,13 @@ def _demo_life_cycle(sam, clara, priya, marcus, admin, *, leo, aiko) -> None:
         sessions.start(running, marcus)
         # Startable right away: the start window is open from now for as long as it lasts.
         at(real_now)
-        first_start = real_now + min(3 * minute, policy.start_window_before)
+        # Three start windows back to back, each pair's own, so that for the first hour
+        # after `make run` (20 minutes a window by default) some session can be started.
+        first_start = real_now + policy.start_window_before
+        window = policy.start_window_before + policy.start_window_after
         paid(sam, clara, first_start)
-        # Leo and Aiko's start window opens as Sam and Clara's closes.
-        paid(leo, aiko, first_start + policy.start_window_before + policy.start_window_after)
+        paid(leo, aiko, first_start + window)
+        paid(ben, noor, first_start + 2 * window)
         # Inside the late-cancellation window (20 hours of the default 24), and clear of
         # the session running now.
         late_lead = max(policy.late_cancellation_window * 5 / 6, 2 * 60 * minute)

@@ -11,6 +11,7 @@ from skileez.auth.models import User
 from skileez.extensions import db
 from skileez.payments.ledger import check_invariants
 from skileez.payments.operations import payment_can_be_paid
+from skileez.seed import DEMO_ACCOUNTS
 from skileez.sessions import lifecycle
 from skileez.sessions.models import Session
 
@@ -56,14 +57,17 @@ def test_the_next_days_make_run_reloads_a_demo_with_everything_to_do(app, clock)
     assert "reloaded" in output
     assert all(what_can_be_done(app).values()), what_can_be_done(app)
     with app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(User)) == 7
+        assert db.session.scalar(select(func.count()).select_from(User)) == len(DEMO_ACCOUNTS)
         assert check_invariants() == []
-    # Two start windows follow each other: something can be started for both.
-    window = timedelta(minutes=20)  # the default start window, 5 min before to 15 after
-    clock.advance(window)
-    assert what_can_be_done(app)["start"], "nothing to start in the second window"
-    # Joining and completing the running session stay possible for the next hour.
-    clock.advance(timedelta(hours=1) - window)
+    # Start windows follow each other: at every moment of the first hour, something
+    # can be started.
+    step = timedelta(minutes=5)
+    for elapsed in range(0, 61, 5):
+        assert what_can_be_done(app)["start"], f"nothing to start {elapsed} minutes in"
+        if elapsed < 60:
+            clock.advance(step)
+    # Joining and completing the running session, rescheduling and cancelling stay
+    # possible after that hour.
     later = what_can_be_done(app)
     assert later["join"] and later["complete"] and later["reschedule"] and later["cancel"]
 
@@ -79,7 +83,7 @@ def test_a_real_account_makes_make_run_leave_the_data_alone(app, clock, make_use
 
     assert "not demo accounts" in output and "left as it is" in output
     with app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(User)) == 8
+        assert db.session.scalar(select(func.count()).select_from(User)) == len(DEMO_ACCOUNTS) + 1
         assert db.session.scalar(select(func.count()).select_from(Session)) == sessions_before
     assert what_can_be_done(app)["start"] == 0
 

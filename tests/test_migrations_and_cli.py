@@ -11,6 +11,7 @@ from skileez.coaches.models import AvailabilityRule, Offering
 from skileez.contracts.models import Contract, Proposal
 from skileez.extensions import db
 from skileez.notifications.models import Notification
+from skileez.seed import DEMO_ACCOUNTS
 
 
 def test_models_and_migrations_agree(app):
@@ -34,19 +35,19 @@ def test_seed_loads_demo_accounts_once(app):
     with app.app_context():
         roles = dict(db.session.execute(select(User.role, func.count())
                                         .group_by(User.role)).all())
-        assert roles == {"admin": 1, "coach": 3, "student": 3}
+        assert roles == {"admin": 1, "coach": 4, "student": 4}
         # Demo people were welcomed like real ones (admins are not).
         assert db.session.scalar(select(func.count()).select_from(Notification).where(
-            Notification.kind == "welcome")) == 6
+            Notification.kind == "welcome")) == sum(a["role"] != "admin" for a in DEMO_ACCOUNTS)
         statuses = dict(db.session.execute(select(Proposal.status, func.count())
                                            .group_by(Proposal.status)).all())
-        assert statuses == {"pending": 2, "accepted": 3, "declined": 1, "expired": 1}
+        assert statuses == {"pending": 2, "accepted": 4, "declined": 1, "expired": 1}
         assert db.session.scalar(select(func.count()).select_from(Contract).where(
-            Contract.status == "active")) == 3
+            Contract.status == "active")) == 4
         currencies = set(db.session.scalars(select(Offering.currency)))
-        assert currencies == {"EUR", "USD", "JPY"}
+        assert currencies == {"EUR", "USD", "JPY", "GBP"}
         coaches_with_hours = set(db.session.scalars(select(AvailabilityRule.coach_id)))
-        assert len(coaches_with_hours) == 3
+        assert len(coaches_with_hours) == 4
         # Every session and payment state is visible in the demo.
         from skileez.payments.ledger import check_invariants
         from skileez.payments.models import Payment

@@ -67,10 +67,15 @@ def single_line(value):
 
 
 def multi_line(value):
-    """Like ``single_line`` but keeps the newlines and tabs a textarea legitimately holds."""
+    """Like ``single_line`` but keeps the newlines and tabs a textarea legitimately holds.
+
+    Browsers submit a textarea's line breaks as CR LF (HTML's form encoding), so
+    they are stored as plain LF: otherwise every save of an unchanged text would
+    change it, and CRs would reach plain-text emails.
+    """
     if not isinstance(value, str):
         return value
-    return _CONTROLS_BUT_LINES.sub("", value)
+    return _CONTROLS_BUT_LINES.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def _strip_nul(value):
