@@ -101,6 +101,10 @@ def build_config(instance_path: str, override: dict | None = None) -> dict:
         or redis_url
         or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
+        # Said explicitly: Flask-Limiter's shared extension object otherwise keeps the
+        # last app's setting, so one app built with throttling off turned it off for
+        # every app built after it in the same process.
+        "RATELIMIT_ENABLED": True,
         # If Redis is down, throttle per process rather than fail every sign-in.
         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         "RATELIMIT_SWALLOW_ERRORS": True,

@@ -167,3 +167,15 @@ def test_behind_a_proxy_throttling_uses_the_forwarded_client_address(make_app):
         assert fail("203.0.113.7").status_code == 422
     assert fail("203.0.113.7").status_code == 429
     assert fail("198.51.100.1").status_code == 422  # another client behind the same proxy
+
+
+def test_an_app_built_without_throttling_does_not_switch_it_off_for_the_next(make_app,
+                                                                             make_client):
+    """The limiter extension is shared by every app of a process (tests, CLI, workers)."""
+    make_app(RATELIMIT_ENABLED=False)
+    app = make_app()
+    client = make_client(app)
+    statuses = [client.post("/login", {"email": "nobody@example.com",
+                                       "password": "wrong password!"}).status_code
+                for _ in range(11)]
+    assert statuses[-1] == 429
