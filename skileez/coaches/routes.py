@@ -342,8 +342,7 @@ def _sessions_overlapping(starts_at: datetime, ends_at: datetime) -> list:
     sessions = db.session.scalars(select(Session).where(
         Session.coach_id == current_user.id, Session.starts_at < ends_at,
         Session.ends_at > starts_at,
-        Session.status.in_(("pending_payment", "scheduled", "reschedule_requested",
-                            "in_progress"))).order_by(Session.starts_at)).all()
+        Session.status.in_(lifecycle.GOING_AHEAD)).order_by(Session.starts_at)).all()
     return [(session, lifecycle.cancel_terms(session, current_user)) for session in sessions]
 
 

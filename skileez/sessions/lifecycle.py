@@ -19,6 +19,21 @@ from skileez.core.timezones import format_local, humanize_delta
 from skileez.policy import get_policy
 
 FINAL = ("completed", "cancelled", "expired", "missed")
+# The states in which a session is still going ahead: it holds its time and someone
+# may still act on it.
+GOING_AHEAD = ("pending_payment", "scheduled", "reschedule_requested", "in_progress")
+
+# A state in a few words, for lists (the dashboard); STATE_WORDS below says it in a sentence.
+STATUS_LABELS = {
+    "pending_payment": "Waiting for payment",
+    "scheduled": "Booked and paid",
+    "reschedule_requested": "Reschedule requested",
+    "in_progress": "In progress now",
+    "completed": "Completed",
+    "missed": "Missed",
+    "cancelled": "Cancelled",
+    "expired": "Expired (not paid in time)",
+}
 
 STATE_WORDS = {
     "pending_payment": "The session is waiting for payment.",
