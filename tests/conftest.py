@@ -152,6 +152,20 @@ def app(make_app):
     return make_app()
 
 
+@pytest.fixture
+def ledger_checked_after_each_test(make_app):
+    """Money tests end with a healthy ledger, whatever they asserted themselves.
+
+    A module opts in with ``pytestmark = pytest.mark.usefixtures(...)``.
+    """
+    yield
+    from skileez.payments.ledger import check_invariants
+
+    for each in make_app.apps:
+        with each.app_context():
+            assert check_invariants() == []
+
+
 # --- time -------------------------------------------------------------------
 
 @pytest.fixture

@@ -19,15 +19,7 @@ WED_10_BERLIN = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)  # 10:00 CET
 
 
 
-@pytest.fixture(autouse=True)
-def ledger_checked_after_each_test(make_app):
-    """Every money test ends with a healthy ledger, whatever it asserted itself."""
-    yield
-    from skileez.payments.ledger import check_invariants
-
-    for each in make_app.apps:
-        with each.app_context():
-            assert check_invariants() == []
+pytestmark = pytest.mark.usefixtures("ledger_checked_after_each_test")
 
 
 def load(app, model, obj_id):

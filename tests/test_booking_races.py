@@ -21,15 +21,7 @@ SLOT = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)  # Wed 10:00 in Berlin
 
 
 
-@pytest.fixture(autouse=True)
-def ledger_checked_after_each_test(make_app):
-    """Every money test ends with a healthy ledger, whatever it asserted itself."""
-    yield
-    from skileez.payments.ledger import check_invariants
-
-    for each in make_app.apps:
-        with each.app_context():
-            assert check_invariants() == []
+pytestmark = pytest.mark.usefixtures("ledger_checked_after_each_test")
 
 
 def _threads(app) -> int:

@@ -18,15 +18,7 @@ from skileez.sessions.models import Session
 from tests.conftest import Client
 from tests.test_payments import SECRET, SLOT, event, post_webhook, sign, states
 
-
-@pytest.fixture(autouse=True)
-def ledger_checked_after_each_test(make_app):
-    yield
-    from skileez.payments.ledger import check_invariants
-
-    for each in make_app.apps:
-        with each.app_context():
-            assert check_invariants() == []
+pytestmark = pytest.mark.usefixtures("ledger_checked_after_each_test")
 
 
 @pytest.fixture

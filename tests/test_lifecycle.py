@@ -12,7 +12,6 @@ from skileez.coaches.models import CoachProfile
 from skileez.extensions import db
 from skileez.jobs.sweep import sweep
 from skileez.notifications.models import Notification
-from skileez.payments import ledger
 from skileez.payments.models import Payment
 from skileez.sessions.models import Rating, Reminder, RescheduleRequest, Session
 from tests.conftest import Client
@@ -21,12 +20,7 @@ from tests.conftest import Client
 THURSDAY = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def ledger_checked_after_each_test(make_app):
-    yield
-    for each in make_app.apps:
-        with each.app_context():
-            assert ledger.check_invariants() == []
+pytestmark = pytest.mark.usefixtures("ledger_checked_after_each_test")
 
 
 @pytest.fixture

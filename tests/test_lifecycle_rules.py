@@ -19,7 +19,6 @@ from skileez.core.models import AuditEvent
 from skileez.extensions import db
 from skileez.jobs.sweep import sweep
 from skileez.notifications.models import Notification
-from skileez.payments import ledger
 from skileez.payments.models import LedgerTransaction, Payment, Refund
 from skileez.sessions import operations
 from skileez.sessions.models import Rating, RescheduleRequest, Session
@@ -42,12 +41,7 @@ def target(index: int) -> datetime:
     return slot(index) + timedelta(days=7)
 
 
-@pytest.fixture(autouse=True)
-def ledger_checked_after_each_test(make_app):
-    yield
-    for each in make_app.apps:
-        with each.app_context():
-            assert ledger.check_invariants() == []
+pytestmark = pytest.mark.usefixtures("ledger_checked_after_each_test")
 
 
 @pytest.fixture

@@ -35,15 +35,7 @@ SECRET = "whsec_unit_test"
 
 
 
-@pytest.fixture(autouse=True)
-def ledger_checked_after_each_test(make_app):
-    """Every money test ends with a healthy ledger, whatever it asserted itself."""
-    yield
-    from skileez.payments.ledger import check_invariants
-
-    for each in make_app.apps:
-        with each.app_context():
-            assert check_invariants() == []
+pytestmark = pytest.mark.usefixtures("ledger_checked_after_each_test")
 
 
 def sign(payload: bytes, secret: str = SECRET, timestamp: int | None = None) -> str:
