@@ -57,7 +57,7 @@ def create_app(config_override: dict | None = None) -> Flask:
 
 
 def _init_extensions(app: Flask) -> None:
-    from skileez.extensions import bootstrap, csrf, db, htmx, limiter, login_manager, migrate
+    from skileez.extensions import bootstrap, csrf, db, limiter, login_manager, migrate
 
     db.init_app(app)
     _configure_sqlite(app)
@@ -65,7 +65,6 @@ def _init_extensions(app: Flask) -> None:
                                                      "migrations"),
                      compare_type=True, render_as_batch=True)
     csrf.init_app(app)
-    htmx.init_app(app)
     bootstrap.init_app(app)
     limiter.init_app(app)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 from redis.exceptions import RedisError
 from sqlalchemy import func, or_, select
@@ -14,7 +14,7 @@ from skileez.auth.forms import ConfirmForm
 from skileez.auth.models import ROLES, User
 from skileez.core.access import require_role
 from skileez.core.errors import Conflict
-from skileez.core.http import choice_arg, like_pattern, text_arg
+from skileez.core.http import choice_arg, is_htmx, like_pattern, text_arg
 from skileez.core.models import AuditEvent
 from skileez.core.pagination import paginate
 from skileez.extensions import db
@@ -61,7 +61,7 @@ def users():
         statement = statement.where(User.status == status)
     page = paginate(statement.order_by(User.created_at.desc(), User.id.desc()),
                        per_page=current_app.config["PER_PAGE"])
-    template = "admin/_users_table.html" if request.headers.get("HX-Request") == "true" \
+    template = "admin/_users_table.html" if is_htmx() \
         else "admin/users.html"
     return render_template(template, page=page, q=query, role=role, status=status,
                            roles=ROLES)

@@ -8,6 +8,7 @@ from flask import Flask, flash, redirect, request, session, url_for
 from flask_login import LoginManager, login_user
 from sqlalchemy import select
 
+from skileez.core.http import is_htmx
 from skileez.extensions import db
 
 
@@ -29,7 +30,7 @@ def init_login(app: Flask, login_manager: LoginManager) -> None:
     @login_manager.unauthorized_handler
     def unauthorized():
         target = url_for("auth.login", next=_safe_next(request.full_path))
-        if request.headers.get("HX-Request") == "true":
+        if is_htmx():
             response = app.response_class(status=401)
             response.headers["HX-Redirect"] = target
             return response

@@ -33,7 +33,7 @@ from skileez.coaches.models import WEEKDAYS, AvailabilityRule, Offering, TimeOff
 from skileez.core.access import public, require_login, role_required
 from skileez.core.errors import DomainError
 from skileez.core.forms import Form, attach_error
-from skileez.core.http import choice_arg, text_arg
+from skileez.core.http import choice_arg, is_htmx, text_arg
 from skileez.core.money import SUPPORTED_CURRENCIES, MoneyError, input_value, parse_amount
 from skileez.core.pagination import paginate
 from skileez.core.timezones import localize, zone
@@ -42,10 +42,6 @@ from skileez.extensions import db
 bp = require_login(Blueprint("coaches", __name__, url_prefix="/coaches"))
 
 PREVIEW_DAYS = 14
-
-
-def _is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
 
 
 # --- public directory and profiles -------------------------------------------------
@@ -73,10 +69,10 @@ def index():
                                 f"{error}")
     page = paginate(directory_statement(filters), per_page=12)
     cards = [coach_card(coach, filters.currency) for coach in page.items]
-    template = "coaches/_results.html" if _is_htmx() else "coaches/index.html"
+    template = "coaches/_results.html" if is_htmx() else "coaches/index.html"
     return render_template(template, page=page, cards=cards, filters=filters, sorts=SORTS,
                            currencies=SUPPORTED_CURRENCIES, price_errors=price_errors,
-                           oob=_is_htmx(),
+                           oob=is_htmx(),
                            min_price=text_arg("min_price", 20),
                            max_price=text_arg("max_price", 20))
 
@@ -263,13 +259,13 @@ def add_rule():
             db.session.rollback()
             attach_error(form, error)
         else:
-            if _is_htmx():
+            if is_htmx():
                 return render_template("coaches/_weekly_rules.html",
                                        **_availability_context()), \
                     200, {"HX-Trigger": "availability-changed"}
             flash("Availability added.", "success")
             return redirect(url_for("coaches.availability"), code=303)
-    if _is_htmx():
+    if is_htmx():
         return render_template("coaches/_weekly_rules.html",
                                **_availability_context(rule_form=form)), 422
     return render_template("coaches/availability.html", **_availability_context(rule_form=form),
@@ -286,7 +282,7 @@ def delete_rule(rule_id: int):
     except LookupError:
         abort(404)
     db.session.commit()
-    if _is_htmx():
+    if is_htmx():
         return render_template("coaches/_weekly_rules.html", **_availability_context()), \
             200, {"HX-Trigger": "availability-changed"}
     flash("Availability removed.", "success")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
@@ -13,7 +13,7 @@ from skileez.contracts.models import Contract, Proposal
 from skileez.core.access import require_login, role_required
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.forms import Form
-from skileez.core.http import choice_arg
+from skileez.core.http import choice_arg, is_htmx
 from skileez.core.models import AuditEvent
 from skileez.core.pagination import paginate
 from skileez.extensions import db
@@ -28,7 +28,7 @@ PROPOSAL_STATUSES = ("pending", "accepted", "declined", "withdrawn", "expired")
 @bp.app_context_processor
 def pending_proposals_badge():
     """The count beside 'Proposals' in a coach's navigation."""
-    if request.headers.get("HX-Request") == "true":
+    if is_htmx():
         return {"pending_proposals_count": 0}  # fragments have no navigation bar
     if current_user and current_user.is_authenticated and current_user.is_coach:
         count = db.session.scalar(select(func.count()).select_from(Proposal).where(

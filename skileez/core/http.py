@@ -5,6 +5,15 @@ from __future__ import annotations
 from flask import request
 
 
+def is_htmx() -> bool:
+    """The one test for "this request came from htmx" (it sends ``HX-Request: true``).
+
+    A URL that answers htmx with a fragment and a browser with the full page
+    must say so to caches: ``core.web`` adds ``Vary: HX-Request`` to every response.
+    """
+    return request.headers.get("HX-Request") == "true"
+
+
 def text_arg(name: str, max_length: int = 100) -> str:
     """A trimmed, length-capped query parameter with NUL characters removed."""
     return (request.args.get(name) or "").replace("\x00", "").strip()[:max_length]

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from skileez import clock
 from skileez.core.errors import Conflict, DomainError
+from skileez.core.http import is_htmx
 from skileez.core.money import format_money
 from skileez.core.timezones import format_local, humanize_delta, localize, zone_label
 
@@ -103,7 +104,7 @@ def render_error(status: int, message: str | None = None, *, title: str | None =
         "message": message,
         "hint": ERROR_HINTS.get(status),
     }
-    htmx_request = request.headers.get("HX-Request") == "true"
+    htmx_request = is_htmx()
     try:
         body = render_template("errors/_error.html" if htmx_request else "errors/error.html",
                                **context)
@@ -215,7 +216,7 @@ def _register_template_helpers(app: Flask) -> None:
         tz = viewer_timezone()
         unread = 0
         # Fragments polled by htmx (other than the bell itself) do not show the count.
-        fragment = request.headers.get("HX-Request") == "true" and \
+        fragment = is_htmx() and \
             request.endpoint != "notifications.bell"
         if current_user and current_user.is_authenticated and not fragment:
             from skileez.notifications.operations import unread_count

@@ -7,6 +7,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from skileez.core.access import require_login
+from skileez.core.http import is_htmx
 from skileez.core.pagination import paginate
 from skileez.extensions import db
 from skileez.notifications import operations
@@ -52,7 +53,7 @@ def mark_read(notification_id: int):
     notification = _own_notification(notification_id)
     operations.mark_read(notification)
     db.session.commit()
-    if request.headers.get("HX-Request") == "true":
+    if is_htmx():
         response = render_template("notifications/_item.html", n=notification)
         return response, 200, {"HX-Trigger": "notifications-changed"}
     target = operations.notification_link(notification.kind, notification.payload) \

@@ -23,6 +23,7 @@ from skileez.coaches.operations import profile_for
 from skileez.core.access import public, require_login, role_required
 from skileez.core.db import is_lock_conflict
 from skileez.core.errors import Conflict
+from skileez.core.http import is_htmx
 from skileez.core.pagination import paginate
 from skileez.extensions import csrf, db
 from skileez.payments import operations, queries
@@ -149,7 +150,7 @@ def test_card(payment_id: int):
 def status(payment_id: int):
     """Waiting for the provider's confirmation; the fragment polls until it arrives."""
     payment = _payment_for_participant(payment_id)
-    if request.headers.get("HX-Request") == "true":
+    if is_htmx():
         headers = {"HX-Trigger": "notifications-changed"} if payment.status == "held" else {}
         return render_template("payments/_status.html", payment=payment), 200, headers
     return render_template("payments/status.html", payment=payment)

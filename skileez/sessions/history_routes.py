@@ -11,11 +11,12 @@ from flask_login import current_user
 
 from skileez.auth.forms import ConfirmForm
 from skileez.core.access import public
+from skileez.core.http import is_htmx
 from skileez.core.pagination import paginate
 from skileez.extensions import db
 from skileez.policy import get_policy
 from skileez.sessions import calendar, history
-from skileez.sessions.routes import _is_htmx, _session_for_participant, bp
+from skileez.sessions.routes import _session_for_participant, bp
 
 ICS_MIMETYPE = "text/calendar"
 
@@ -26,7 +27,7 @@ def history_index():
     page = paginate(history.history_statement(current_user, filters),
                     per_page=current_app.config.get("PER_PAGE", 20))
     context = {"page": page, "filters": filters, "statuses": history.STATUS_LABELS}
-    if _is_htmx():
+    if is_htmx():
         return render_template("sessions/_history_table.html", oob_feedback=True, **context)
     return render_template("sessions/index.html", **context)
 

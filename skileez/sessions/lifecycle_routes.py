@@ -16,6 +16,7 @@ from skileez import clock
 from skileez.coaches.availability import coach_open_slots
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.forms import Form, attach_error
+from skileez.core.http import is_htmx
 from skileez.core.money import format_money, share
 from skileez.core.permissions import Decision
 from skileez.extensions import db
@@ -56,13 +57,9 @@ def _session(session_id: int) -> Session:
     return session
 
 
-def _htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
 def _back(session: Session, message: str, category: str = "success"):
     flash(message, category)
-    if _htmx():
+    if is_htmx():
         response = redirect(url_for("sessions.detail", session_id=session.id))
         response.headers["HX-Redirect"] = url_for("sessions.detail", session_id=session.id)
         return response

@@ -14,6 +14,7 @@ from skileez.coaches.operations import profile_for
 from skileez.contracts.models import Contract
 from skileez.core.access import require_login
 from skileez.core.errors import Conflict
+from skileez.core.http import is_htmx
 from skileez.core.models import AuditEvent
 from skileez.core.money import share
 from skileez.core.timezones import localize, zone
@@ -25,10 +26,6 @@ from skileez.sessions.forms import BookForm
 from skileez.sessions.models import Session
 
 bp = require_login(Blueprint("sessions", __name__, url_prefix="/sessions"))
-
-
-def _is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
 
 
 def _session_for_participant(session_id: int) -> Session:
@@ -104,7 +101,7 @@ def book(contract_id: int):
         context = {"contract": contract, "can_book": can_book, "days": {},
                    "week": _week_start(None, tz), "prev_week": None, "next_week": None,
                    "booked": contract.booked_sessions, "slot_count": 0}
-        if _is_htmx():
+        if is_htmx():
             return render_template("sessions/_week.html", **context)
         return render_template("sessions/book.html", **context)
     requested = request.args.get("week")
@@ -126,7 +123,7 @@ def book(contract_id: int):
                "next_week": week + timedelta(days=7) if end < horizon_end else None,
                "booked": contract.booked_sessions,
                "slot_count": len(slots)}
-    if _is_htmx():
+    if is_htmx():
         return render_template("sessions/_week.html", **context)
     return render_template("sessions/book.html", **context)
 
