@@ -127,7 +127,10 @@ def _register_blueprints(app: Flask) -> None:
     from skileez.core.vendor import bp as vendor_bp
     from skileez.notifications.routes import bp as notifications_bp
     from skileez.payments.routes import bp as payments_bp
-    from skileez.sessions.routes import bp as sessions_bp
+
+    # The sessions blueprint's views live in three modules; importing them registers them.
+    from skileez.sessions import history_routes, lifecycle_routes, routes  # noqa: F401
+    from skileez.sessions.blueprint import bp as sessions_bp
 
     for blueprint in (core_bp, vendor_bp, auth_bp, coaches_bp, contracts_bp, sessions_bp,
                       payments_bp, notifications_bp, admin_bp):

@@ -63,19 +63,14 @@ def seed_command(if_empty: bool, refresh_demo: bool) -> None:
     elif if_empty and not refresh_demo and emails:
         click.echo("Database already has data; demo data not loaded.")
     else:
-        from skileez.core.db import serialized_write
+        from skileez.core.unit_of_work import transaction
 
-        # On SQLite the driver starts no transaction before the first SAVEPOINT, so
-        # releasing it would commit the first account: open the transaction ourselves.
-        serialized_write()
-        try:
+        # Serialized: on SQLite the driver starts no transaction before the first
+        # SAVEPOINT, so releasing it would commit the first account on its own.
+        with transaction(serialized=True):
             if emails and refresh_demo:
                 wipe_demo()
             seed()
-            db.session.commit()
-        except Exception:
-            db.session.rollback()
-            raise
         click.echo("Demo data reloaded, timed from now." if emails else "Demo data loaded.")
     print_demo_accounts(DEMO_ACCOUNTS)
 

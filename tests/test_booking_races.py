@@ -81,7 +81,7 @@ def test_the_database_itself_refuses_overlaps(app, coaching, make_user, make_con
 
     from sqlalchemy.exc import IntegrityError
 
-    from skileez.core.db import serialized_write
+    from skileez.core.unit_of_work import begin_serialized
 
     first = book_session(coaching["student"], coaching["contract"], SLOT)
     other = make_user(email="other@example.com")
@@ -100,7 +100,7 @@ def test_the_database_itself_refuses_overlaps(app, coaching, make_user, make_con
         else:
             # SQLite: booking holds the write lock from its first statement, so no other
             # writer can slip in between its check and its insert.
-            serialized_write()
+            begin_serialized()
             path = db.engine.url.database
             other_writer = sqlite3.connect(path, timeout=0)
             with pytest.raises(sqlite3.OperationalError, match="locked"):

@@ -20,7 +20,7 @@ are: a serialized write on SQLite (below), and the provider calls in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -50,7 +50,7 @@ def transaction(*, serialized: bool = False) -> Iterator[None]:
     objects loaded are re-read inside the locked transaction.
     """
     if serialized:
-        _begin_serialized()
+        begin_serialized()
     try:
         yield
         db.session.commit()
@@ -59,7 +59,7 @@ def transaction(*, serialized: bool = False) -> Iterator[None]:
         raise
 
 
-def _begin_serialized() -> None:
+def begin_serialized() -> None:
     if db.engine.dialect.name != "sqlite":
         return
     connection = db.session.connection()
@@ -85,13 +85,17 @@ def see_other(url: str, message: str | None = None, category: str = "success") -
 
 def submit(form, action: Callable[[], T], *, page: Callable[[], str],
            done: Callable[[T], ResponseReturnValue], allowed=True,
+           problems: Callable[[], Iterable[DomainError]] | None = None,
            serialized: bool = False) -> ResponseReturnValue:
     """Run one form's action as a unit of work and answer the way every form does.
 
     ``page`` renders the form (with its errors) and is used for GET and for every
     refusal; ``done`` turns the action's result into the success response. A GET
     only shows the page. A POST that ``allowed`` (a ``Decision``) refuses is 409 and
-    runs nothing: the page states the reason. A form that does not validate is 422.
+    runs nothing: the page states the reason. A form that does not validate is 422;
+    so is one the rules object to before anything runs (``problems``: an operation's
+    own check, so a person sees every problem at once, not one per attempt — a field
+    whose own validator already complained is not told twice).
     A ``DomainError`` from the action is shown beside its field with its status
     (422, or 409 for a ``Conflict``), after everything the action wrote was rolled back.
     """
@@ -99,7 +103,13 @@ def submit(form, action: Callable[[], T], *, page: Callable[[], str],
         return page(), 200
     if not allowed:
         return page(), 409
-    if not form.validate_on_submit():
+    valid = form.validate_on_submit()
+    for problem in problems() if problems else ():
+        field = getattr(form, problem.field, None) if problem.field else None
+        if field is None or not field.errors:
+            attach_error(form, problem)
+        valid = False
+    if not valid:
         return page(), 422
     try:
         with transaction(serialized=serialized):
@@ -108,3 +118,9 @@ def submit(form, action: Callable[[], T], *, page: Callable[[], str],
         attach_error(form, error)
         return page(), error.status_code
     return done(result)
+
+
+def form_message(form) -> str:
+    """All of a form's problems as one sentence, for a button that has no form page."""
+    return "; ".join(message for messages in form.errors.values()
+                     for message in messages if message)

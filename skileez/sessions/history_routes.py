@@ -6,17 +6,17 @@ out, because calendar apps fetch it without cookies and the token in its URL is 
 
 from __future__ import annotations
 
-from flask import Response, current_app, flash, redirect, render_template, request, url_for
+from flask import Response, current_app, render_template, request, url_for
 from flask_login import current_user
 
 from skileez.auth.forms import ConfirmForm
 from skileez.core.access import public
 from skileez.core.http import is_htmx
 from skileez.core.pagination import paginate
-from skileez.extensions import db
+from skileez.core.unit_of_work import see_other, transaction
 from skileez.policy import get_policy
 from skileez.sessions import calendar, history
-from skileez.sessions.routes import _session_for_participant, bp
+from skileez.sessions.blueprint import bp, participant_session
 
 ICS_MIMETYPE = "text/calendar"
 
@@ -51,8 +51,8 @@ def statistics():
 @bp.get("/calendar")
 def calendar_page():
     if not current_user.calendar_token:
-        calendar.ensure_token(current_user)
-        db.session.commit()
+        with transaction():  # the first visit mints the private feed link it shows
+            calendar.ensure_token(current_user)
     return render_template("sessions/calendar.html", form=ConfirmForm(),
                            feed_url=_feed_url(current_user.calendar_token))
 
@@ -61,14 +61,14 @@ def calendar_page():
 def new_calendar_link():
     form = ConfirmForm()
     if not form.validate_on_submit():
-        flash("That form had expired, so your link was not changed. Please try again.",
-              "warning")
-        return redirect(url_for("sessions.calendar_page"), code=303)
-    calendar.rotate_token(current_user)
-    db.session.commit()
-    flash("Here is your new calendar link. The old one no longer works: replace it in "
-          "every calendar app that used it.", "success")
-    return redirect(url_for("sessions.calendar_page"), code=303)
+        return see_other(url_for("sessions.calendar_page"),
+                         "That form had expired, so your link was not changed. "
+                         "Please try again.", "warning")
+    with transaction():
+        calendar.rotate_token(current_user)
+    return see_other(url_for("sessions.calendar_page"),
+                     "Here is your new calendar link. The old one no longer works: replace "
+                     "it in every calendar app that used it.")
 
 
 def _feed_url(token: str) -> str:
@@ -100,6 +100,6 @@ def calendar_feed(token: str):
 
 @bp.get("/<int:session_id>/calendar.ics")
 def session_ics(session_id: int):
-    session = _session_for_participant(session_id)
+    session = participant_session(session_id)
     body = calendar.build_calendar([session], current_user, _page_url)
     return _ics_response(body, f"skileez-session-{session.id}.ics")

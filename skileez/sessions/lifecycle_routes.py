@@ -9,20 +9,20 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from skileez import clock
 from skileez.coaches.availability import coach_open_slots
-from skileez.core.errors import Conflict, DomainError
-from skileez.core.forms import Form, attach_error
-from skileez.core.http import is_htmx
+from skileez.core.forms import Form
 from skileez.core.money import format_money, share
 from skileez.core.permissions import Decision
+from skileez.core.unit_of_work import form_message, see_other, submit
 from skileez.extensions import db
 from skileez.payments import words
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle, operations
+from skileez.sessions.blueprint import bp, participant_session
 from skileez.sessions.forms import (
     AnswerRescheduleForm,
     CancelForm,
@@ -33,7 +33,7 @@ from skileez.sessions.forms import (
     RescheduleForm,
 )
 from skileez.sessions.models import RescheduleRequest, Session
-from skileez.sessions.routes import bp, session_history
+from skileez.sessions.routes import session_history
 
 RESCHEDULE_DAYS = 21
 
@@ -50,24 +50,14 @@ def _lifecycle_rules() -> dict:
     return {"lifecycle": lifecycle, "reschedule_alternatives": _open_times}
 
 
-def _session(session_id: int) -> Session:
-    session = db.session.get(Session, session_id)
-    if session is None or not session.is_participant(current_user):
-        abort(404)
-    return session
+def _back(session: Session, message: str):
+    return see_other(url_for("sessions.detail", session_id=session.id), message)
 
 
-def _back(session: Session, message: str, category: str = "success"):
-    flash(message, category)
-    if is_htmx():
-        response = redirect(url_for("sessions.detail", session_id=session.id))
-        response.headers["HX-Redirect"] = url_for("sessions.detail", session_id=session.id)
-        return response
-    return redirect(url_for("sessions.detail", session_id=session.id), code=303)
-
-
-def _errors(form) -> str:
-    return "; ".join(message for messages in form.errors.values() for message in messages)
+def _refused(session: Session, form) -> str:
+    """For a button with no page of its own: what stopped it, on a page of its own."""
+    return render_template("sessions/action_refused.html", session=session,
+                           message=form_message(form))
 
 
 @bp.get("/<int:session_id>/live")
@@ -78,7 +68,7 @@ def live(session_id: int):
     timeline are stale too: they ride along as out-of-band swaps, so the other
     person's page catches up without a reload.
     """
-    session = _session(session_id)
+    session = participant_session(session_id)
     seen = request.args.get("seen")
     changed = bool(seen) and seen != session.status
     return render_template("sessions/_live.html", session=session, oob=changed,
@@ -86,17 +76,10 @@ def live(session_id: int):
 
 
 def _simple_action(session_id: int, action, success: str):
-    session = _session(session_id)
-    if not Form().validate_on_submit():
-        abort(400)
-    try:
-        result = action(session)
-        db.session.commit()
-    except Conflict as error:
-        db.session.rollback()
-        return render_template("sessions/action_refused.html", session=session,
-                               message=error.message), 409
-    return result or _back(session, success)
+    session = participant_session(session_id)
+    form = Form()
+    return submit(form, lambda: action(session), page=lambda: _refused(session, form),
+                  done=lambda result: result or _back(session, success))
 
 
 @bp.post("/<int:session_id>/confirm-attendance")
@@ -114,12 +97,9 @@ def start(session_id: int):
 
 @bp.post("/<int:session_id>/join")
 def join(session_id: int):
-    def go(session):
-        url = operations.join(session, current_user)
-        db.session.commit()
-        return redirect(url, code=303)
-
-    return _simple_action(session_id, go, "")
+    """Joining records attendance, then sends the person on to the meeting room."""
+    return _simple_action(session_id,
+                          lambda s: redirect(operations.join(s, current_user), code=303), "")
 
 
 def _open_times(session: Session) -> list[datetime]:
@@ -143,51 +123,23 @@ def _parse(value: str | None) -> datetime | None:
 
 @bp.route("/<int:session_id>/reschedule", methods=["GET", "POST"])
 def reschedule(session_id: int):
-    session = _session(session_id)
+    session = participant_session(session_id)
     decision = lifecycle.can_request_reschedule(session, current_user)
     form = RescheduleForm()
     times = _open_times(session) if decision else []
     form.new_start.choices = [(t.isoformat(), t.isoformat()) for t in times]
-    status = 200
-    if not decision:
-        status = 409 if request.method == "POST" else 200
-    elif _reschedule_form_valid(form, session):
-        new_start = _parse(form.new_start.data)
-        try:
-            operations.request_reschedule(session, current_user, new_start=new_start,
-                                          reason=form.reason.data)
-            db.session.commit()
-        except Conflict as error:
-            db.session.rollback()
-            form.form_errors.append(error.message)
-            status = 409
-        except DomainError as error:
-            db.session.rollback()
-            attach_error(form, error)
-            status = 422
-        else:
-            return _back(session, "Your request was sent. The session stays where it is "
-                                  "until it is answered.")
-    elif request.method == "POST":
-        status = 422
-    return render_template("sessions/reschedule.html", session=session, form=form,
-                           decision=decision, times=times), status
-
-
-def _reschedule_form_valid(form: RescheduleForm, session: Session) -> bool:
-    """Every field's problem at once: the form's own checks and the rules of a request
-    (the reason's length, the time's lead and freedom) are gathered into one answer."""
-    valid = form.validate_on_submit()
-    if request.method != "POST":
-        return valid
-    problems = operations.reschedule_problems(session, new_start=_parse(form.new_start.data),
-                                              reason=form.reason.data or "")
-    for problem in problems:
-        field = getattr(form, problem.field)
-        if not field.errors:  # the field's own message says it already
-            attach_error(form, problem)
-        valid = False
-    return valid
+    return submit(
+        form,
+        lambda: operations.request_reschedule(session, current_user,
+                                              new_start=_parse(form.new_start.data),
+                                              reason=form.reason.data),
+        page=lambda: render_template("sessions/reschedule.html", session=session, form=form,
+                                     decision=decision, times=times),
+        done=lambda _: _back(session, "Your request was sent. The session stays where it "
+                                      "is until it is answered."),
+        allowed=decision,
+        problems=lambda: operations.reschedule_problems(
+            session, new_start=_parse(form.new_start.data), reason=form.reason.data or ""))
 
 
 def _request(request_id: int) -> RescheduleRequest:
@@ -203,10 +155,8 @@ def answer_reschedule(request_id: int, action: str):
     session = item.session
     form = AnswerRescheduleForm()
     form.new_start.choices = []
-    if not form.validate_on_submit():
-        return render_template("sessions/action_refused.html", session=session,
-                               message=_errors(form)), 422
-    try:
+
+    def answer():
         if action == "approve":
             chosen = _parse(form.new_start.data) if form.new_start.data else None
             operations.approve_reschedule(item, current_user, chosen_start=chosen,
@@ -215,43 +165,27 @@ def answer_reschedule(request_id: int, action: str):
             operations.decline_reschedule(item, current_user, note=form.note.data or "")
         else:
             operations.withdraw_reschedule(item, current_user)
-        db.session.commit()
-    except DomainError as error:
-        db.session.rollback()
-        return render_template("sessions/action_refused.html", session=session,
-                               message=error.message), \
-            409 if isinstance(error, Conflict) else 422
-    return _back(session, {"approve": "The session has been moved.",
-                           "decline": "Declined: the session stays at its time.",
-                           "withdraw": "Your request was withdrawn."}[action])
+
+    return submit(form, answer, page=lambda: _refused(session, form),
+                  done=lambda _: _back(session, {
+                      "approve": "The session has been moved.",
+                      "decline": "Declined: the session stays at its time.",
+                      "withdraw": "Your request was withdrawn."}[action]))
 
 
 def _form_action(session: Session, decision, form, run, success, template: str,
                  **context):
     """GET shows the rule; POST runs the operation: 409 when not allowed now, 422 for bad input."""
-    status = 200
-    if request.method == "POST":
-        if not decision:
-            status = 409
-        elif form.validate_on_submit():
-            try:
-                run()
-                db.session.commit()
-            except DomainError as error:
-                db.session.rollback()
-                attach_error(form, error)
-                status = 409 if isinstance(error, Conflict) else 422
-            else:
-                return _back(session, success() if callable(success) else success)
-        else:
-            status = 422
-    return render_template(template, session=session, form=form, decision=decision,
-                           **context), status
+    return submit(form, run,
+                  page=lambda: render_template(template, session=session, form=form,
+                                               decision=decision, **context),
+                  done=lambda _: _back(session, success() if callable(success) else success),
+                  allowed=decision)
 
 
 @bp.route("/<int:session_id>/cancel", methods=["GET", "POST"])
 def cancel(session_id: int):
-    session = _session(session_id)
+    session = participant_session(session_id)
     terms = lifecycle.cancel_terms(session, current_user)
     form = CancelForm()
     refund_amount = None
@@ -288,7 +222,7 @@ def _cancelled_words(session: Session, refunded_before: int) -> str:
 
 @bp.route("/<int:session_id>/complete", methods=["GET", "POST"])
 def complete(session_id: int):
-    session = _session(session_id)
+    session = participant_session(session_id)
     form = CompleteForm()
     return _form_action(
         session, lifecycle.can_complete(session, current_user), form,
@@ -298,25 +232,16 @@ def complete(session_id: int):
 
 @bp.post("/<int:session_id>/notes")
 def notes(session_id: int):
-    session = _session(session_id)
+    session = participant_session(session_id)
     form = NotesForm()
-    if form.validate_on_submit():
-        try:
-            operations.add_notes(session, current_user, form.notes.data)
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            return render_template("sessions/action_refused.html", session=session,
-                                   message=error.message), \
-                409 if isinstance(error, Conflict) else 422
-        return _back(session, "Your notes are saved.")
-    return render_template("sessions/action_refused.html", session=session,
-                           message=_errors(form)), 422
+    return submit(form, lambda: operations.add_notes(session, current_user, form.notes.data),
+                  page=lambda: _refused(session, form),
+                  done=lambda _: _back(session, "Your notes are saved."))
 
 
 @bp.route("/<int:session_id>/missed", methods=["GET", "POST"])
 def missed(session_id: int):
-    session = _session(session_id)
+    session = participant_session(session_id)
     form = MissedForm()
     return _form_action(
         session, lifecycle.can_mark_missed(session, current_user), form,
@@ -327,7 +252,7 @@ def missed(session_id: int):
 
 @bp.route("/<int:session_id>/rate", methods=["GET", "POST"])
 def rate(session_id: int):
-    session = _session(session_id)
+    session = participant_session(session_id)
     form = RatingForm()
     return _form_action(
         session, lifecycle.can_rate(session, current_user), form,

@@ -11,7 +11,7 @@ from skileez import clock
 from skileez.coaches.availability import coach_open_slots
 from skileez.coaches.operations import profile_for
 from skileez.contracts.models import Contract, fully_booked_message
-from skileez.core.db import is_lock_conflict, lock_coach_calendar, serialized_write
+from skileez.core.db import is_lock_conflict, lock_coach_calendar
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.money import share
 from skileez.core.transitions import record_creation, record_event, transition
@@ -38,9 +38,9 @@ def book(student, contract_id: int, starts_at: datetime) -> Session:
     row is locked (PostgreSQL) so the count of booked sessions cannot be raced;
     and the database refuses an overlapping insert (exclusion constraints on
     PostgreSQL, the serialized transaction on SQLite). Whoever loses sees
-    ``SLOT_TAKEN`` and nothing is created.
+    ``SLOT_TAKEN`` and nothing is created. On SQLite the caller runs this in a
+    serialized transaction (``core.unit_of_work.transaction(serialized=True)``).
     """
-    serialized_write()
     contract = db.session.scalar(select(Contract).where(Contract.id == contract_id)
                                  .with_for_update())
     if contract is None or contract.student_id != student.id:

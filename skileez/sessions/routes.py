@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from flask import Blueprint, abort, make_response, redirect, render_template, request, url_for
+from flask import abort, make_response, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
 
@@ -12,27 +12,18 @@ from skileez import clock
 from skileez.coaches.availability import coach_next_open_slot, coach_open_slots
 from skileez.coaches.operations import profile_for
 from skileez.contracts.models import Contract
-from skileez.core.access import require_login
-from skileez.core.errors import Conflict
 from skileez.core.http import is_htmx
 from skileez.core.models import AuditEvent
 from skileez.core.money import share
 from skileez.core.timezones import localize, zone
+from skileez.core.unit_of_work import see_other, submit
 from skileez.core.web import render_error
 from skileez.extensions import db
 from skileez.policy import get_policy
 from skileez.sessions import operations
+from skileez.sessions.blueprint import bp, participant_session
 from skileez.sessions.forms import BookForm
 from skileez.sessions.models import Session
-
-bp = require_login(Blueprint("sessions", __name__, url_prefix="/sessions"))
-
-
-def _session_for_participant(session_id: int) -> Session:
-    session = db.session.get(Session, session_id)
-    if session is None or not session.is_participant(current_user):
-        abort(404)
-    return session
 
 
 def session_history(session: Session) -> list[AuditEvent]:
@@ -55,7 +46,7 @@ def session_history(session: Session) -> list[AuditEvent]:
 
 @bp.get("/<int:session_id>")
 def detail(session_id: int):
-    session = _session_for_participant(session_id)
+    session = participant_session(session_id)
     return render_template("sessions/detail.html", session=session,
                            history=session_history(session), policy=get_policy())
 
@@ -172,24 +163,21 @@ def confirm(contract_id: int):
                "can_book": contract.can_book(current_user)}
     if request.method == "GET" and not context["can_book"]:
         context["conflict"] = context["can_book"].reason
-    if request.method == "POST" and form.validate_on_submit():
-        try:
-            session = operations.book(current_user, contract.id, starts_at)
-            db.session.commit()
-        except Conflict as error:
-            db.session.rollback()
+
+    def page() -> str:
+        if form.form_errors:
             # Said once, beside the booking it refuses (not also as a flash).
-            context.update(conflict=error.message, can_book=contract.can_book(current_user))
-            return render_template("sessions/confirm.html", **context), 409
+            context.update(conflict=form.form_errors[-1],
+                           can_book=contract.can_book(current_user))
+        return render_template("sessions/confirm.html", **context)
+
+    def book_it() -> Session:
+        try:
+            return operations.book(current_user, contract.id, starts_at)
         except LookupError:
-            db.session.rollback()
             abort(404)
-        return redirect(url_for("payments.pay", payment_id=session.payment.id), code=303)
-    return render_template("sessions/confirm.html", **context)
 
-
-# History, CSV export, statistics and calendar feeds share this blueprint.
-from skileez.sessions import history_routes as _history_routes  # noqa: E402, F401
-
-# Life-cycle actions live in their own module but share this blueprint.
-from skileez.sessions import lifecycle_routes as _lifecycle_routes  # noqa: E402, F401
+    # Serialized: the check that the slot is free and the insert are one decision.
+    return submit(form, book_it, page=page, serialized=True,
+                  done=lambda session: see_other(url_for("payments.pay",
+                                                         payment_id=session.payment.id)))
