@@ -19,9 +19,10 @@ from skileez.jobs.sweep import sweep
 from skileez.notifications.models import OutboxEmail
 from skileez.payments import gateway as gateway_module
 from skileez.payments import ledger
+from skileez.payments.attempts import RUNNING_CLAIM
 from skileez.payments.gateway import GatewayError
 from skileez.payments.models import LedgerTransaction, Payout, Refund
-from skileez.payments.operations import RUNNING_CLAIM, execute_refund, refund
+from skileez.payments.operations import execute_refund, refund
 from skileez.sessions.models import Session
 from tests.fake_stripe_connect import fake_connect  # noqa: F401
 from tests.stripe_support import localstripe  # noqa: F401

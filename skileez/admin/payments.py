@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.orm import aliased
 
 from skileez.admin.routes import bp
 from skileez.auth.models import User
-from skileez.core.errors import Conflict, DomainError
-from skileez.core.forms import attach_error
+from skileez.core.errors import DomainError
 from skileez.core.http import choice_arg, like_pattern, text_arg
 from skileez.core.money import MoneyError, parse_amount
 from skileez.core.pagination import paginate
+from skileez.core.unit_of_work import see_other, submit
 from skileez.extensions import db
 from skileez.payments import ledger, operations
 from skileez.payments.forms import AdminMoneyForm, ResolveDisputeForm
@@ -63,7 +63,7 @@ def _payment(payment_id: int) -> Payment:
     return payment
 
 
-def _payment_page(payment: Payment, form=None, status: int = 200):
+def _payment_page(payment: Payment, form=None) -> str:
     transactions = db.session.scalars(
         select(LedgerTransaction).where(or_(
             LedgerTransaction.payment_id == payment.id,
@@ -73,7 +73,7 @@ def _payment_page(payment: Payment, form=None, status: int = 200):
                 Refund.payment_id == payment.id))))
         .order_by(LedgerTransaction.id)).all()
     return render_template("admin/payment.html", payment=payment, transactions=transactions,
-                           form=form or AdminMoneyForm()), status
+                           form=form or AdminMoneyForm())
 
 
 @bp.get("/payments/<int:payment_id>")
@@ -85,29 +85,25 @@ def payment(payment_id: int):
 def payment_action(payment_id: int, action: str):
     item = _payment(payment_id)
     form = AdminMoneyForm()
-    if not form.validate_on_submit():
-        return _payment_page(item, form, 422)
-    try:
+
+    def move_money() -> None:
         if action == "release":
             operations.release(item, actor=current_user,
                                reason=f"released by an admin: {form.reason.data.strip()}")
-        else:
-            amount = item.remaining_minor
-            if form.amount.data:
-                try:
-                    amount = parse_amount(form.amount.data, item.currency)
-                except MoneyError as error:
-                    raise DomainError(str(error), field="amount") from None
-            operations.refund(item, amount, actor=current_user, reason=form.reason.data.strip())
-        db.session.commit()
-    except DomainError as error:  # Conflict included
-        db.session.rollback()
-        attach_error(form, error)
-        return _payment_page(_payment(payment_id), form,
-                             409 if isinstance(error, Conflict) else 422)
-    flash("The payment was released to the coach." if action == "release"
-          else "The refund was recorded and is being sent to the card.", "success")
-    return redirect(url_for("admin.payment", payment_id=payment_id), code=303)
+            return
+        amount = item.remaining_minor
+        if form.amount.data:
+            try:
+                amount = parse_amount(form.amount.data, item.currency)
+            except MoneyError as error:
+                raise DomainError(str(error), field="amount") from None
+        operations.refund(item, amount, actor=current_user, reason=form.reason.data.strip())
+
+    return submit(form, move_money, page=lambda: _payment_page(item, form),
+                  done=lambda _: see_other(
+                      url_for("admin.payment", payment_id=payment_id),
+                      "The payment was released to the coach." if action == "release"
+                      else "The refund was recorded and is being sent to the card."))
 
 
 @bp.get("/disputes")
@@ -125,26 +121,25 @@ def resolve_dispute(dispute_id: int):
     if dispute is None:
         abort(404)
     form = ResolveDisputeForm()
-    error_status = 422
-    if form.validate_on_submit():
-        try:
-            refund_minor = 0
-            if form.resolution.data == "partial":
-                try:
-                    refund_minor = parse_amount(form.refund_amount.data or "",
-                                                dispute.payment.currency)
-                except MoneyError as error:
-                    raise DomainError(str(error), field="refund_amount") from None
-            operations.resolve_dispute(dispute, current_user, resolution=form.resolution.data,
-                                       refund_minor=refund_minor, note=form.note.data or "")
-            db.session.commit()
-            flash(f"Dispute #{dispute.id} resolved; both people have been told.", "success")
-            return redirect(url_for("admin.disputes"), code=303)
-        except DomainError as error:
-            db.session.rollback()
-            error_status = 409 if isinstance(error, Conflict) else 422
-            attach_error(form, error)
-    items = db.session.scalars(select(Dispute).where(Dispute.status == "open")
-                               .order_by(Dispute.created_at.desc())).all()
-    return render_template("admin/disputes.html", disputes=items, status="open", form=form,
-                           form_for=dispute_id), error_status
+
+    def resolve() -> None:
+        refund_minor = 0
+        if form.resolution.data == "partial":
+            try:
+                refund_minor = parse_amount(form.refund_amount.data or "",
+                                            dispute.payment.currency)
+            except MoneyError as error:
+                raise DomainError(str(error), field="refund_amount") from None
+        operations.resolve_dispute(dispute, current_user, resolution=form.resolution.data,
+                                   refund_minor=refund_minor, note=form.note.data or "")
+
+    def page() -> str:
+        items = db.session.scalars(select(Dispute).where(Dispute.status == "open")
+                                   .order_by(Dispute.created_at.desc())).all()
+        return render_template("admin/disputes.html", disputes=items, status="open",
+                               form=form, form_for=dispute_id)
+
+    return submit(form, resolve, page=page,
+                  done=lambda _: see_other(url_for("admin.disputes"),
+                                           f"Dispute #{dispute_id} resolved; both people "
+                                           "have been told."))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from skileez import clock
 from skileez.core.errors import Conflict, DomainError
@@ -21,13 +21,8 @@ from skileez.extensions import db
 from skileez.jobs.queue import enqueue_after_commit, job
 from skileez.notifications.operations import notify
 from skileez.payments import ledger
-from skileez.payments.gateway import (
-    IDEMPOTENCY_KEY_IN_USE,
-    CardDeclined,
-    GatewayError,
-    IntentResult,
-    get_gateway,
-)
+from skileez.payments.attempts import ProviderAttempt
+from skileez.payments.gateway import CardDeclined, GatewayError, IntentResult, get_gateway
 from skileez.payments.models import Dispute, Payment, Payout, Refund
 from skileez.policy import get_policy
 from skileez.sessions.models import Session
@@ -72,9 +67,10 @@ def create_payment(session: Session, contract) -> Payment:
 def ensure_payment_intent(payment: Payment) -> Payment:
     """Create the provider's PaymentIntent once per payment (idempotency key from our row).
 
-    Called outside any write transaction because it is a network call; if two
-    tabs race, the compare-and-set keeps the first intent and the provider's
-    idempotency key makes the second request return that same intent.
+    A network call: run it inside ``attempts.provider_call()``, which commits
+    before it and keeps the intent it stores. If two tabs race, the
+    compare-and-set keeps the first intent and the provider's idempotency key
+    makes the second request return that same intent.
     """
     if payment.payment_intent_id:
         return payment
@@ -87,13 +83,16 @@ def ensure_payment_intent(payment: Payment) -> Payment:
         update(Payment).where(Payment.id == payment.id, Payment.payment_intent_id.is_(None))
         .values(payment_intent_id=result.intent_id, client_secret=result.client_secret)
         .execution_options(synchronize_session=False))
-    db.session.commit()
     db.session.refresh(payment)
     return payment
 
 
 def confirm_card(payment: Payment, payment_method: str, return_url: str) -> IntentResult:
-    """Pay with a card collected by Stripe.js. A decline is recorded; the student may retry."""
+    """Pay with a card collected by Stripe.js. A decline is recorded; the student may retry.
+
+    A network call: run it inside ``attempts.provider_call(keep=(CardDeclined,))`` so the
+    recorded decline survives the error the view answers with.
+    """
     can = payment_can_be_paid(payment)
     if not can[0]:
         raise Conflict(can[1])
@@ -103,7 +102,6 @@ def confirm_card(payment: Payment, payment_method: str, return_url: str) -> Inte
                                                     return_url=return_url)
     except CardDeclined as error:
         payment_failed(payment.payment_intent_id, error.message)
-        db.session.commit()
         raise
 
 
@@ -229,9 +227,46 @@ def release(payment: Payment, *, actor=None, reason: str = "escrow released",
     return payout
 
 
-def backoff(attempts: int) -> timedelta:
-    """5, 10, 20 … minutes between attempts, at most 12 hours."""
-    return min(timedelta(minutes=5 * 2 ** max(attempts - 1, 0)), timedelta(hours=12))
+class PayoutAttempt(ProviderAttempt):
+    """A payout's transfer to the coach's connected account."""
+
+    model = Payout
+    finished = ("paid", "reversed")
+    failure_reason = "transfer failed"
+
+    def due(self, payout: Payout, now: datetime) -> bool:
+        return payout.status == "payable" or super().due(payout, now)
+
+    def blocked(self, payout: Payout) -> str | None:
+        """Without a connected account the money waits in the coach's payable balance."""
+        from skileez.coaches.operations import profile_for
+
+        profile = profile_for(payout.coach)
+        if profile.stripe_account_id and profile.payouts_enabled:
+            return None
+        if payout.status != "payable":
+            transition(payout, "payable", reason="coach has no payout account yet",
+                       values={"next_attempt_at": None, "queued_until": None})
+        return "payable"
+
+    def ask(self, payout: Payout) -> str:
+        from skileez.coaches.operations import profile_for
+
+        payment = payout.payment
+        return get_gateway().create_transfer(
+            amount_minor=payout.amount_minor, currency=payout.currency,
+            destination=profile_for(payout.coach).stripe_account_id,
+            transfer_group=f"session-{payment.session_id}",
+            source_transaction=payment.charge_id, idempotency_key=f"payout-{payout.id}",
+            metadata={"payout_id": str(payout.id), "payment_id": str(payment.id)})
+
+    def record(self, payout: Payout, transfer_id: str, expected: str) -> str:
+        transition(payout, "paid", expected=expected, reason="transferred",
+                   values={"transfer_id": transfer_id, "paid_at": clock.now(),
+                           "last_error": None, "next_attempt_at": None,
+                           "claimed_until": None})
+        ledger.post_payout(payout)
+        return "paid"
 
 
 @job
@@ -246,111 +281,7 @@ def pay_out(payout_id: int) -> str:
     duplicate job never sends a second request. Without a connected account the
     money stays in the coach's payable balance until they connect one.
     """
-    from skileez.coaches.operations import profile_for
-
-    payout = db.session.get(Payout, payout_id)
-    if payout is None or payout.status in ("paid", "reversed"):
-        return "nothing to do"
-    now = clock.now()
-    if _claimed(payout, now):
-        return "claimed elsewhere"
-    if payout.status != "payable" and payout.next_attempt_at and payout.next_attempt_at > now:
-        return "not due yet"
-    profile = profile_for(payout.coach)
-    if not profile.stripe_account_id or not profile.payouts_enabled:
-        if payout.status != "payable":
-            transition(payout, "payable", reason="coach has no payout account yet",
-                       values={"next_attempt_at": None, "queued_until": None})
-            db.session.commit()
-        return "payable"
-    expected = payout.status
-    attempts = payout.attempts + 1
-    if not _take_running_claim(Payout, payout, now):
-        db.session.rollback()
-        return "claimed elsewhere"
-    db.session.commit()
-    try:
-        return _transfer(payout_id, expected, attempts, profile.stripe_account_id)
-    except BaseException:
-        _release_running_claim(Payout, payout_id)
-        raise
-
-
-def _transfer(payout_id: int, expected: str, attempts: int, destination: str) -> str:
-    payout = db.session.get(Payout, payout_id)
-    payment = payout.payment
-    try:
-        transfer_id = get_gateway().create_transfer(
-            amount_minor=payout.amount_minor, currency=payout.currency,
-            destination=destination,
-            transfer_group=f"session-{payment.session_id}",
-            source_transaction=payment.charge_id, idempotency_key=f"payout-{payout.id}",
-            metadata={"payout_id": str(payout.id), "payment_id": str(payment.id)})
-    except GatewayError as error:
-        db.session.rollback()
-        if error.code == IDEMPOTENCY_KEY_IN_USE:
-            _retry_soon(Payout, payout_id)
-            return "in flight at Stripe: retrying later"
-        payout = db.session.get(Payout, payout_id)
-        transition(payout, "failed", expected=payout.status, reason="transfer failed",
-                   values={"last_error": error.message[:1000], "claimed_until": None,
-                           "next_attempt_at": clock.now() + backoff(attempts)})
-        db.session.commit()
-        if error.retryable:
-            raise
-        return "failed"
-    payout = db.session.get(Payout, payout_id)
-    try:
-        transition(payout, "paid", expected=expected, reason="transferred",
-                   values={"transfer_id": transfer_id, "paid_at": clock.now(),
-                           "last_error": None, "next_attempt_at": None,
-                           "claimed_until": None})
-    except Conflict:
-        db.session.rollback()
-        return "recorded by another attempt"
-    ledger.post_payout(payout)
-    db.session.commit()
-    return "paid"
-
-
-# A job talks to the provider for at most this long (timeouts and library retries
-# included); a worker killed mid-call loses its claim after it and the sweep takes over.
-RUNNING_CLAIM = timedelta(minutes=5)
-# Stripe still executing our earlier request with the same key: ask again this soon.
-IN_FLIGHT_RETRY = timedelta(minutes=1)
-
-
-def _claimed(row, now: datetime) -> bool:
-    return row.claimed_until is not None and row.claimed_until > now
-
-
-def _take_running_claim(model, row, now: datetime) -> bool:
-    """One job at a time per row calls out: the first to count its attempt wins."""
-    result = db.session.execute(
-        update(model).where(model.id == row.id, model.status == row.status,
-                            model.attempts == row.attempts,
-                            or_(model.claimed_until.is_(None), model.claimed_until <= now))
-        .values(attempts=row.attempts + 1, claimed_until=now + RUNNING_CLAIM,
-                queued_until=None)
-        .execution_options(synchronize_session=False))
-    return result.rowcount == 1
-
-
-def _release_running_claim(model, row_id: int) -> None:
-    """The job failed unexpectedly (not a provider answer): the next sweep may retry at once."""
-    db.session.rollback()
-    db.session.execute(update(model).where(model.id == row_id)
-                       .values(claimed_until=None).execution_options(synchronize_session=False))
-    db.session.commit()
-
-
-def _retry_soon(model, row_id: int) -> None:
-    """No answer yet, no failure either: leave the state alone and look again shortly."""
-    db.session.execute(update(model).where(model.id == row_id)
-                       .values(claimed_until=None,
-                               next_attempt_at=clock.now() + IN_FLIGHT_RETRY)
-                       .execution_options(synchronize_session=False))
-    db.session.commit()
+    return PayoutAttempt().run(payout_id)
 
 
 # --- refunds ---------------------------------------------------------------------------
@@ -385,6 +316,27 @@ def refund(payment: Payment, amount_minor: int, *, reason: str, actor=None,
     return item
 
 
+class RefundAttempt(ProviderAttempt):
+    """A recorded refund, sent back to the student's card."""
+
+    model = Refund
+    finished = ("succeeded",)
+    failure_reason = "refund failed at provider"
+
+    def ask(self, item: Refund) -> str:
+        payment = item.payment
+        return get_gateway().refund(
+            intent_id=payment.payment_intent_id, amount_minor=item.amount_minor,
+            idempotency_key=f"refund-{item.id}",
+            metadata={"refund_id": str(item.id), "payment_id": str(payment.id)})
+
+    def record(self, item: Refund, gateway_id: str, expected: str) -> str:
+        transition(item, "succeeded", expected=expected, reason="refunded at provider",
+                   values={"gateway_refund_id": gateway_id, "last_error": None,
+                           "next_attempt_at": None, "claimed_until": None})
+        return "succeeded"
+
+
 @job
 def execute_refund(refund_id: int) -> str:
     """Send a recorded refund to the provider; the idempotency key is the refund row.
@@ -392,58 +344,7 @@ def execute_refund(refund_id: int) -> str:
     Re-checks the row first (succeeded, not due yet, another job calling out:
     nothing to do), so duplicate jobs never call the provider again.
     """
-    item = db.session.get(Refund, refund_id)
-    if item is None or item.status == "succeeded":
-        return "nothing to do"
-    now = clock.now()
-    if _claimed(item, now):
-        return "claimed elsewhere"
-    if item.next_attempt_at and item.next_attempt_at > now:
-        return "not due yet"
-    expected = item.status
-    attempts = item.attempts + 1
-    if not _take_running_claim(Refund, item, now):
-        db.session.rollback()
-        return "claimed elsewhere"
-    db.session.commit()
-    try:
-        return _send_refund(refund_id, expected, attempts)
-    except BaseException:
-        _release_running_claim(Refund, refund_id)
-        raise
-
-
-def _send_refund(refund_id: int, expected: str, attempts: int) -> str:
-    item = db.session.get(Refund, refund_id)
-    payment = item.payment
-    try:
-        gateway_id = get_gateway().refund(
-            intent_id=payment.payment_intent_id, amount_minor=item.amount_minor,
-            idempotency_key=f"refund-{item.id}",
-            metadata={"refund_id": str(item.id), "payment_id": str(payment.id)})
-    except GatewayError as error:
-        db.session.rollback()
-        if error.code == IDEMPOTENCY_KEY_IN_USE:
-            _retry_soon(Refund, refund_id)
-            return "in flight at Stripe: retrying later"
-        item = db.session.get(Refund, refund_id)
-        transition(item, "failed", expected=item.status, reason="refund failed at provider",
-                   values={"last_error": error.message[:1000], "claimed_until": None,
-                           "next_attempt_at": clock.now() + backoff(attempts)})
-        db.session.commit()
-        if error.retryable:
-            raise
-        return "failed"
-    item = db.session.get(Refund, refund_id)
-    try:
-        transition(item, "succeeded", expected=expected, reason="refunded at provider",
-                   values={"gateway_refund_id": gateway_id, "last_error": None,
-                           "next_attempt_at": None, "claimed_until": None})
-    except Conflict:
-        db.session.rollback()
-        return "recorded by another attempt"
-    db.session.commit()
-    return "succeeded"
+    return RefundAttempt().run(refund_id)
 
 
 # --- disputes --------------------------------------------------------------------------

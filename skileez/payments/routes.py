@@ -17,20 +17,19 @@ from flask import (
 )
 from flask_login import current_user
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
 
 from skileez.coaches.operations import profile_for
 from skileez.core.access import public, require_login, role_required
-from skileez.core.db import is_lock_conflict
-from skileez.core.errors import Conflict
 from skileez.core.http import is_htmx
 from skileez.core.pagination import paginate
+from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import csrf, db
 from skileez.payments import operations, queries
+from skileez.payments.attempts import provider_call
 from skileez.payments.forms import DisputeForm
 from skileez.payments.gateway import CardDeclined, GatewayError, InvalidWebhook, get_gateway
 from skileez.payments.models import Payment
-from skileez.payments.webhooks import MalformedEvent, handle_event
+from skileez.payments.webhooks import MalformedEvent, handle_event, receive
 
 bp = require_login(Blueprint("payments", __name__, url_prefix="/payments"))
 
@@ -73,7 +72,8 @@ def pay(payment_id: int):
     context = {"payment": payment, "gateway": gateway.name}
     if gateway.name == "stripe":
         try:
-            operations.ensure_payment_intent(payment)
+            with provider_call():
+                operations.ensure_payment_intent(payment)
             context["setup_secret"] = gateway.create_setup_intent(
                 idempotency_key=f"setup-{payment.id}-{uuid.uuid4().hex[:8]}",
                 metadata={"payment_id": str(payment.id)})
@@ -100,16 +100,18 @@ def confirm_card(payment_id: int):
         payment_method = ""
     if not payment_method.startswith("pm_") or len(payment_method) > 255:
         return jsonify(error="The card details could not be read. Try again."), 422
+    can_pay, why = operations.payment_can_be_paid(payment)
+    if not can_pay:
+        return jsonify(error=why), 409
     status_url = url_for("payments.status", payment_id=payment.id)
     try:
-        result = operations.confirm_card(payment, payment_method,
-                                         return_url=url_for("payments.status",
-                                                            payment_id=payment.id,
-                                                            _external=True))
+        with provider_call(keep=(CardDeclined,)):
+            result = operations.confirm_card(payment, payment_method,
+                                             return_url=url_for("payments.status",
+                                                                payment_id=payment.id,
+                                                                _external=True))
     except CardDeclined as error:
         return jsonify(error=error.message), 402
-    except Conflict as error:
-        return jsonify(error=error.message), 409
     except GatewayError:
         return jsonify(error="The payment service did not answer. Nothing was charged; "
                              "try again in a moment."), 503
@@ -126,7 +128,8 @@ def test_card(payment_id: int):
     if not can_pay:
         flash(why, "warning")
         return redirect(url_for("payments.pay", payment_id=payment.id), code=303)
-    operations.ensure_payment_intent(payment)
+    with provider_call():
+        operations.ensure_payment_intent(payment)
     declined = request.form.get("card") == "decline"
     intent = {"id": payment.payment_intent_id, "object": "payment_intent",
               "amount": payment.amount_minor, "amount_received": 0 if declined
@@ -136,14 +139,15 @@ def test_card(payment_id: int):
     if declined:
         intent["last_payment_error"] = {"code": "card_declined",
                                         "message": "Your card was declined (test card)."}
-    handle_event({"id": f"evt_test_{uuid.uuid4().hex}", "type":
-                  "payment_intent.payment_failed" if declined else "payment_intent.succeeded",
-                  "data": {"object": intent}})
-    db.session.commit()
+    with transaction():
+        handle_event({"id": f"evt_test_{uuid.uuid4().hex}", "type":
+                      "payment_intent.payment_failed" if declined
+                      else "payment_intent.succeeded",
+                      "data": {"object": intent}})
     if declined:  # the pay page shows the decline beside the card choice
-        return redirect(url_for("payments.pay", payment_id=payment.id), code=303)
-    flash("Payment received. Your session is booked.", "success")
-    return redirect(url_for("sessions.detail", session_id=payment.session_id), code=303)
+        return see_other(url_for("payments.pay", payment_id=payment.id))
+    return see_other(url_for("sessions.detail", session_id=payment.session_id),
+                     "Payment received. Your session is booked.")
 
 
 @bp.get("/<int:payment_id>/status")
@@ -158,8 +162,6 @@ def status(payment_id: int):
 
 # Stripe's events are a few KiB; far less than the app-wide limit for uploads.
 WEBHOOK_MAX_BYTES = 64 * 1024
-# A lost race with a concurrent delivery is retried this many times, on a fresh transaction.
-WEBHOOK_ATTEMPTS = 3
 
 
 @bp.post("/webhook")
@@ -173,28 +175,12 @@ def webhook():
     except InvalidWebhook as error:
         current_app.logger.warning("Rejected webhook: %s", error)
         return jsonify(error="invalid signature"), 400
-    for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
-        try:
-            outcome = handle_event(event)
-            db.session.commit()
-            break
-        except MalformedEvent as error:
-            db.session.commit()  # the event is recorded as refused
-            current_app.logger.warning("Refused webhook %s: %s", event.get("id"), error)
-            return jsonify(error=f"unreadable event: {error}"), 400
-        except (Conflict, IntegrityError, OperationalError) as error:
-            # Another delivery for the same object won a race. Its effect is committed
-            # now, so running this event again finds it in place (Stripe must get a 200,
-            # or it retries for days); a real database failure is raised on the last try.
-            db.session.rollback()
-            if attempt == WEBHOOK_ATTEMPTS or (isinstance(error, OperationalError)
-                                               and not _lost_race(error)):
-                raise
+    try:
+        outcome = receive(event)
+    except MalformedEvent as error:
+        current_app.logger.warning("Refused webhook %s: %s", event.get("id"), error)
+        return jsonify(error=f"unreadable event: {error}"), 400
     return jsonify(received=True, outcome=outcome)
-
-
-def _lost_race(error: OperationalError) -> bool:
-    return is_lock_conflict(error) or "database is locked" in str(error.orig)
 
 
 @bp.get("/<int:payment_id>/receipt")
@@ -210,22 +196,20 @@ def dispute(payment_id: int):
     payment = _payment_for_participant(payment_id)
     allowed, why = operations.can_dispute(payment, current_user)
     form = DisputeForm()
-    if not allowed:
+
+    def page() -> str:
+        # A refusal (now, or a lost race while opening) replaces the form with its reason.
+        blocked = why if not allowed else " ".join(form.form_errors) or None
         return render_template("payments/dispute.html", payment=payment, form=form,
-                               blocked=why), 409 if request.method == "POST" else 200
-    if form.validate_on_submit():
-        try:
-            operations.open_dispute(payment, current_user, reason=form.reason.data)
-            db.session.commit()
-        except Conflict as error:
-            db.session.rollback()
-            return render_template("payments/dispute.html", payment=payment, form=form,
-                                   blocked=error.message), 409
-        flash("Your dispute is open. The payment stays on hold until an admin decides; both "
-              "of you will hear the outcome.", "success")
-        return redirect(url_for("sessions.detail", session_id=payment.session_id), code=303)
-    return render_template("payments/dispute.html", payment=payment, form=form), \
-        422 if form.errors else 200
+                               blocked=blocked)
+
+    return submit(
+        form, lambda: operations.open_dispute(payment, current_user, reason=form.reason.data),
+        page=page, allowed=allowed,
+        done=lambda _: see_other(
+            url_for("sessions.detail", session_id=payment.session_id),
+            "Your dispute is open. The payment stays on hold until an admin decides; both "
+            "of you will hear the outcome."))
 
 
 # --- Stripe Connect for coaches ----------------------------------------------------------
@@ -237,16 +221,16 @@ def connect():
     gateway = get_gateway()
     try:
         if not profile.stripe_account_id:
-            profile.stripe_account_id = gateway.create_express_account(
-                email=current_user.email, idempotency_key=f"coach-account-{current_user.id}",
-                metadata={"coach_id": str(current_user.id)})
-            db.session.commit()
+            with provider_call():
+                profile.stripe_account_id = gateway.create_express_account(
+                    email=current_user.email,
+                    idempotency_key=f"coach-account-{current_user.id}",
+                    metadata={"coach_id": str(current_user.id)})
         link = gateway.account_link(
             account_id=profile.stripe_account_id,
             refresh_url=url_for("payments.index", _external=True),
             return_url=url_for("payments.connect_return", _external=True))
     except GatewayError as error:
-        db.session.rollback()
         flash(f"Stripe could not start the set-up: {error.message}", "danger")
         return redirect(url_for("payments.index"), code=303)
     return redirect(link, code=303)
@@ -259,12 +243,12 @@ def connect_return():
     if not profile.stripe_account_id:
         return redirect(url_for("payments.index"))
     try:
-        status = get_gateway().account_status(profile.stripe_account_id)
+        with provider_call():
+            status = get_gateway().account_status(profile.stripe_account_id)
+            profile.payouts_enabled = status.payouts_enabled
     except GatewayError as error:
         flash(f"Could not check your payout account: {error.message}", "warning")
         return redirect(url_for("payments.index"))
-    profile.payouts_enabled = status.payouts_enabled
-    db.session.commit()
     if status.payouts_enabled:
         flash("Your payout account is ready. Released payments, and any balance waiting, "
               "will be transferred to it.", "success")

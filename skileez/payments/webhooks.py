@@ -11,9 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from skileez.core.db import is_lock_conflict
+from skileez.core.errors import Conflict
 from skileez.core.transitions import record_creation, transition
+from skileez.core.unit_of_work import transaction
 from skileez.extensions import db
 from skileez.notifications.operations import notify
 from skileez.payments.models import Dispute, Payment, WebhookEvent
@@ -39,8 +42,8 @@ _MAX_ROW_ID = 2**31 - 1
 class MalformedEvent(ValueError):
     """A correctly signed event we cannot read (wrong shapes, impossible ids).
 
-    It is recorded, so a retry of the same event is a duplicate, and answered 400:
-    never a 500, which Stripe would retry for days.
+    ``receive`` records it, so a retry of the same event is a duplicate, and the
+    webhook answers 400: never a 500, which Stripe would retry for days.
     """
 
 
@@ -90,30 +93,64 @@ def _record(event_id: str, event_type: str, outcome: str | None = None) -> bool:
     return True
 
 
+# A delivery that lost a race with a concurrent one is run again this many times.
+LOST_RACE_RETRIES = 2
+
+
+def receive(event: dict[str, Any]) -> str:
+    """One delivery of a provider event, as the webhook's own unit of work.
+
+    It owns its transactions because Stripe must get an answer it will not
+    retry for days. A delivery that lost a race with a concurrent one for the
+    same object (a ``Conflict``, the event id or a unique row taken, a lock
+    conflict) rolls back and runs again on a fresh transaction, where it finds
+    the winner's effect in place and changes nothing; a real database failure,
+    or a race lost every time, is raised.
+    """
+    for _ in range(LOST_RACE_RETRIES):
+        try:
+            return _apply(event)
+        except (Conflict, IntegrityError, OperationalError) as error:
+            if isinstance(error, OperationalError) and not _lost_race(error):
+                raise
+    return _apply(event)
+
+
+def _apply(event: dict[str, Any]) -> str:
+    """Handle the event and commit; an unreadable one is recorded as refused, then raised."""
+    try:
+        with transaction():
+            return handle_event(event)
+    except MalformedEvent as error:
+        with transaction():
+            _record(event["id"], event["type"], outcome=f"rejected: {error}")
+        raise
+
+
+def _lost_race(error: OperationalError) -> bool:
+    return is_lock_conflict(error) or "database is locked" in str(error.orig)
+
+
 def handle_event(event: dict[str, Any]) -> str:
     """Apply one event; the caller commits. Returns what happened, for logs and tests.
 
-    Raises ``MalformedEvent`` (after recording the event) when it cannot be read.
+    Raises ``MalformedEvent`` when it cannot be read, before changing anything.
     """
     event_id, event_type = event.get("id"), event.get("type")
     if not (isinstance(event_id, str) and event_id and isinstance(event_type, str)
             and event_type):
         return "malformed"
     obj = (event.get("data") or {}).get("object")
-    try:
-        if not isinstance(obj, dict):
-            raise MalformedEvent("data.object is not an object")
-        metadata = _read_metadata(obj)
-        if event_type.startswith("payment_intent."):
-            intent_id = _id_or_none(obj.get("id"), "the PaymentIntent id")
-            charge_id = _id_or_none(_charge_id(obj), "the charge id")
-            amount = _amount(obj)
-        elif event_type == "charge.dispute.created":
-            _id_or_none(obj.get("charge"), "the charge id")
-            _id_or_none(obj.get("payment_intent"), "the PaymentIntent id")
-    except MalformedEvent as error:
-        _record(event_id, event_type, outcome=f"rejected: {error}")
-        raise
+    if not isinstance(obj, dict):
+        raise MalformedEvent("data.object is not an object")
+    metadata = _read_metadata(obj)
+    if event_type.startswith("payment_intent."):
+        intent_id = _id_or_none(obj.get("id"), "the PaymentIntent id")
+        charge_id = _id_or_none(_charge_id(obj), "the charge id")
+        amount = _amount(obj)
+    elif event_type == "charge.dispute.created":
+        _id_or_none(obj.get("charge"), "the charge id")
+        _id_or_none(obj.get("payment_intent"), "the PaymentIntent id")
     if not _record(event_id, event_type):
         return "duplicate"
     if event_type == "payment_intent.succeeded":
