@@ -53,6 +53,7 @@ from skileez.core.money import share
 from skileez.extensions import db
 from skileez.jobs.sweep import sweep
 from skileez.payments import ledger
+from skileez.payments.attempts import provider_call
 from skileez.payments.models import (
     Dispute,
     LedgerEntry,
@@ -368,7 +369,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         with self.app.app_context():
             session = db.session.get(Session, session_id)
             stale = _stale_hold(session, clock.now())
-            ensure_payment_intent(session.payment)  # a network call; commits on its own
+            with provider_call():  # a network call, between two commits as the pay page makes it
+                ensure_payment_intent(session.payment)
         before = self._snapshot()
         with self.app.app_context():
             session = db.session.get(Session, session_id)
@@ -393,7 +395,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         _record(name, result)
 
     def _fail_payment(self, session_id: int) -> None:
-        with self.app.app_context():
+        with self.app.app_context(), provider_call():
             ensure_payment_intent(db.session.get(Session, session_id).payment)
         before = self._snapshot()
         with self.app.app_context():
