@@ -196,9 +196,9 @@ def seed() -> dict[str, object]:
 def _hold(student, contract, start):
     """A session awaiting payment, as ``book`` writes it, without ``book``'s commits.
 
-    ``book`` commits first to take SQLite's write lock and ``ensure_payment_intent``
-    commits around its network call; seeding runs alone and must stay one
-    transaction, so it writes the same rows itself and asks the gateway directly.
+    ``book`` takes SQLite's write lock first and a PaymentIntent is created between
+    two commits (``payments.attempts.provider_call``); seeding runs alone and must stay
+    one transaction, so it writes the same rows itself and asks the gateway directly.
     """
     from skileez.core.transitions import record_creation
     from skileez.extensions import db

@@ -2,8 +2,10 @@
 
 Every state change goes through the transition helper and, where money
 moves, a ledger posting in the same transaction. Calls to the gateway
-(Stripe) happen outside database transactions, from idempotent jobs keyed by
-our own row ids, so a crash or a retry can never charge, refund or pay twice.
+(Stripe) happen outside database transactions — from idempotent jobs keyed by
+our own row ids, or from a request between two commits — so a crash or a retry
+can never charge, refund or pay twice. The commits around those calls are in
+``payments.attempts``; nothing here commits.
 """
 
 from __future__ import annotations
