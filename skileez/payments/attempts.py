@@ -128,7 +128,7 @@ class ProviderAttempt:
             return outcome
         expected, attempts = row.status, row.attempts + 1
         if not _take_running_claim(self.model, row, now):
-            db.session.rollback()
+            db.session.rollback()  # another job counted this attempt first: keep nothing
             return "claimed elsewhere"
         db.session.commit()  # boundary 1: the claim, before anyone is asked
         try:

@@ -229,6 +229,14 @@ def release(payment: Payment, *, actor=None, reason: str = "escrow released",
     return payout
 
 
+def _payout_account(payout: Payout) -> str | None:
+    """The coach's Stripe account, if Stripe lets it receive transfers yet."""
+    from skileez.coaches.operations import profile_for
+
+    profile = profile_for(payout.coach)
+    return profile.stripe_account_id if profile.payouts_enabled else None
+
+
 class PayoutAttempt(ProviderAttempt):
     """A payout's transfer to the coach's connected account."""
 
@@ -241,10 +249,7 @@ class PayoutAttempt(ProviderAttempt):
 
     def blocked(self, payout: Payout) -> str | None:
         """Without a connected account the money waits in the coach's payable balance."""
-        from skileez.coaches.operations import profile_for
-
-        profile = profile_for(payout.coach)
-        if profile.stripe_account_id and profile.payouts_enabled:
+        if _payout_account(payout):
             return None
         if payout.status != "payable":
             transition(payout, "payable", reason="coach has no payout account yet",
@@ -252,12 +257,10 @@ class PayoutAttempt(ProviderAttempt):
         return "payable"
 
     def ask(self, payout: Payout) -> str:
-        from skileez.coaches.operations import profile_for
-
         payment = payout.payment
         return get_gateway().create_transfer(
             amount_minor=payout.amount_minor, currency=payout.currency,
-            destination=profile_for(payout.coach).stripe_account_id,
+            destination=_payout_account(payout),
             transfer_group=f"session-{payment.session_id}",
             source_transaction=payment.charge_id, idempotency_key=f"payout-{payout.id}",
             metadata={"payout_id": str(payout.id), "payment_id": str(payment.id)})
