@@ -63,7 +63,14 @@ def refund_words(share: Decimal | float | int) -> str:
         return "a full refund"
     if share <= 0:
         return "no refund"
-    return f"a {percent_words(share)} refund"
+    percent = percent_words(share)
+    return f"{_article(percent)} {percent} refund"
+
+
+def _article(number_text: str) -> str:
+    """"an 80%", "an 11%", "a 50%": the article goes by how a percentage is said."""
+    whole = number_text.split(".")[0].rstrip("%")
+    return "an" if whole.startswith("8") or whole in ("11", "18") else "a"
 
 
 def deadline_words(moment: datetime, tz_name: str | None, now: datetime | None = None) -> str:
