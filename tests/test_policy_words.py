@@ -23,6 +23,7 @@ from skileez.core.words import (
     refund_words,
 )
 from skileez.extensions import db
+from skileez.jobs.sweep import sweep
 from skileez.notifications.models import Notification, OutboxEmail
 from skileez.sessions.models import Session
 from tests.conftest import Client
@@ -221,8 +222,6 @@ def test_pay_page_and_expired_hold_state_the_hold(policy_app, world, book_sessio
     assert_no_default_words(page)
     clock.advance(timedelta(minutes=41))
     with policy_app.app_context():
-        from skileez.jobs.sweep import sweep
-
         sweep()
     refused = student.get(f"/payments/{payment_id}/pay")
     assert refused.status_code == 409
@@ -304,3 +303,15 @@ def test_form_limits_follow_the_policy(policy_app, world, paid_session):
     assert refused.status_code == 422
     assert "Keep the message under 250 characters." in html.unescape(
         refused.get_data(as_text=True))
+
+
+def test_reminders_follow_the_policy(policy_app, world, paid_session, clock):
+    paid_session(world["student"], world["contract"], FAR)
+    for before, words in ((timedelta(days=2), "in 2 days"),
+                          (timedelta(minutes=30), "in 30 minutes")):
+        clock.freeze(FAR - before)
+        with policy_app.app_context():
+            sweep()
+        email = outbox(policy_app, "session_reminder", "sam@example.com")
+        assert words in email
+        assert "in 24 hours" not in email and "in 1 hour" not in email

@@ -116,7 +116,7 @@ class RescheduleNotice:
 
 
 def reschedule_notice(session, user, now: datetime | None = None) -> RescheduleNotice:
-    """Coach: 48 h before. Student: 24 h, or late down to 10 h. Nobody within 10 h."""
+    """By default, coach: 48 h before. Student: 24 h, or late down to 10 h. Nobody within 10 h."""
     policy = get_policy()
     now = now or clock.now()
     left = session.starts_at - now
@@ -204,7 +204,7 @@ def cancel_terms(session, user, now: datetime | None = None) -> CancelTerms:
                            _state(session))
     now = now or clock.now()
     free_until = session.starts_at - policy.late_cancellation_window
-    # "24 hours or more before the start" is free: exactly 24 h left is not late.
+    # "The window or more before the start" is free: exactly the window left is not late.
     late = session.starts_at - now < policy.late_cancellation_window
     if role == "coach":
         return CancelTerms(True, late, policy.refund_coach_cancels,
