@@ -13,6 +13,7 @@ from skileez.auth.forms import ConfirmForm
 from skileez.core.access import public
 from skileez.core.pagination import paginate
 from skileez.extensions import db
+from skileez.policy import get_policy
 from skileez.sessions import calendar, history
 from skileez.sessions.routes import _is_htmx, _session_for_participant, bp
 
@@ -40,8 +41,10 @@ def export_csv():
 
 @bp.get("/statistics")
 def statistics():
+    window = get_policy().late_cancellation_window
     return render_template("sessions/statistics.html",
-                           stats=history.statistics_for(current_user))
+                           stats=history.statistics_for(current_user),
+                           late_window_hours=int(window.total_seconds() // 3600))
 
 
 @bp.get("/calendar")
