@@ -11,6 +11,7 @@ from skileez import clock
 from skileez.core.permissions import ALLOWED, Decision, deny
 from skileez.core.timezones import format_local
 from skileez.core.types import UTCDateTime
+from skileez.core.words import duration_words
 from skileez.extensions import db
 from skileez.policy import get_policy
 
@@ -80,15 +81,6 @@ class Proposal(db.Model):
         if not (user and user.is_authenticated) or user.id != self.student_id:
             return deny("Only the student who sent this proposal can withdraw it.")
         return self._still_pending()
-
-
-def duration_words(delta) -> str:
-    """A policy duration as people say it: "15 minutes", "24 hours"."""
-    minutes = int(delta.total_seconds() // 60)
-    if minutes % 60 == 0 and minutes >= 60:
-        hours = minutes // 60
-        return f"{hours} hour{'s' if hours != 1 else ''}"
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def fully_booked_message(total_sessions: int) -> str:

@@ -16,6 +16,7 @@ from skileez.core.forms import Form
 from skileez.core.http import choice_arg, is_htmx
 from skileez.core.models import AuditEvent
 from skileez.core.pagination import paginate
+from skileez.core.words import duration_words
 from skileez.extensions import db
 from skileez.policy import get_policy
 
@@ -103,7 +104,7 @@ def propose(offering_id: int):
             getattr(form, error.field).errors.append(error.message)
         else:
             flash(f"Your proposal was sent to {offering.coach.name}. They have "
-                  f"{get_policy().proposal_expiry.days} days to answer.", "success")
+                  f"{duration_words(get_policy().proposal_expiry)} to answer.", "success")
             return redirect(url_for("contracts.proposal", proposal_id=proposal.id), code=303)
     if form.errors and status == 200:
         status = 422

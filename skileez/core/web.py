@@ -15,6 +15,14 @@ from skileez.core.errors import Conflict, DomainError
 from skileez.core.http import is_htmx
 from skileez.core.money import format_money
 from skileez.core.timezones import format_local, humanize_delta, localize, zone_label
+from skileez.core.words import (
+    deadline_words,
+    duration_words,
+    list_words,
+    percent_words,
+    refund_words,
+)
+from skileez.policy import get_policy
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +205,17 @@ def _register_template_helpers(app: Flask) -> None:
     def relative_filter(instant):
         return humanize_delta(instant) if instant else ""
 
+    # Sentences that state a rule say the policy value through these, never a literal:
+    # {{ policy.payment_hold|duration }}, {{ policy.refund_coach_cancels|refund_words }}.
+    app.add_template_filter(duration_words, "duration")
+    app.add_template_filter(percent_words, "percent")
+    app.add_template_filter(refund_words, "refund_words")
+    app.add_template_filter(list_words, "list_words")
+
+    @app.template_filter("deadline")
+    def deadline_filter(instant, tz: str | None = None):
+        return deadline_words(instant, tz or viewer_timezone()) if instant else ""
+
     @app.template_filter("money")
     def money_filter(minor: int, currency: str):
         return format_money(minor, currency)
@@ -227,4 +246,5 @@ def _register_template_helpers(app: Flask) -> None:
             "now": now,
             "viewer_timezone": tz,
             "viewer_zone_label": zone_label(localize(now, tz), tz),
+            "policy": get_policy(),
         }

@@ -17,6 +17,7 @@ from skileez import clock
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.money import format_money, share
 from skileez.core.transitions import record_creation, transition
+from skileez.core.words import duration_words
 from skileez.extensions import db
 from skileez.jobs.queue import enqueue_after_commit, job
 from skileez.notifications.operations import notify
@@ -37,14 +38,6 @@ ESCROW_STATUSES = ("held", "partially_refunded", "disputed")
 
 def _money(minor: int, currency: str) -> str:
     return format_money(minor, currency)
-
-
-def _duration_words(span: timedelta) -> str:
-    """'15-minute', '2-hour': a policy duration as the adjective before a noun."""
-    minutes = max(int(span.total_seconds() // 60), 1)
-    if minutes % 60 == 0:
-        return f"{minutes // 60}-hour"
-    return f"{minutes}-minute"
 
 
 def _session_payload(session: Session, **extra) -> dict:
@@ -112,9 +105,9 @@ def payment_can_be_paid(payment: Payment) -> tuple[bool, str]:
     if payment.status in ("held", "released", "refunded", "partially_refunded", "disputed"):
         return False, "This session is already paid."
     if session.status != "pending_payment":
-        return False, (f"The {_duration_words(get_policy().payment_hold)} hold on this time "
-                       "ran out before payment, so the slot was released. Book it again if it "
-                       "is still free.")
+        return False, (f"The {duration_words(get_policy().payment_hold, adjective=True)} hold "
+                       "on this time ran out before payment, so the slot was released. Book it "
+                       "again if it is still free.")
     if session.hold_expires_at and session.hold_expires_at <= clock.now():
         return False, "The hold on this time ran out. Book it again if it is still free."
     return True, ""

@@ -19,9 +19,9 @@ from datetime import datetime
 from sqlalchemy import select
 
 from skileez import clock
-from skileez.contracts.models import duration_words
 from skileez.core.money import format_money, share
 from skileez.core.timezones import format_local
+from skileez.core.words import duration_words
 from skileez.extensions import db
 from skileez.payments.models import LedgerEntry, LedgerTransaction, Payment
 from skileez.policy import get_policy

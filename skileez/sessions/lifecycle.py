@@ -10,12 +10,13 @@ Operations call the same functions, so the page and the rule cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from skileez import clock
 from skileez.core.permissions import ALLOWED, Decision, deny
-from skileez.core.timezones import format_local, humanize_delta
+from skileez.core.timezones import format_local
+from skileez.core.words import deadline_words, duration_words, percent_words, refund_words
 from skileez.policy import get_policy
 
 FINAL = ("completed", "cancelled", "expired", "missed")
@@ -62,8 +63,7 @@ def role_of(session, user) -> str | None:
 
 
 def _at(moment: datetime, user) -> str:
-    """'Tue 24 Nov 2026, 14:00 CET — in 26 hours': a deadline as the viewer reads it."""
-    return f"{format_local(moment, user.timezone)} — {humanize_delta(moment)}"
+    return deadline_words(moment, user.timezone)
 
 
 def _participant(session, user) -> Decision:
@@ -116,7 +116,7 @@ class RescheduleNotice:
 
 
 def reschedule_notice(session, user, now: datetime | None = None) -> RescheduleNotice:
-    """Coach: 48 h before. Student: 24 h, or late down to 10 h. Nobody within 10 h."""
+    """By default, coach: 48 h before. Student: 24 h, or late down to 10 h. Nobody within 10 h."""
     policy = get_policy()
     now = now or clock.now()
     left = session.starts_at - now
@@ -127,7 +127,7 @@ def reschedule_notice(session, user, now: datetime | None = None) -> RescheduleN
             return RescheduleNotice(True, False, f"Coaches can ask to reschedule until "
                                                  f"{_at(deadline, user)}.")
         return RescheduleNotice(False, False, "Coaches must ask at least "
-                                f"{_hours(policy.reschedule_notice_coach)} hours before the "
+                                f"{duration_words(policy.reschedule_notice_coach)} before the "
                                 f"start; that was {format_local(deadline, user.timezone)}.")
     normal = session.starts_at - policy.reschedule_notice_student
     floor = session.starts_at - policy.reschedule_notice_student_late_floor
@@ -140,12 +140,8 @@ def reschedule_notice(session, user, now: datetime | None = None) -> RescheduleN
         return RescheduleNotice(True, True, "A request now counts as late. Rescheduling closes "
                                             f"at {_at(floor, user)}.")
     return RescheduleNotice(False, False, "Rescheduling closes "
-                            f"{_hours(policy.reschedule_notice_student_late_floor)} hours before "
-                            f"the start ({format_local(floor, user.timezone)}).")
-
-
-def _hours(delta: timedelta) -> int:
-    return int(delta.total_seconds() // 3600)
+                            f"{duration_words(policy.reschedule_notice_student_late_floor)} "
+                            f"before the start ({format_local(floor, user.timezone)}).")
 
 
 def can_request_reschedule(session, user, now: datetime | None = None) -> Decision:
@@ -208,27 +204,23 @@ def cancel_terms(session, user, now: datetime | None = None) -> CancelTerms:
                            _state(session))
     now = now or clock.now()
     free_until = session.starts_at - policy.late_cancellation_window
-    # "24 hours or more before the start" is free: exactly 24 h left is not late.
+    # "The window or more before the start" is free: exactly the window left is not late.
     late = session.starts_at - now < policy.late_cancellation_window
     if role == "coach":
         return CancelTerms(True, late, policy.refund_coach_cancels,
-                           "The student gets a full refund."
+                           f"The student gets {refund_words(policy.refund_coach_cancels)}."
                            + (" Cancelling this late counts against your record." if late
                               else ""))
     if not late:
         return CancelTerms(True, False, policy.refund_student_cancels_early,
                            f"Free cancellation until {_at(free_until, user)}: you get "
-                           f"{_percent(policy.refund_student_cancels_early)} back.")
+                           f"{percent_words(policy.refund_student_cancels_early)} back.")
     share = policy.refund_student_cancels_late
     return CancelTerms(True, True, share,
                        "This is a late cancellation (less than "
-                       f"{_hours(policy.late_cancellation_window)} hours before the start): "
+                       f"{duration_words(policy.late_cancellation_window)} before the start): "
                        + ("the payment is not refunded." if share == 0
-                          else f"you get {_percent(share)} back."))
-
-
-def _percent(share: Decimal) -> str:
-    return f"{int(share * 100)}%"
+                          else f"you get {percent_words(share)} back."))
 
 
 def can_cancel(session, user, now: datetime | None = None) -> Decision:

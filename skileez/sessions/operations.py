@@ -15,6 +15,7 @@ from skileez.core.db import is_lock_conflict, lock_coach_calendar
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.money import share
 from skileez.core.transitions import record_creation, record_event, transition
+from skileez.core.words import duration_words
 from skileez.extensions import db
 from skileez.notifications.operations import notify
 from skileez.policy import get_policy
@@ -227,8 +228,9 @@ def reschedule_problems(session: Session, *, new_start: datetime | None, reason:
     if new_start is None:
         problems.append(DomainError("Choose one of the open times.", field="new_start"))
     elif new_start < now + policy.reschedule_new_time_min_lead:
-        problems.append(DomainError("Choose a new time at least one hour from now.",
-                                    field="new_start"))
+        problems.append(DomainError("Choose a new time at least "
+                                    f"{duration_words(policy.reschedule_new_time_min_lead)} "
+                                    "from now.", field="new_start"))
     elif new_start == session.starts_at:
         problems.append(DomainError("Choose a time different from the current one.",
                                     field="new_start"))
@@ -293,7 +295,9 @@ def approve_reschedule(request: RescheduleRequest, user, *,
     session = request.session
     start_at = chosen_start or request.proposed_start
     if start_at < now + get_policy().reschedule_new_time_min_lead:
-        raise DomainError("Choose a time at least one hour from now.", field="new_start")
+        raise DomainError("Choose a time at least "
+                          f"{duration_words(get_policy().reschedule_new_time_min_lead)} "
+                          "from now.", field="new_start")
     if not _slot_is_free(session, start_at):
         raise Conflict("That time is no longer free for both of you. Choose another open "
                        "time or decline.")
