@@ -167,6 +167,7 @@ def test_named_state_sets_are_not_spelled_out_again():
 
 IF_TAG = re.compile(r"\{%-?\s*(?:el)?if\b(?P<condition>.*?)-?%\}", re.S)
 STATUS_TEST = re.compile(r"\bstatus\s*(?:==|!=|\bin\b|\bnot\s+in\b)")
+STATUS_FILTER = re.compile(r"(?:select|reject)attr\(\s*['\"]status['\"]")
 # The whole branch is a word or two (" selected", " active"): it marks up, it shows nothing.
 ONLY_MARKS_UP = re.compile(r"[\w\s-]{0,40}\{%-?\s*(?:endif|else)\b")
 # Lines that test a status for something other than an action or a section, and why.
@@ -184,6 +185,9 @@ def test_templates_ask_rules_instead_of_comparing_statuses():
     for path in sorted(TEMPLATES.rglob("*.html")):
         name = path.relative_to(TEMPLATES).as_posix()
         text = path.read_text()
+        for number, line in enumerate(text.splitlines(), start=1):
+            if STATUS_FILTER.search(line):
+                offenders.append(f"{name}:{number}: filters by status: {line.strip()}")
         for tag in IF_TAG.finditer(text):
             condition = tag.group("condition")
             if not STATUS_TEST.search(condition):

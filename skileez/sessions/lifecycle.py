@@ -236,6 +236,12 @@ def can_answer_reschedule(request, user, now: datetime | None = None) -> Decisio
                           "automatically if the time is still free, and declined otherwise.")
 
 
+def open_reschedule_request(session):
+    """The reschedule request still waiting for an answer, if any (there is one at most)."""
+    return next((request for request in session.reschedule_requests
+                 if request.status == "pending"), None)
+
+
 def can_withdraw_reschedule(request, user) -> Decision:
     if request.requested_by_id != getattr(user, "id", None):
         return deny("Only the person who asked can withdraw the request.")
