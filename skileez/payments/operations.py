@@ -140,7 +140,7 @@ def payment_succeeded(intent_id: str, *, charge_id: str | None = None,
     payment = _payment_for_intent(intent_id, metadata)
     if payment is None:
         return "unknown payment"
-    if payment.status not in ("pending", "failed"):
+    if payment.is_funded:
         return "already recorded"
     if amount_minor is not None and amount_minor != payment.amount_minor:
         current_app.logger.error("Payment %s: provider amount %s != ours %s", payment.id,
@@ -175,7 +175,7 @@ def payment_failed(intent_id: str, message: str | None, *, metadata: dict | None
     payment = _payment_for_intent(intent_id, metadata)
     if payment is None:
         return "unknown payment"
-    if payment.status not in ("pending", "failed"):
+    if payment.is_funded:
         return "ignored: already paid"  # a failure reported after success changes nothing
     transition(payment, "failed", reason="payment failed",
                values={"failure_message": (message or "The payment did not go through.")[:500]})

@@ -120,7 +120,7 @@ def describe_money(payment: Payment, viewer, now: datetime | None = None) -> Mon
     def words(headline: str, detail: str, tone: str) -> MoneyWords:
         return MoneyWords(headline, detail, amounts, tone)
 
-    if status in ("pending", "failed"):
+    if not payment.is_funded:
         hold = session.hold_expires_at if session is not None else None
         if session is not None and session.status == "pending_payment" and hold and hold > now:
             keep = (f"Pay by {at(hold)} to keep this time." if role == "student"
