@@ -27,7 +27,7 @@ def release_escrow() -> int:
     """Payments whose release time has come and that nobody disputes."""
     due = db.session.scalars(
         select(Payment).where(
-            Payment.status.in_(("held", "partially_refunded")),
+            Payment.status.in_(Payment.UNDISPUTED_ESCROW_STATES),
             Payment.release_at.is_not(None), Payment.release_at <= clock.now(),
             ~exists().where(Dispute.payment_id == Payment.id, Dispute.status == "open"))
         .order_by(Payment.release_at).limit(BATCH)).all()

@@ -35,6 +35,12 @@ from skileez.payments.webhooks import MalformedEvent, handle_event
 bp = require_login(Blueprint("payments", __name__, url_prefix="/payments"))
 
 
+@bp.app_context_processor
+def _payment_rules() -> dict:
+    """Templates ask the same payment rules the operations enforce."""
+    return {"can_dispute": operations.can_dispute}
+
+
 @bp.get("/")
 def index():
     if current_user.is_coach:
@@ -64,11 +70,11 @@ def _payment_for_student(payment_id: int) -> Payment:
 @bp.get("/<int:payment_id>/pay")
 def pay(payment_id: int):
     payment = _payment_for_student(payment_id)
-    can_pay, why = operations.payment_can_be_paid(payment)
+    can_pay = operations.payment_can_be_paid(payment)
     if not can_pay:
         if payment.status in ("held", "released", "refunded", "partially_refunded"):
             return redirect(url_for("sessions.detail", session_id=payment.session_id))
-        return render_template("payments/pay.html", payment=payment, blocked=why), 409
+        return render_template("payments/pay.html", payment=payment, blocked=can_pay.reason), 409
     gateway = get_gateway()
     context = {"payment": payment, "gateway": gateway.name}
     if gateway.name == "stripe":
@@ -122,9 +128,9 @@ def test_card(payment_id: int):
     payment = _payment_for_student(payment_id)
     if get_gateway().name != "test" or payment.gateway != "test":
         abort(404)
-    can_pay, why = operations.payment_can_be_paid(payment)
+    can_pay = operations.payment_can_be_paid(payment)
     if not can_pay:
-        flash(why, "warning")
+        flash(can_pay.reason, "warning")
         return redirect(url_for("payments.pay", payment_id=payment.id), code=303)
     operations.ensure_payment_intent(payment)
     declined = request.form.get("card") == "decline"
@@ -208,11 +214,11 @@ def receipt(payment_id: int):
 @bp.route("/<int:payment_id>/dispute", methods=["GET", "POST"])
 def dispute(payment_id: int):
     payment = _payment_for_participant(payment_id)
-    allowed, why = operations.can_dispute(payment, current_user)
+    allowed = operations.can_dispute(payment, current_user)
     form = DisputeForm()
     if not allowed:
         return render_template("payments/dispute.html", payment=payment, form=form,
-                               blocked=why), 409 if request.method == "POST" else 200
+                               blocked=allowed.reason), 409 if request.method == "POST" else 200
     if form.validate_on_submit():
         try:
             operations.open_dispute(payment, current_user, reason=form.reason.data)

@@ -19,10 +19,18 @@ from skileez.core.timezones import format_local
 from skileez.core.words import deadline_words, duration_words, percent_words, refund_words
 from skileez.policy import get_policy
 
+# Named sets of states, so Python, SQL and templates say "final" rather than listing
+# states (and cannot disagree about which ones they are).
+# Nothing more can happen to the session.
 FINAL = ("completed", "cancelled", "expired", "missed")
-# The states in which a session is still going ahead: it holds its time and someone
-# may still act on it.
+# Still going ahead: it holds its time and someone may still act on it.
 GOING_AHEAD = ("pending_payment", "scheduled", "reschedule_requested", "in_progress")
+# Paid, not started yet: it can be started, moved or cancelled.
+BOOKED = ("scheduled", "reschedule_requested")
+# Paid and the meeting is on: still to happen, or happening now.
+MEETING_ON = ("scheduled", "reschedule_requested", "in_progress")
+# Whether it took place is still open: it can be completed or reported missed.
+AWAITING_OUTCOME = ("scheduled", "in_progress")
 
 # A state in a few words, for lists (the dashboard); STATE_WORDS below says it in a sentence.
 STATUS_LABELS = {
@@ -48,6 +56,38 @@ STATE_WORDS = {
 }
 
 
+def is_final(session) -> bool:
+    return session.status in FINAL
+
+
+def is_going_ahead(session) -> bool:
+    return session.status in GOING_AHEAD
+
+
+def is_booked(session) -> bool:
+    return session.status in BOOKED
+
+
+def meeting_is_on(session) -> bool:
+    return session.status in MEETING_ON
+
+
+def awaits_outcome(session) -> bool:
+    return session.status in AWAITING_OUTCOME
+
+
+def awaits_payment(session) -> bool:
+    return session.status == "pending_payment"
+
+
+def is_in_progress(session) -> bool:
+    return session.status == "in_progress"
+
+
+def is_completed(session) -> bool:
+    return session.status == "completed"
+
+
 def _state(session) -> str:
     return STATE_WORDS.get(session.status, f"The session is {session.status}.")
 
@@ -68,6 +108,21 @@ def _at(moment: datetime, user) -> str:
 
 def _participant(session, user) -> Decision:
     return ALLOWED if role_of(session, user) else deny("Only the two participants can do this.")
+
+
+def can_pay(session, user, now: datetime | None = None) -> Decision:
+    """The student pays while the time is still held for them (the sweep may not have
+    expired a hold that ran out yet, so the clock decides, not only the state)."""
+    if role_of(session, user) != "student":
+        return deny("Only the student pays for a session.")
+    if not awaits_payment(session):
+        return deny(_state(session))
+    hold = session.hold_expires_at
+    if hold is not None and hold <= (now or clock.now()):
+        return deny("The hold on this time ran out. Book it again if it is still free.")
+    if hold is None:
+        return ALLOWED
+    return Decision(True, f"Held for you until {format_local(hold, user.timezone, 'short')}.")
 
 
 def can_confirm(session, user) -> Decision:
@@ -177,6 +232,12 @@ def can_answer_reschedule(request, user, now: datetime | None = None) -> Decisio
                           "automatically if the time is still free, and declined otherwise.")
 
 
+def open_reschedule_request(session):
+    """The reschedule request still waiting for an answer, if any (there is one at most)."""
+    return next((request for request in session.reschedule_requests
+                 if request.status == "pending"), None)
+
+
 def can_withdraw_reschedule(request, user) -> Decision:
     if request.requested_by_id != getattr(user, "id", None):
         return deny("Only the person who asked can withdraw the request.")
@@ -199,7 +260,7 @@ def cancel_terms(session, user, now: datetime | None = None) -> CancelTerms:
     role = role_of(session, user)
     if not role:
         return CancelTerms(False, False, Decimal(0), "Only the two participants can cancel.")
-    if session.status not in ("scheduled", "reschedule_requested"):
+    if not is_booked(session):
         return CancelTerms(False, False, Decimal(0),
                            _state(session))
     now = now or clock.now()
@@ -244,7 +305,7 @@ def can_complete(session, user, now: datetime | None = None) -> Decision:
 def can_mark_missed(session, user, now: datetime | None = None) -> Decision:
     if not role_of(session, user):
         return deny("Only the two participants can report a no-show.")
-    if session.status not in ("scheduled", "in_progress"):
+    if not awaits_outcome(session):
         return deny(_state(session))
     now = now or clock.now()
     opens = session.starts_at + get_policy().mark_missed_after_start
@@ -287,6 +348,6 @@ def can_add_to_calendar(session, user) -> Decision:
     """
     if not role_of(session, user):
         return deny("Only the two participants can add it to a calendar.")
-    if session.status not in ("scheduled", "reschedule_requested", "in_progress"):
+    if not meeting_is_on(session):
         return deny(_state(session))
     return ALLOWED

@@ -375,7 +375,7 @@ def cancel(session: Session, user, *, reason: str = "") -> None:
                        "reason": reason.strip() or None})
     payment = session.payment
     refunded = 0
-    if payment is not None and payment.status in ("held", "partially_refunded"):
+    if payment is not None and payment.is_in_undisputed_escrow:
         refunded = share(payment.remaining_minor, terms.refund_share)
         if refunded:
             refund(payment, refunded, actor=user,
@@ -463,7 +463,7 @@ def mark_missed(session: Session, *, missed_by: str, reason: str, actor=None) ->
                values={"missed_by": missed_by, "missed_reason": reason.strip() or None,
                        "marked_missed_by_id": getattr(actor, "id", None)})
     payment = session.payment
-    if payment is not None and payment.status in ("held", "partially_refunded"):
+    if payment is not None and payment.is_in_undisputed_escrow:
         amount = share(payment.remaining_minor,
                        getattr(get_policy(), MISSED_REFUND[missed_by]))
         if amount:
