@@ -148,11 +148,10 @@ def _own_offering(offering_id: int) -> Offering:
     return offering
 
 
-@coach_page("/me/offerings/new", methods=["GET", "POST"], endpoint="new_offering",
-            defaults={"offering_id": None})
+@coach_page("/me/offerings/new", methods=["GET", "POST"], endpoint="new_offering")
 @coach_page("/me/offerings/<int:offering_id>/edit", methods=["GET", "POST"],
             endpoint="edit_offering")
-def offering_form(offering_id: int | None):
+def offering_form(offering_id: int | None = None):
     """Publishing an offering and editing one are the same form with the same rules."""
     offering = _own_offering(offering_id) if offering_id is not None else None
     if offering is None:
@@ -207,9 +206,10 @@ def _availability_context(rule_form=None, time_off_form=None):
             "delete_form": Form(), "profile": operations.profile_for(current_user)}
 
 
-def _availability_page(**context) -> str:
-    return render_template("coaches/availability.html", **_availability_context(**context),
-                           **_preview_context())
+def _availability_page(rule_form=None, time_off_form=None, **context) -> str:
+    return render_template("coaches/availability.html",
+                           **_availability_context(rule_form, time_off_form),
+                           **_preview_context(), **context)
 
 
 def _weekly_rules(rule_form=None):
