@@ -160,20 +160,23 @@ def offering_form(offering_id: int | None = None):
         form = OfferingForm(obj=offering, data=None if request.method == "POST" else {
             "price": input_value(offering.price_minor, offering.currency)})
 
-    def save() -> str:
+    def save() -> None:
         terms = {"title": form.title.data, "description": form.description.data or "",
                  "duration_minutes": form.duration_minutes.data,
                  "price_minor": form.price_minor, "currency": form.currency.data}
         if offering is None:
             operations.create_offering(current_user, **terms)
-            return f"“{form.title.data.strip()}” is published."
-        operations.update_offering(offering, **terms)
-        return "The offering has been updated. Contracts already agreed keep their terms."
+        else:
+            operations.update_offering(offering, **terms)
 
     return submit(form, save,
                   page=lambda: render_template("coaches/offering_form.html", form=form,
                                                offering=offering),
-                  done=lambda message: see_other(url_for("coaches.offerings"), message))
+                  done=lambda _: see_other(url_for("coaches.offerings"),
+                                           f"“{form.title.data.strip()}” is published."
+                                           if offering is None else
+                                           "The offering has been updated. Contracts already "
+                                           "agreed keep their terms."))
 
 
 @coach_page("/me/offerings/<int:offering_id>/<any(activate, deactivate):action>",
