@@ -119,6 +119,9 @@ def _bound_integer_urls(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    # Two blueprints have their views in several modules, and importing a module is what
+    # registers its views: admin (users, mail and jobs; money) and sessions (three).
+    from skileez.admin import payments as admin_money  # noqa: F401
     from skileez.admin.routes import bp as admin_bp
     from skileez.auth.routes import bp as auth_bp
     from skileez.coaches.routes import bp as coaches_bp
@@ -127,8 +130,6 @@ def _register_blueprints(app: Flask) -> None:
     from skileez.core.vendor import bp as vendor_bp
     from skileez.notifications.routes import bp as notifications_bp
     from skileez.payments.routes import bp as payments_bp
-
-    # The sessions blueprint's views live in three modules; importing them registers them.
     from skileez.sessions import history_routes, lifecycle_routes, routes  # noqa: F401
     from skileez.sessions.blueprint import bp as sessions_bp
 
