@@ -118,7 +118,7 @@ def worker(queues: tuple[str, ...], burst: bool, no_sweep: bool) -> None:
     """An RQ worker with scheduling, plus the once-a-minute sweep ticker."""
     from rq import Worker
 
-    from skileez.jobs.queue import get_queue, redis_connection
+    from skileez.core.queue import get_queue, redis_connection
     from skileez.jobs.runner import start_sweep_ticker
 
     app = current_app._get_current_object()

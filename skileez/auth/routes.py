@@ -125,7 +125,7 @@ def _form_status(form) -> int:
 @_throttle_registration
 def register():
     if current_user.is_authenticated:
-        return redirect(url_for("core.dashboard"))
+        return redirect(url_for("dashboard.index"))
     form = RegisterForm()
     if form.validate_on_submit():
         try:
@@ -140,7 +140,7 @@ def register():
             g.account_created = True
             start_session(user, remember=False)
             flash(f"Welcome to Skileez, {user.name}! Your account is ready.", "success")
-            return redirect(url_for("core.dashboard"), code=303)
+            return redirect(url_for("dashboard.index"), code=303)
     return render_template("auth/register.html", form=form), _form_status(form)
 
 
@@ -149,7 +149,7 @@ def register():
 @_throttle_login
 def login():
     if current_user.is_authenticated and request.method == "GET":
-        return redirect(url_for("core.dashboard"))
+        return redirect(url_for("dashboard.index"))
     form = LoginForm()
     if form.validate_on_submit():
         try:
@@ -168,7 +168,7 @@ def login():
                 start_session(user, remember=bool(form.remember.data))
                 flash(f"Welcome back, {user.name}.", "success")
                 target = safe_redirect_target(request.args.get("next"),
-                                              url_for("core.dashboard"))
+                                              url_for("dashboard.index"))
                 return redirect(target, code=303)
     elif request.method == "POST":
         g.login_failed = True

@@ -14,6 +14,7 @@ from skileez import clock
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.money import format_money
 from skileez.core.timezones import format_local, humanize_delta, localize, zone_label
+from skileez.extensions import db
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +157,6 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
         log.exception("Unhandled error on %s %s", request.method, request.path)
-        from skileez.extensions import db
-
         db.session.rollback()
         return render_error(500)
 
@@ -213,16 +212,7 @@ def _register_template_helpers(app: Flask) -> None:
     def globals_():
         now = clock.now()
         tz = viewer_timezone()
-        unread = 0
-        # Fragments polled by htmx (other than the bell itself) do not show the count.
-        fragment = request.headers.get("HX-Request") == "true" and \
-            request.endpoint != "notifications.bell"
-        if current_user and current_user.is_authenticated and not fragment:
-            from skileez.notifications.operations import unread_count
-
-            unread = unread_count(current_user)
         return {
-            "unread_count": unread,
             "now": now,
             "viewer_timezone": tz,
             "viewer_zone_label": zone_label(localize(now, tz), tz),

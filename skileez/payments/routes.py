@@ -25,13 +25,19 @@ from skileez.core.db import is_lock_conflict
 from skileez.core.errors import Conflict
 from skileez.core.pagination import paginate
 from skileez.extensions import csrf, db
-from skileez.payments import operations, queries
+from skileez.payments import operations, queries, words
 from skileez.payments.forms import DisputeForm
 from skileez.payments.gateway import CardDeclined, GatewayError, InvalidWebhook, get_gateway
 from skileez.payments.models import Payment
 from skileez.payments.webhooks import MalformedEvent, handle_event
 
 bp = require_login(Blueprint("payments", __name__, url_prefix="/payments"))
+
+
+@bp.app_template_global("money_words")
+def _money_words(subject, viewer=None):
+    """Every page and email says what a payment's money is doing through this one answer."""
+    return words.money_words(subject, viewer)
 
 
 @bp.get("/")

@@ -19,7 +19,6 @@ from skileez.core.forms import Form, attach_error
 from skileez.core.money import format_money, share
 from skileez.core.permissions import Decision
 from skileez.extensions import db
-from skileez.payments import words
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle, operations
 from skileez.sessions.forms import (
@@ -35,12 +34,6 @@ from skileez.sessions.models import RescheduleRequest, Session
 from skileez.sessions.routes import bp, session_history
 
 RESCHEDULE_DAYS = 21
-
-
-@bp.app_template_global("money_words")
-def _money_words(subject, viewer=None):
-    """Every page and email says what a payment's money is doing through this one answer."""
-    return words.money_words(subject, viewer)
 
 
 @bp.app_context_processor
