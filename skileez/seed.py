@@ -15,7 +15,16 @@ from datetime import timedelta
 from skileez import clock
 from skileez.auth.operations import create_user
 from skileez.coaches import operations as coaching
+from skileez.coaches.availability import coach_open_slots
 from skileez.contracts import operations as contracting
+from skileez.contracts.models import Contract
+from skileez.core.transitions import record_creation
+from skileez.extensions import db
+from skileez.payments.gateway import get_gateway
+from skileez.payments.operations import create_payment, open_dispute, payment_succeeded, release
+from skileez.policy import get_policy
+from skileez.sessions import operations as sessions
+from skileez.sessions.models import Session
 
 DEMO_PASSWORD = "skileez-demo-2026"
 
@@ -111,8 +120,6 @@ def wipe_demo() -> None:
     """
     from sqlalchemy import text
 
-    from skileez.extensions import db
-
     db.session.flush()
     for table in reversed(db.metadata.sorted_tables):
         db.session.execute(text(f'DELETE FROM "{table.name}"'))
@@ -200,13 +207,6 @@ def _hold(student, contract, start):
     commits around its network call; seeding runs alone and must stay one
     transaction, so it writes the same rows itself and asks the gateway directly.
     """
-    from skileez.core.transitions import record_creation
-    from skileez.extensions import db
-    from skileez.payments.gateway import get_gateway
-    from skileez.payments.operations import create_payment
-    from skileez.policy import get_policy
-    from skileez.sessions.models import Session
-
     duration = timedelta(minutes=contract.duration_minutes)
     buffer = timedelta(minutes=coaching.profile_for(contract.coach).buffer_minutes)
     number = (db.session.scalar(db.select(db.func.max(Session.number)).where(
@@ -232,18 +232,12 @@ def _hold(student, contract, start):
 
 
 def _pay(session):
-    from skileez.payments.operations import payment_succeeded
-
     payment_succeeded(session.payment.payment_intent_id,
                       charge_id=f"ch_demo_{session.payment.id}")
 
 
 def _book_demo_sessions(sam, clara, priya, marcus) -> None:
     """Booked sessions in the coaches' open slots: paid ones, and one awaiting payment each."""
-    from skileez.coaches.availability import coach_open_slots
-    from skileez.contracts.models import Contract
-    from skileez.extensions import db
-
     def contract_of(student, coach):
         return db.session.scalar(db.select(Contract).where(
             Contract.student_id == student.id, Contract.coach_id == coach.id))
@@ -270,14 +264,6 @@ def _demo_life_cycle(sam, clara, priya, marcus, admin, *, leo, aiko, ben, noor) 
     meets a rule (start window, release delay, late cancellation, reschedule notice)
     is taken from the policy, so the states come out the same under any policy.
     """
-    from skileez.coaches.availability import coach_open_slots
-    from skileez.contracts.models import Contract
-    from skileez.extensions import db
-    from skileez.payments.operations import open_dispute, release
-    from skileez.policy import get_policy
-    from skileez.sessions import operations as sessions
-    from skileez.sessions.models import Session
-
     policy = get_policy()
     frozen_at = clock.now() if clock.is_frozen() else None
     real_now = clock.now().replace(second=0, microsecond=0)
