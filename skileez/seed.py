@@ -20,8 +20,8 @@ from skileez.contracts import operations as contracting
 from skileez.contracts.models import Contract
 from skileez.core.transitions import record_creation
 from skileez.extensions import db
+from skileez.payments import operations as paying
 from skileez.payments.gateway import get_gateway
-from skileez.payments.operations import create_payment, open_dispute, payment_succeeded, release
 from skileez.policy import get_policy
 from skileez.sessions import operations as sessions
 from skileez.sessions.models import Session
@@ -219,7 +219,7 @@ def _hold(student, contract, start):
     db.session.add(session)
     db.session.flush()
     record_creation(session, actor=student, reason="booked, awaiting payment")
-    payment = create_payment(session, contract)
+    payment = paying.create_payment(session, contract)
     result = get_gateway().create_payment_intent(
         amount_minor=payment.amount_minor, currency=payment.currency,
         idempotency_key=f"payment-{payment.id}",
@@ -232,8 +232,8 @@ def _hold(student, contract, start):
 
 
 def _pay(session):
-    payment_succeeded(session.payment.payment_intent_id,
-                      charge_id=f"ch_demo_{session.payment.id}")
+    paying.payment_succeeded(session.payment.payment_intent_id,
+                             charge_id=f"ch_demo_{session.payment.id}")
 
 
 def _book_demo_sessions(sam, clara, priya, marcus) -> None:
@@ -305,7 +305,7 @@ def _demo_life_cycle(sam, clara, priya, marcus, admin, *, leo, aiko, ben, noor) 
         first = paid(sam, clara, real_now - 9 * day)
         completed(first, clara)
         at(first.payment.release_at + 5 * minute)
-        release(first.payment, reason="released automatically after completion")
+        paying.release(first.payment, reason="released automatically after completion")
         # Ended half a release delay ago (1 to 4 hours, clear of the session starting
         # now): still in escrow unless the delay is shorter than that.
         waiting = paid(sam, clara, real_now - clara_length
@@ -336,8 +336,9 @@ def _demo_life_cycle(sam, clara, priya, marcus, admin, *, leo, aiko, ben, noor) 
         completed(disputed, marcus, rate=False)
         # Disputed before the release, however short the release delay is.
         at(disputed.completed_at + min(2 * 60 * minute, delay / 2))
-        open_dispute(disputed.payment, priya,
-                     reason="The session ended after 20 minutes because of a bad connection.")
+        paying.open_dispute(
+            disputed.payment, priya,
+            reason="The session ended after 20 minutes because of a bad connection.")
         running = paid(priya, marcus, real_now - 10 * minute)
         at(running.starts_at + min(2 * minute, policy.start_window_after))
         sessions.start(running, marcus)
