@@ -123,13 +123,13 @@ NO_MATCH = "That email and password do not match an account. Check both and try 
 @_throttle_registration
 def register():
     if current_user.is_authenticated:
-        return redirect(url_for("core.dashboard"))
+        return redirect(url_for("dashboard.index"))
     form = RegisterForm()
 
     def welcome(user: User):
         g.account_created = True
         start_session(user, remember=False)
-        return see_other(url_for("core.dashboard"),
+        return see_other(url_for("dashboard.index"),
                          f"Welcome to Skileez, {user.name}! Your account is ready.")
 
     return submit(form, lambda: operations.create_user(
@@ -143,7 +143,7 @@ def register():
 @_throttle_login
 def login():
     if current_user.is_authenticated and request.method == "GET":
-        return redirect(url_for("core.dashboard"))
+        return redirect(url_for("dashboard.index"))
     form = LoginForm()
 
     def sign_in() -> User:
@@ -160,7 +160,7 @@ def login():
     def welcome_back(user: User):
         start_session(user, remember=bool(form.remember.data))
         return see_other(safe_redirect_target(request.args.get("next"),
-                                              url_for("core.dashboard")),
+                                              url_for("dashboard.index")),
                          f"Welcome back, {user.name}.")
 
     return submit(form, sign_in, page=page, done=welcome_back)

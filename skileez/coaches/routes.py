@@ -18,10 +18,10 @@ from skileez.coaches.directory import (
     active_offerings,
     coach_card,
     directory_statement,
-    public_reviews,
 )
 from skileez.coaches.forms import OfferingForm, ProfileForm, RuleForm, TimeOffForm
 from skileez.coaches.models import WEEKDAYS, AvailabilityRule, Offering, TimeOff
+from skileez.contracts.models import Contract
 from skileez.core.access import public, require_login, role_route
 from skileez.core.forms import Form
 from skileez.core.http import choice_arg, is_htmx, text_arg
@@ -30,6 +30,10 @@ from skileez.core.pagination import paginate
 from skileez.core.timezones import localize, zone
 from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import db
+from skileez.sessions import lifecycle
+from skileez.sessions.models import Session
+from skileez.sessions.operations import cancel
+from skileez.sessions.reviews import public_reviews
 
 bp = require_login(Blueprint("coaches", __name__, url_prefix="/coaches"))
 
@@ -78,8 +82,6 @@ def _listed_coach(coach_id: int) -> User:
 
 def _bookable_contract(coach: User):
     """The signed-in student's active contract with this coach, if any (the oldest)."""
-    from skileez.contracts.models import Contract
-
     if not (current_user.is_authenticated and current_user.is_student):
         return None
     return db.session.scalar(select(Contract).where(
@@ -300,9 +302,6 @@ def _time_off_added(overlapped: bool, cancelled: int) -> str:
 
 def _sessions_overlapping(starts_at: datetime, ends_at: datetime) -> list:
     """The coach's live sessions inside a period, with the cancel terms each would get."""
-    from skileez.sessions import lifecycle
-    from skileez.sessions.models import Session
-
     sessions = db.session.scalars(select(Session).where(
         Session.coach_id == current_user.id, Session.starts_at < ends_at,
         Session.ends_at > starts_at,
@@ -311,8 +310,6 @@ def _sessions_overlapping(starts_at: datetime, ends_at: datetime) -> list:
 
 
 def _cancel_for_time_off(overlapping: list) -> list:
-    from skileez.sessions.operations import cancel
-
     cancelled = []
     for session, terms in overlapping:
         if terms.allowed:

@@ -22,6 +22,7 @@ from skileez.core.words import (
     percent_words,
     refund_words,
 )
+from skileez.extensions import db
 from skileez.policy import get_policy
 
 log = logging.getLogger(__name__)
@@ -165,8 +166,6 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
         log.exception("Unhandled error on %s %s", request.method, request.path)
-        from skileez.extensions import db
-
         db.session.rollback()
         return render_error(500)
 
@@ -233,16 +232,7 @@ def _register_template_helpers(app: Flask) -> None:
     def globals_():
         now = clock.now()
         tz = viewer_timezone()
-        unread = 0
-        # Fragments polled by htmx (other than the bell itself) do not show the count.
-        fragment = is_htmx() and \
-            request.endpoint != "notifications.bell"
-        if current_user and current_user.is_authenticated and not fragment:
-            from skileez.notifications.operations import unread_count
-
-            unread = unread_count(current_user)
         return {
-            "unread_count": unread,
             "now": now,
             "viewer_timezone": tz,
             "viewer_zone_label": zone_label(localize(now, tz), tz),

@@ -23,9 +23,9 @@ from sqlalchemy import or_
 from skileez import clock
 from skileez.core.errors import Conflict
 from skileez.core.forms import single_line
+from skileez.core.queue import QUEUE_CLAIM, enqueue_after_commit, job
 from skileez.core.transitions import transition
 from skileez.extensions import db
-from skileez.jobs.queue import QUEUE_CLAIM, enqueue_after_commit, job
 from skileez.notifications.models import RETRY_REFUSED, OutboxEmail
 
 CLAIM_DURATION = timedelta(minutes=5)

@@ -6,10 +6,10 @@ from sqlalchemy import and_, exists, or_, select
 
 from skileez import clock
 from skileez.coaches.models import CoachProfile
+from skileez.core.deadlines import deadline_handler
 from skileez.core.errors import Conflict
+from skileez.core.queue import dispatch_claimed
 from skileez.extensions import db
-from skileez.jobs.queue import dispatch_claimed
-from skileez.jobs.sweep import deadline_handler
 from skileez.payments.models import Dispute, Payment, Payout, Refund
 from skileez.payments.operations import execute_refund, pay_out, release
 

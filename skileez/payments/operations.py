@@ -14,13 +14,14 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from skileez import clock
+from skileez.coaches.operations import profile_for
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.money import format_money, share
 from skileez.core.permissions import ALLOWED, Decision, deny
+from skileez.core.queue import enqueue_after_commit, job
 from skileez.core.transitions import record_creation, transition
 from skileez.core.words import duration_words
 from skileez.extensions import db
-from skileez.jobs.queue import enqueue_after_commit, job
 from skileez.notifications.operations import notify
 from skileez.payments import ledger
 from skileez.payments.gateway import (
@@ -34,6 +35,7 @@ from skileez.payments.models import Dispute, Payment, Payout, Refund
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle
 from skileez.sessions.models import Session
+from skileez.sessions.operations import expire_hold
 
 
 def _money(minor: int, currency: str) -> str:
@@ -143,8 +145,6 @@ def payment_succeeded(intent_id: str, *, charge_id: str | None = None,
     if session.status == "pending_payment" and session.hold_expires_at is not None \
             and session.hold_expires_at <= now:
         # The hold ran out before the money arrived, even if no sweep has noticed yet.
-        from skileez.sessions.operations import expire_hold
-
         expire_hold(session)
     transition(payment, "held", reason="payment received",
                values={"paid_at": now, "charge_id": charge_id, "failure_message": None,
@@ -238,8 +238,6 @@ def pay_out(payout_id: int) -> str:
     duplicate job never sends a second request. Without a connected account the
     money stays in the coach's payable balance until they connect one.
     """
-    from skileez.coaches.operations import profile_for
-
     payout = db.session.get(Payout, payout_id)
     if payout is None or payout.status in ("paid", "reversed"):
         return "nothing to do"

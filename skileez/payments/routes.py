@@ -26,7 +26,7 @@ from skileez.core.errors import Conflict
 from skileez.core.http import is_htmx
 from skileez.core.pagination import paginate
 from skileez.extensions import csrf, db
-from skileez.payments import operations, queries
+from skileez.payments import operations, queries, words
 from skileez.payments.forms import DisputeForm
 from skileez.payments.gateway import CardDeclined, GatewayError, InvalidWebhook, get_gateway
 from skileez.payments.models import Payment
@@ -39,6 +39,10 @@ bp = require_login(Blueprint("payments", __name__, url_prefix="/payments"))
 def _payment_rules() -> dict:
     """Templates ask the same payment rules the operations enforce."""
     return {"can_dispute": operations.can_dispute}
+@bp.app_template_global("money_words")
+def _money_words(subject, viewer=None):
+    """Every page and email says what a payment's money is doing through this one answer."""
+    return words.money_words(subject, viewer)
 
 
 @bp.get("/")

@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from skileez import clock
+from skileez.core.deadlines import deadline_handler
 from skileez.core.errors import Conflict
 from skileez.core.timezones import humanize_delta
 from skileez.extensions import db
-from skileez.jobs.sweep import deadline_handler
 from skileez.notifications.operations import notify
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle
