@@ -25,10 +25,12 @@ run: $(VENV)/.installed
 	$(FLASK) skileez seed --refresh-demo
 	$(FLASK) skileez serve --host 127.0.0.1 --port 5000
 
-## The whole suite (SQLite, or PostgreSQL with TEST_DATABASE_URL) plus ruff.
+## The whole suite (SQLite, or PostgreSQL with TEST_DATABASE_URL), ruff, and the import
+## contracts (the package layers, in pyproject.toml).
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 ## Print benchmark figures (scripts in bench/).
 bench: $(VENV)/.installed-test
@@ -40,6 +42,7 @@ worker: $(VENV)/.installed
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 ## Write a new migration after changing models: make migrate m="what changed"
 migrate: $(VENV)/.installed

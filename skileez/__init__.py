@@ -45,6 +45,7 @@ def create_app(config_override: dict | None = None) -> Flask:
     _warn_about_per_process_throttling(app)
     _bound_integer_urls(app)
     _register_blueprints(app)
+    _connect_listeners()
 
     from skileez.core import web
 
@@ -119,19 +120,33 @@ def _bound_integer_urls(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    # Two blueprints have their views in several modules, and importing a module is what
+    # registers its views: admin (users, mail and jobs; money) and sessions (three).
+    from skileez.admin import payments as admin_money  # noqa: F401
     from skileez.admin.routes import bp as admin_bp
     from skileez.auth.routes import bp as auth_bp
     from skileez.coaches.routes import bp as coaches_bp
     from skileez.contracts.routes import bp as contracts_bp
     from skileez.core.routes import bp as core_bp
     from skileez.core.vendor import bp as vendor_bp
+    from skileez.dashboard.routes import bp as dashboard_bp
     from skileez.notifications.routes import bp as notifications_bp
     from skileez.payments.routes import bp as payments_bp
-
-    # The sessions blueprint's views live in three modules; importing them registers them.
     from skileez.sessions import history_routes, lifecycle_routes, routes  # noqa: F401
     from skileez.sessions.blueprint import bp as sessions_bp
 
-    for blueprint in (core_bp, vendor_bp, auth_bp, coaches_bp, contracts_bp, sessions_bp,
-                      payments_bp, notifications_bp, admin_bp):
+    for blueprint in (core_bp, dashboard_bp, vendor_bp, auth_bp, coaches_bp, contracts_bp,
+                      sessions_bp, payments_bp, notifications_bp, admin_bp):
         app.register_blueprint(blueprint)
+
+
+def _connect_listeners() -> None:
+    """Register what higher packages do when a lower one announces (``core.events``).
+
+    Booking a session opens its payment, closing it settles the escrow, a coach's
+    calendar is busy while a session is booked, a new coach gets a profile. The
+    blueprints import most of these modules anyway; importing them here says so.
+    """
+    from skileez.coaches import listeners as _coaches  # noqa: F401
+    from skileez.payments import listeners as _payments  # noqa: F401
+    from skileez.sessions import listeners as _sessions  # noqa: F401

@@ -9,7 +9,16 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
+from skileez.auth.forms import PASSWORD_MIN, email_address_problem
+from skileez.auth.models import User
+from skileez.auth.operations import create_user
+from skileez.core.errors import DomainError
+from skileez.core.queue import get_queue, redis_connection
+from skileez.core.unit_of_work import transaction
 from skileez.extensions import db
+from skileez.jobs.runner import start_inprocess_sweeper, start_sweep_ticker
+from skileez.jobs.sweep import sweep
+from skileez.seed import DEMO_ACCOUNTS, seed, wipe_demo
 
 group = AppGroup("skileez", help="Skileez administration commands.")
 
@@ -25,10 +34,6 @@ def init_app(app: Flask) -> None:
                        confirmation_prompt="Repeat the password")
 def create_admin(email: str, name: str, password: str) -> None:
     """Create an admin account (the only way admins come to exist)."""
-    from skileez.auth.forms import PASSWORD_MIN, email_address_problem
-    from skileez.auth.operations import create_user
-    from skileez.core.errors import DomainError
-
     problem = email_address_problem(email)
     if problem:
         raise click.BadParameter(problem, param_hint="EMAIL")
@@ -52,9 +57,6 @@ def create_admin(email: str, name: str, password: str) -> None:
                    "when the database holds only demo accounts; leave any other data alone.")
 def seed_command(if_empty: bool, refresh_demo: bool) -> None:
     """Load the demo accounts and data, all in one transaction."""
-    from skileez.auth.models import User
-    from skileez.seed import DEMO_ACCOUNTS, seed, wipe_demo
-
     emails = set(db.session.scalars(select(func.lower(User.email))))
     others = emails - {account["email"] for account in DEMO_ACCOUNTS}
     if refresh_demo and others:
@@ -63,8 +65,6 @@ def seed_command(if_empty: bool, refresh_demo: bool) -> None:
     elif if_empty and not refresh_demo and emails:
         click.echo("Database already has data; demo data not loaded.")
     else:
-        from skileez.core.unit_of_work import transaction
-
         # Serialized: on SQLite the driver starts no transaction before the first
         # SAVEPOINT, so releasing it would commit the first account on its own.
         with transaction(serialized=True):
@@ -90,8 +90,6 @@ def serve(host: str, port: int) -> None:
     """Development server, with the sweep on a background thread when there is no Redis."""
     app = current_app._get_current_object()
     if app.config["JOBS_BACKEND"] == "inprocess":
-        from skileez.jobs.runner import start_inprocess_sweeper
-
         start_inprocess_sweeper(app)
         click.echo("Background jobs run in this process; the sweep runs every "
                    f"{app.config['SWEEP_INTERVAL_SECONDS']} seconds.")
@@ -113,9 +111,6 @@ def worker(queues: tuple[str, ...], burst: bool, no_sweep: bool) -> None:
     """An RQ worker with scheduling, plus the once-a-minute sweep ticker."""
     from rq import Worker
 
-    from skileez.jobs.queue import get_queue, redis_connection
-    from skileez.jobs.runner import start_sweep_ticker
-
     app = current_app._get_current_object()
     if not app.config["REDIS_URL"]:
         raise click.ClickException("REDIS_URL is not set; without Redis, jobs run inside "
@@ -134,7 +129,5 @@ def worker(queues: tuple[str, ...], burst: bool, no_sweep: bool) -> None:
 @group.command("sweep")
 def sweep_command() -> None:
     """Run every deadline handler once, now."""
-    from skileez.jobs.sweep import sweep
-
     for name, count in sweep().items():
         click.echo(f"{name}: {count}")

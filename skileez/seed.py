@@ -15,7 +15,16 @@ from datetime import timedelta
 from skileez import clock
 from skileez.auth.operations import create_user
 from skileez.coaches import operations as coaching
+from skileez.coaches.availability import coach_open_slots
 from skileez.contracts import operations as contracting
+from skileez.contracts.models import Contract
+from skileez.core.transitions import record_creation
+from skileez.extensions import db
+from skileez.payments import operations as paying
+from skileez.payments.gateway import get_gateway
+from skileez.policy import get_policy
+from skileez.sessions import operations as sessions
+from skileez.sessions.models import Session
 
 DEMO_PASSWORD = "skileez-demo-2026"
 
@@ -111,8 +120,6 @@ def wipe_demo() -> None:
     """
     from sqlalchemy import text
 
-    from skileez.extensions import db
-
     db.session.flush()
     for table in reversed(db.metadata.sorted_tables):
         db.session.execute(text(f'DELETE FROM "{table.name}"'))
@@ -200,13 +207,6 @@ def _hold(student, contract, start):
     two commits (``payments.attempts.provider_call``); seeding runs alone and must stay
     one transaction, so it writes the same rows itself and asks the gateway directly.
     """
-    from skileez.core.transitions import record_creation
-    from skileez.extensions import db
-    from skileez.payments.gateway import get_gateway
-    from skileez.payments.operations import create_payment
-    from skileez.policy import get_policy
-    from skileez.sessions.models import Session
-
     duration = timedelta(minutes=contract.duration_minutes)
     buffer = timedelta(minutes=coaching.profile_for(contract.coach).buffer_minutes)
     number = (db.session.scalar(db.select(db.func.max(Session.number)).where(
@@ -219,7 +219,7 @@ def _hold(student, contract, start):
     db.session.add(session)
     db.session.flush()
     record_creation(session, actor=student, reason="booked, awaiting payment")
-    payment = create_payment(session, contract)
+    payment = paying.create_payment(session, contract)
     result = get_gateway().create_payment_intent(
         amount_minor=payment.amount_minor, currency=payment.currency,
         idempotency_key=f"payment-{payment.id}",
@@ -232,18 +232,12 @@ def _hold(student, contract, start):
 
 
 def _pay(session):
-    from skileez.payments.operations import payment_succeeded
-
-    payment_succeeded(session.payment.payment_intent_id,
-                      charge_id=f"ch_demo_{session.payment.id}")
+    paying.payment_succeeded(session.payment.payment_intent_id,
+                             charge_id=f"ch_demo_{session.payment.id}")
 
 
 def _book_demo_sessions(sam, clara, priya, marcus) -> None:
     """Booked sessions in the coaches' open slots: paid ones, and one awaiting payment each."""
-    from skileez.coaches.availability import coach_open_slots
-    from skileez.contracts.models import Contract
-    from skileez.extensions import db
-
     def contract_of(student, coach):
         return db.session.scalar(db.select(Contract).where(
             Contract.student_id == student.id, Contract.coach_id == coach.id))
@@ -270,14 +264,6 @@ def _demo_life_cycle(sam, clara, priya, marcus, admin, *, leo, aiko, ben, noor) 
     meets a rule (start window, release delay, late cancellation, reschedule notice)
     is taken from the policy, so the states come out the same under any policy.
     """
-    from skileez.coaches.availability import coach_open_slots
-    from skileez.contracts.models import Contract
-    from skileez.extensions import db
-    from skileez.payments.operations import open_dispute, release
-    from skileez.policy import get_policy
-    from skileez.sessions import operations as sessions
-    from skileez.sessions.models import Session
-
     policy = get_policy()
     frozen_at = clock.now() if clock.is_frozen() else None
     real_now = clock.now().replace(second=0, microsecond=0)
@@ -319,7 +305,7 @@ def _demo_life_cycle(sam, clara, priya, marcus, admin, *, leo, aiko, ben, noor) 
         first = paid(sam, clara, real_now - 9 * day)
         completed(first, clara)
         at(first.payment.release_at + 5 * minute)
-        release(first.payment, reason="released automatically after completion")
+        paying.release(first.payment, reason="released automatically after completion")
         # Ended half a release delay ago (1 to 4 hours, clear of the session starting
         # now): still in escrow unless the delay is shorter than that.
         waiting = paid(sam, clara, real_now - clara_length
@@ -350,8 +336,9 @@ def _demo_life_cycle(sam, clara, priya, marcus, admin, *, leo, aiko, ben, noor) 
         completed(disputed, marcus, rate=False)
         # Disputed before the release, however short the release delay is.
         at(disputed.completed_at + min(2 * 60 * minute, delay / 2))
-        open_dispute(disputed.payment, priya,
-                     reason="The session ended after 20 minutes because of a bad connection.")
+        paying.open_dispute(
+            disputed.payment, priya,
+            reason="The session ended after 20 minutes because of a bad connection.")
         running = paid(priya, marcus, real_now - 10 * minute)
         at(running.starts_at + min(2 * minute, policy.start_window_after))
         sessions.start(running, marcus)

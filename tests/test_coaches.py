@@ -49,6 +49,22 @@ def test_coach_pages_are_403_for_other_roles(client, make_user, role):
                        token_page="/dashboard").status_code == 403
 
 
+def test_every_coach_page_is_403_for_a_student_whatever_the_method(app, client, make_user):
+    """Taken from the URL map, so a coach page registered without its check is caught."""
+    make_user("student", email="x@example.com")
+    client.login("x@example.com")
+    values = {"offering_id": 1, "rule_id": 1, "time_off_id": 1, "action": "activate"}
+    adapter = app.url_map.bind("skileez.test")
+    rules = [rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/coaches/me/")]
+    assert len(rules) >= 11
+    for rule in rules:
+        url = adapter.build(rule.endpoint, {name: values[name] for name in rule.arguments})
+        for method in sorted(rule.methods & {"GET", "POST"}):
+            response = client.get(url) if method == "GET" \
+                else client.post(url, {}, token_page="/dashboard")
+            assert response.status_code == 403, (method, url)
+
+
 def test_coach_pages_open_for_coaches(coach_client):
     for page in COACH_PAGES:
         assert coach_client.get(page).status_code == 200, page

@@ -112,6 +112,9 @@ def test_nobody_can_propose_to_an_inactive_offering(app, client, people):
     assert response.status_code == 409
     assert "This offering is not available any more" in response.get_data(as_text=True)
     assert count(app, Proposal) == 0
+    page = client.get(url)  # the form page itself says so, before anything is typed
+    assert page.status_code == 409
+    assert "This offering is not available any more" in page.get_data(as_text=True)
 
 
 def test_accept_creates_a_contract_with_a_snapshot(app, client, people, make_proposal):

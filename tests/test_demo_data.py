@@ -35,7 +35,7 @@ def what_can_be_done(app) -> dict[str, int]:
                 "join": any(lifecycle.can_join(session, p).allowed for p in people),
                 "complete": any(lifecycle.can_complete(session, p).allowed for p in people),
                 "pay": session.payment is not None
-                and payment_can_be_paid(session.payment)[0],
+                and payment_can_be_paid(session.payment).allowed,
                 "reschedule": any(lifecycle.can_request_reschedule(session, p).allowed
                                   for p in people),
                 "cancel": any(lifecycle.can_cancel(session, p).allowed for p in people),

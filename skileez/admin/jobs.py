@@ -10,7 +10,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from skileez.jobs.queue import get_queue
+from skileez.core.queue import get_queue
 
 
 @dataclass

@@ -1,8 +1,12 @@
-"""Admin pages: users, the local mailbox, failed jobs."""
+"""Admin pages: users, the local mailbox, failed jobs.
+
+The money pages (``admin.payments``) add their views to this blueprint; the app
+factory imports both modules by name.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, render_template, url_for
 from flask_login import current_user
 from redis.exceptions import RedisError
 from sqlalchemy import func, or_, select
@@ -13,10 +17,10 @@ from skileez.auth import operations as account_operations
 from skileez.auth.forms import ConfirmForm
 from skileez.auth.models import ROLES, User
 from skileez.core.access import require_role
-from skileez.core.errors import Conflict
 from skileez.core.http import choice_arg, is_htmx, like_pattern, text_arg
 from skileez.core.models import AuditEvent
 from skileez.core.pagination import paginate
+from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import db
 from skileez.notifications import mail
 from skileez.notifications.models import OutboxEmail
@@ -80,22 +84,13 @@ def change_user_status(user_id: int, action: str):
     """Ask for confirmation on GET; act on POST. Works with and without JavaScript."""
     user = _user_or_404(user_id)
     form = AccountStatusForm()
-    if form.validate_on_submit():
-        try:
-            account_operations.set_active(user, action == "reactivate", actor=current_user,
-                                          reason=form.reason.data or None)
-            db.session.commit()
-        except Conflict as error:
-            db.session.rollback()
-            form.form_errors.append(error.message)
-            return render_template("admin/confirm_user_status.html", user=user, form=form,
-                                   action=action), 409
-        verb = "reactivated" if action == "reactivate" else "deactivated and signed out"
-        flash(f"{user.name}'s account has been {verb}.", "success")
-        return redirect(url_for("admin.users"), code=303)
-    status = 422 if form.errors else 200
-    return render_template("admin/confirm_user_status.html", user=user, form=form,
-                           action=action), status
+    verb = "reactivated" if action == "reactivate" else "deactivated and signed out"
+    return submit(form, lambda: account_operations.set_active(
+        user, action == "reactivate", actor=current_user, reason=form.reason.data or None),
+        page=lambda: render_template("admin/confirm_user_status.html", user=user, form=form,
+                                     action=action),
+        done=lambda _: see_other(url_for("admin.users"),
+                                 f"{user.name}'s account has been {verb}."))
 
 
 @bp.get("/mail", endpoint="mail")
@@ -154,11 +149,11 @@ def mail_retry(email_id: int):
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400)
-    mail.retry(email, actor=current_user)
-    mail.queue_delivery(email.id)
-    db.session.commit()
-    flash("The email will be sent again now.", "success")
-    return redirect(url_for("admin.mail_detail", email_id=email.id), code=303)
+    with transaction():
+        mail.retry(email, actor=current_user)
+        mail.queue_delivery(email.id)
+    return see_other(url_for("admin.mail_detail", email_id=email.id),
+                     "The email will be sent again now.")
 
 
 @bp.get("/jobs")
@@ -190,14 +185,8 @@ def job_action(queue_name: str, job_id: str, action: str):
     try:
         done = job_admin.act_on_failed_job(queue_name, job_id, action)
     except RedisError as exc:
-        flash(f"Redis could not be reached: {exc}", "danger")
-        return redirect(url_for("admin.jobs"), code=303)
+        return see_other(url_for("admin.jobs"), f"Redis could not be reached: {exc}", "danger")
     if not done:
         abort(404)
-    flash("The job has been queued again." if action == "requeue"
-          else "The failed job has been deleted.", "success")
-    return redirect(url_for("admin.jobs"), code=303)
-
-
-# Money pages live in their own module but share this blueprint.
-from skileez.admin import payments as _payments  # noqa: E402, F401
+    return see_other(url_for("admin.jobs"), "The job has been queued again."
+                     if action == "requeue" else "The failed job has been deleted.")

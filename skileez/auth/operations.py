@@ -15,6 +15,7 @@ from skileez.auth.passwords import (
     verify_password,
 )
 from skileez.core.errors import Conflict, DomainError
+from skileez.core.events import announce
 from skileez.core.forms import single_line
 from skileez.core.timezones import is_valid_timezone
 from skileez.core.transitions import record_creation, transition
@@ -65,10 +66,7 @@ def create_user(*, name: str, email: str, password: str, role: str,
     except IntegrityError:
         raise DomainError(DUPLICATE_EMAIL, field="email") from None
     record_creation(user, actor=actor or user, reason="account created")
-    if role == "coach":
-        from skileez.coaches.operations import profile_for
-
-        profile_for(user)
+    announce("account_created", user=user)
     if welcome:
         notify(user, "welcome", {"role": user.role})
     return user

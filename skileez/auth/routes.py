@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from flask import (
     Blueprint,
     current_app,
-    flash,
     g,
     redirect,
     render_template,
@@ -29,9 +28,9 @@ from skileez.auth.models import User
 from skileez.auth.session import safe_redirect_target, start_session
 from skileez.core.access import public, require_login
 from skileez.core.errors import DomainError
-from skileez.core.forms import attach_error
 from skileez.core.timezones import format_local
-from skileez.extensions import db, limiter
+from skileez.core.unit_of_work import see_other, submit, transaction
+from skileez.extensions import limiter
 
 bp = require_login(Blueprint("auth", __name__))
 
@@ -116,8 +115,7 @@ def _throttle_registration(view):
                          scope="register-address")(view)
 
 
-def _form_status(form) -> int:
-    return 422 if form.errors else 200
+NO_MATCH = "That email and password do not match an account. Check both and try again."
 
 
 @bp.route("/register", methods=["GET", "POST"])
@@ -125,23 +123,19 @@ def _form_status(form) -> int:
 @_throttle_registration
 def register():
     if current_user.is_authenticated:
-        return redirect(url_for("core.dashboard"))
+        return redirect(url_for("dashboard.index"))
     form = RegisterForm()
-    if form.validate_on_submit():
-        try:
-            user = operations.create_user(name=form.name.data, email=form.email.data,
-                                          password=form.password.data,
-                                          role=form.role.data, timezone=form.timezone.data)
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            attach_error(form, error)
-        else:
-            g.account_created = True
-            start_session(user, remember=False)
-            flash(f"Welcome to Skileez, {user.name}! Your account is ready.", "success")
-            return redirect(url_for("core.dashboard"), code=303)
-    return render_template("auth/register.html", form=form), _form_status(form)
+
+    def welcome(user: User):
+        g.account_created = True
+        start_session(user, remember=False)
+        return see_other(url_for("dashboard.index"),
+                         f"Welcome to Skileez, {user.name}! Your account is ready.")
+
+    return submit(form, lambda: operations.create_user(
+        name=form.name.data, email=form.email.data, password=form.password.data,
+        role=form.role.data, timezone=form.timezone.data),
+        page=lambda: render_template("auth/register.html", form=form), done=welcome)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -149,30 +143,27 @@ def register():
 @_throttle_login
 def login():
     if current_user.is_authenticated and request.method == "GET":
-        return redirect(url_for("core.dashboard"))
+        return redirect(url_for("dashboard.index"))
     form = LoginForm()
-    if form.validate_on_submit():
-        try:
-            user = operations.authenticate(form.email.data, form.password.data)
-        except DomainError as error:
-            db.session.rollback()
-            g.login_failed = True
-            form.form_errors.append(error.message)
-        else:
-            if user is None:
-                g.login_failed = True
-                form.form_errors.append("That email and password do not match an account. "
-                                        "Check both and try again.")
-            else:
-                db.session.commit()
-                start_session(user, remember=bool(form.remember.data))
-                flash(f"Welcome back, {user.name}.", "success")
-                target = safe_redirect_target(request.args.get("next"),
-                                              url_for("core.dashboard"))
-                return redirect(target, code=303)
-    elif request.method == "POST":
-        g.login_failed = True
-    return render_template("auth/login.html", form=form), _form_status(form)
+
+    def sign_in() -> User:
+        user = operations.authenticate(form.email.data, form.password.data)
+        if user is None:
+            raise DomainError(NO_MATCH)
+        return user
+
+    def page() -> str:
+        if request.method == "POST":
+            g.login_failed = True  # every refused sign-in counts against the throttle
+        return render_template("auth/login.html", form=form)
+
+    def welcome_back(user: User):
+        start_session(user, remember=bool(form.remember.data))
+        return see_other(safe_redirect_target(request.args.get("next"),
+                                              url_for("dashboard.index")),
+                         f"Welcome back, {user.name}.")
+
+    return submit(form, sign_in, page=page, done=welcome_back)
 
 
 def _end_every_session() -> None:
@@ -183,8 +174,8 @@ def _end_every_session() -> None:
     once the token has rotated. Clearing first, then ``logout_user``, lets
     Flask-Login still delete this browser's remember cookie.
     """
-    operations.sign_out_everywhere(current_user._get_current_object())
-    db.session.commit()
+    with transaction():
+        operations.sign_out_everywhere(current_user._get_current_object())
     session.clear()
     logout_user()
 
@@ -192,56 +183,47 @@ def _end_every_session() -> None:
 @bp.post("/logout")
 def logout():
     _end_every_session()
-    flash("You have been signed out.", "info")
-    return redirect(url_for("core.home"), code=303)
+    return see_other(url_for("core.home"), "You have been signed out.", "info")
 
 
 @bp.post("/profile/sign-out-everywhere")
 def sign_out_everywhere():
     _end_every_session()
-    flash("You have been signed out on every device and browser, including this one. "
-          "Sign in again to continue here.", "info")
-    return redirect(url_for("auth.login"), code=303)
+    return see_other(url_for("auth.login"),
+                     "You have been signed out on every device and browser, including this "
+                     "one. Sign in again to continue here.", "info")
+
+
+def _profile_page(form, password_form, **context) -> str:
+    return render_template("auth/profile.html", form=form, password_form=password_form,
+                           **context)
 
 
 @bp.route("/profile", methods=["GET", "POST"])
 def profile():
     form = ProfileForm(obj=current_user)
     password_form = ChangePasswordForm(prefix="pw")
-    if form.validate_on_submit():
-        try:
-            operations.update_profile(current_user, name=form.name.data,
-                                      timezone=form.timezone.data)
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            attach_error(form, error)
-        else:
-            flash("Your profile has been saved. Times are now shown in "
-                  f"{current_user.timezone.replace('_', ' ')}.", "success")
-            return redirect(url_for("auth.profile"), code=303)
-    return render_template("auth/profile.html", form=form, password_form=password_form), \
-        _form_status(form)
+    return submit(form, lambda: operations.update_profile(current_user, name=form.name.data,
+                                                          timezone=form.timezone.data),
+                  page=lambda: _profile_page(form, password_form),
+                  done=lambda _: see_other(url_for("auth.profile"),
+                                           "Your profile has been saved. Times are now shown "
+                                           f"in {current_user.timezone.replace('_', ' ')}."))
 
 
 @bp.route("/profile/password", methods=["GET", "POST"])
 def change_password():
     form = ProfileForm(obj=current_user, formdata=None)
     password_form = ChangePasswordForm(prefix="pw")
-    if password_form.validate_on_submit():
-        try:
-            operations.change_password(current_user,
-                                       current_password=password_form.current_password.data,
-                                       new_password=password_form.new_password.data)
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            attach_error(password_form, error)
-        else:
-            # The session token rotated; sign this browser in again with the new one.
-            start_session(current_user._get_current_object(), remember=False)
-            flash("Your password has been changed. Other devices have been signed out.",
-                  "success")
-            return redirect(url_for("auth.profile"), code=303)
-    return render_template("auth/profile.html", form=form, password_form=password_form,
-                           password_open=True), _form_status(password_form)
+
+    def signed_in_again(_):
+        # The session token rotated; sign this browser in again with the new one.
+        start_session(current_user._get_current_object(), remember=False)
+        return see_other(url_for("auth.profile"),
+                         "Your password has been changed. Other devices have been signed out.")
+
+    return submit(password_form, lambda: operations.change_password(
+        current_user, current_password=password_form.current_password.data,
+        new_password=password_form.new_password.data),
+        page=lambda: _profile_page(form, password_form, password_open=True),
+        done=signed_in_again)

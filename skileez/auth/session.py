@@ -8,6 +8,7 @@ from flask import Flask, flash, redirect, request, session, url_for
 from flask_login import LoginManager, login_user
 from sqlalchemy import select
 
+from skileez.auth.models import User
 from skileez.core.http import is_htmx
 from skileez.extensions import db
 
@@ -16,8 +17,6 @@ def init_login(app: Flask, login_manager: LoginManager) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
-
-    from skileez.auth.models import User
 
     @login_manager.user_loader
     def load_user(session_token: str):

@@ -13,16 +13,21 @@ from sqlalchemy import select
 from skileez import clock
 from skileez.coaches.models import AvailabilityRule, CoachProfile, TimeOff
 from skileez.coaches.slots import Interval, WeeklyRule, next_open_slot, open_slots
+from skileez.core.events import announce
 from skileez.extensions import db
 from skileez.policy import get_policy
 
 
 def blocking_intervals(coach_id: int, student_id: int | None = None,
                        exclude_session_id: int | None = None) -> list[Interval]:
-    # Imported here: sessions build on coaches, not the other way round.
-    from skileez.sessions.operations import blocking_sessions
+    """Time the coach (or the student) is already busy, from whoever books it.
 
-    return blocking_sessions(coach_id, student_id, exclude_session_id)
+    Sessions build on coaches, not the other way round, so sessions answer this
+    through the event table (``skileez.sessions.listeners``) instead of being imported.
+    """
+    answers = announce("calendar_blocks", coach_id=coach_id, student_id=student_id,
+                       exclude_session_id=exclude_session_id)
+    return [interval for answer in answers for interval in answer]
 
 
 def _engine_arguments(coach, duration: timedelta, student_id: int | None = None,

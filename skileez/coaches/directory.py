@@ -103,14 +103,3 @@ def active_offerings(coach_id: int) -> list[Offering]:
     return list(db.session.scalars(
         select(Offering).where(Offering.coach_id == coach_id, Offering.status == "active")
         .order_by(Offering.price_minor, Offering.id)))
-
-
-def public_reviews(coach_id: int, limit: int = 10) -> list:
-    """Students' feedback the rater chose to make public, newest first."""
-    from skileez.sessions.models import Rating, Session
-
-    return list(db.session.scalars(
-        select(Rating).join(Session, Session.id == Rating.session_id)
-        .where(Rating.ratee_id == coach_id, Rating.rater_id == Session.student_id,
-               Rating.public.is_(True), Rating.feedback != "")
-        .order_by(Rating.created_at.desc()).limit(limit)))

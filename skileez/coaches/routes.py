@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flask import (
-    Blueprint,
-    abort,
-    flash,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, abort, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -26,18 +18,22 @@ from skileez.coaches.directory import (
     active_offerings,
     coach_card,
     directory_statement,
-    public_reviews,
 )
 from skileez.coaches.forms import OfferingForm, ProfileForm, RuleForm, TimeOffForm
 from skileez.coaches.models import WEEKDAYS, AvailabilityRule, Offering, TimeOff
-from skileez.core.access import public, require_login, role_required
-from skileez.core.errors import DomainError
-from skileez.core.forms import Form, attach_error
+from skileez.contracts.models import Contract
+from skileez.core.access import public, require_login, role_route
+from skileez.core.forms import Form
 from skileez.core.http import choice_arg, is_htmx, text_arg
 from skileez.core.money import SUPPORTED_CURRENCIES, MoneyError, input_value, parse_amount
 from skileez.core.pagination import paginate
 from skileez.core.timezones import localize, zone
+from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import db
+from skileez.sessions import lifecycle
+from skileez.sessions.models import Session
+from skileez.sessions.operations import cancel
+from skileez.sessions.reviews import public_reviews
 
 bp = require_login(Blueprint("coaches", __name__, url_prefix="/coaches"))
 
@@ -86,8 +82,6 @@ def _listed_coach(coach_id: int) -> User:
 
 def _bookable_contract(coach: User):
     """The signed-in student's active contract with this coach, if any (the oldest)."""
-    from skileez.contracts.models import Contract
-
     if not (current_user.is_authenticated and current_user.is_student):
         return None
     return db.session.scalar(select(Contract).where(
@@ -120,8 +114,10 @@ def profile(coach_id: int):
 
 # --- the coach's own pages ----------------------------------------------------------
 
-@bp.route("/me/profile", methods=["GET", "POST"])
-@role_required("coach")
+coach_page = role_route(bp, "coach")
+
+
+@coach_page("/me/profile", methods=["GET", "POST"])
 def edit_profile():
     profile = operations.profile_for(current_user)
     # Never ``obj=profile``: WTForms would prefer the ``subjects`` relationship (a list of
@@ -131,26 +127,16 @@ def edit_profile():
         "subjects": ", ".join(profile.subject_names),
         "buffer_minutes": profile.buffer_minutes,
         "min_notice_hours": profile.min_notice_hours, "horizon_days": profile.horizon_days})
-    if form.validate_on_submit():
-        try:
-            operations.update_profile(
-                current_user, headline=form.headline.data, bio=form.bio.data or "",
-                subjects=form.subjects.data or "", buffer_minutes=form.buffer_minutes.data,
-                min_notice_hours=form.min_notice_hours.data,
-                horizon_days=form.horizon_days.data)
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            attach_error(form, error)
-        else:
-            flash("Your coach profile has been saved.", "success")
-            return redirect(url_for("coaches.edit_profile"), code=303)
-    return render_template("coaches/edit_profile.html", form=form, profile=profile), \
-        422 if form.errors or form.form_errors else 200
+    return submit(form, lambda: operations.update_profile(
+        current_user, headline=form.headline.data, bio=form.bio.data or "",
+        subjects=form.subjects.data or "", buffer_minutes=form.buffer_minutes.data,
+        min_notice_hours=form.min_notice_hours.data, horizon_days=form.horizon_days.data),
+        page=lambda: render_template("coaches/edit_profile.html", form=form, profile=profile),
+        done=lambda _: see_other(url_for("coaches.edit_profile"),
+                                 "Your coach profile has been saved."))
 
 
-@bp.get("/me/offerings")
-@role_required("coach")
+@coach_page("/me/offerings")
 def offerings():
     items = db.session.scalars(select(Offering).where(Offering.coach_id == current_user.id)
                                .order_by(Offering.status, Offering.created_at)).all()
@@ -164,63 +150,49 @@ def _own_offering(offering_id: int) -> Offering:
     return offering
 
 
-@bp.route("/me/offerings/new", methods=["GET", "POST"])
-@role_required("coach")
-def new_offering():
-    form = OfferingForm()
-    if form.validate_on_submit():
-        try:
-            operations.create_offering(
-                current_user, title=form.title.data, description=form.description.data or "",
-                duration_minutes=form.duration_minutes.data, price_minor=form.price_minor,
-                currency=form.currency.data)
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            attach_error(form, error)
+@coach_page("/me/offerings/new", methods=["GET", "POST"], endpoint="new_offering")
+@coach_page("/me/offerings/<int:offering_id>/edit", methods=["GET", "POST"],
+            endpoint="edit_offering")
+def offering_form(offering_id: int | None = None):
+    """Publishing an offering and editing one are the same form with the same rules."""
+    offering = _own_offering(offering_id) if offering_id is not None else None
+    if offering is None:
+        form = OfferingForm()
+    else:
+        form = OfferingForm(obj=offering, data=None if request.method == "POST" else {
+            "price": input_value(offering.price_minor, offering.currency)})
+
+    def save() -> None:
+        terms = {"title": form.title.data, "description": form.description.data or "",
+                 "duration_minutes": form.duration_minutes.data,
+                 "price_minor": form.price_minor, "currency": form.currency.data}
+        if offering is None:
+            operations.create_offering(current_user, **terms)
         else:
-            flash(f"“{form.title.data.strip()}” is published.", "success")
-            return redirect(url_for("coaches.offerings"), code=303)
-    return render_template("coaches/offering_form.html", form=form, offering=None), \
-        422 if form.errors or form.form_errors else 200
+            operations.update_offering(offering, **terms)
+
+    return submit(form, save,
+                  page=lambda: render_template("coaches/offering_form.html", form=form,
+                                               offering=offering),
+                  done=lambda _: see_other(url_for("coaches.offerings"),
+                                           f"“{form.title.data.strip()}” is published."
+                                           if offering is None else
+                                           "The offering has been updated. Contracts already "
+                                           "agreed keep their terms."))
 
 
-@bp.route("/me/offerings/<int:offering_id>/edit", methods=["GET", "POST"])
-@role_required("coach")
-def edit_offering(offering_id: int):
-    offering = _own_offering(offering_id)
-    form = OfferingForm(obj=offering, data=None if request.method == "POST" else {
-        "price": input_value(offering.price_minor, offering.currency)})
-    if form.validate_on_submit():
-        try:
-            operations.update_offering(
-                offering, title=form.title.data, description=form.description.data or "",
-                duration_minutes=form.duration_minutes.data, price_minor=form.price_minor,
-                currency=form.currency.data)
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            attach_error(form, error)
-        else:
-            flash("The offering has been updated. Contracts already agreed keep their terms.",
-                  "success")
-            return redirect(url_for("coaches.offerings"), code=303)
-    return render_template("coaches/offering_form.html", form=form, offering=offering), \
-        422 if form.errors or form.form_errors else 200
-
-
-@bp.post("/me/offerings/<int:offering_id>/<any(activate, deactivate):action>")
-@role_required("coach")
+@coach_page("/me/offerings/<int:offering_id>/<any(activate, deactivate):action>",
+            methods=["POST"])
 def set_offering_status(offering_id: int, action: str):
     offering = _own_offering(offering_id)
     if not Form().validate_on_submit():
         abort(400)
-    operations.set_offering_active(offering, action == "activate", actor=current_user)
-    db.session.commit()
-    flash(f"“{offering.title}” is {'active again' if action == 'activate' else 'deactivated'}: "
-          f"{'students can propose to it' if action == 'activate' else 'no new proposals'}.",
-          "success")
-    return redirect(url_for("coaches.offerings"), code=303)
+    active = action == "activate"
+    with transaction():
+        operations.set_offering_active(offering, active, actor=current_user)
+    return see_other(url_for("coaches.offerings"),
+                     f"“{offering.title}” is {'active again' if active else 'deactivated'}: "
+                     f"{'students can propose to it' if active else 'no new proposals'}.")
 
 
 # --- availability -------------------------------------------------------------------
@@ -239,102 +211,97 @@ def _availability_context(rule_form=None, time_off_form=None):
             "delete_form": Form(), "profile": operations.profile_for(current_user)}
 
 
-@bp.get("/me/availability")
-@role_required("coach")
+def _availability_page(rule_form=None, time_off_form=None, **context) -> str:
+    return render_template("coaches/availability.html",
+                           **_availability_context(rule_form, time_off_form),
+                           **_preview_context(), **context)
+
+
+def _weekly_rules(rule_form=None):
+    """The weekly-rules fragment htmx swaps in; the preview beside it reloads on the trigger."""
+    return render_template("coaches/_weekly_rules.html",
+                           **_availability_context(rule_form=rule_form))
+
+
+def _rules_changed(message: str):
+    if is_htmx():
+        return _weekly_rules(), 200, {"HX-Trigger": "availability-changed"}
+    return see_other(url_for("coaches.availability"), message)
+
+
+@coach_page("/me/availability")
 def availability():
-    return render_template("coaches/availability.html", **_availability_context(),
-                           **_preview_context())
+    return _availability_page()
 
 
-@bp.post("/me/availability/rules")
-@role_required("coach")
+@coach_page("/me/availability/rules", methods=["POST"])
 def add_rule():
     form = RuleForm()
-    if form.validate_on_submit():
-        try:
-            operations.add_rule(current_user, weekday=int(form.weekday.data),
-                                start_minute=form.start_minute, end_minute=form.end_minute)
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            attach_error(form, error)
-        else:
-            if is_htmx():
-                return render_template("coaches/_weekly_rules.html",
-                                       **_availability_context()), \
-                    200, {"HX-Trigger": "availability-changed"}
-            flash("Availability added.", "success")
-            return redirect(url_for("coaches.availability"), code=303)
-    if is_htmx():
-        return render_template("coaches/_weekly_rules.html",
-                               **_availability_context(rule_form=form)), 422
-    return render_template("coaches/availability.html", **_availability_context(rule_form=form),
-                           **_preview_context()), 422
+    return submit(form, lambda: operations.add_rule(current_user,
+                                                    weekday=int(form.weekday.data),
+                                                    start_minute=form.start_minute,
+                                                    end_minute=form.end_minute),
+                  page=lambda: _weekly_rules(form) if is_htmx()
+                  else _availability_page(rule_form=form),
+                  done=lambda _: _rules_changed("Availability added."))
 
 
-@bp.post("/me/availability/rules/<int:rule_id>/delete")
-@role_required("coach")
+@coach_page("/me/availability/rules/<int:rule_id>/delete", methods=["POST"])
 def delete_rule(rule_id: int):
     if not Form().validate_on_submit():
         abort(400)
-    try:
-        operations.remove_rule(current_user, rule_id)
-    except LookupError:
-        abort(404)
-    db.session.commit()
-    if is_htmx():
-        return render_template("coaches/_weekly_rules.html", **_availability_context()), \
-            200, {"HX-Trigger": "availability-changed"}
-    flash("Availability removed.", "success")
-    return redirect(url_for("coaches.availability"), code=303)
+    with transaction():
+        try:
+            operations.remove_rule(current_user, rule_id)
+        except LookupError:
+            abort(404)
+    return _rules_changed("Availability removed.")
 
 
 def _coach_local_to_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=zone(current_user.timezone)).astimezone(zone("UTC"))
 
 
-@bp.post("/me/availability/time-off")
-@role_required("coach")
+@coach_page("/me/availability/time-off", methods=["POST"])
 def add_time_off():
     form = TimeOffForm()
     choice = request.form.get("on_overlap", "")  # the overlap warning's two buttons
-    if form.validate_on_submit():
+
+    def add():
+        """Add the period, unless it covers booked sessions and the coach has not said
+        what happens to them: then nothing is written, and the page asks."""
         starts_at = _coach_local_to_utc(form.starts_at.data)
         ends_at = _coach_local_to_utc(form.ends_at.data)
         overlapping = _sessions_overlapping(starts_at, ends_at)
         if overlapping and choice not in ("cancel", "keep"):
-            # Nothing is saved yet: the coach sees what the period covers and decides.
-            return render_template("coaches/availability.html",
-                                   **_availability_context(time_off_form=form),
-                                   **_preview_context(), overlapping=overlapping)
-        try:
-            operations.add_time_off(current_user, starts_at=starts_at, ends_at=ends_at,
-                                    note=form.note.data or "")
-            cancelled = _cancel_for_time_off(overlapping) if choice == "cancel" else []
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            attach_error(form, error)
-        else:
-            message = "Time off added: no one can book you then."
-            if cancelled:
-                message += (f" {len(cancelled)} session{'s' if len(cancelled) != 1 else ''} "
-                            "cancelled; the students are told and refunded as the "
-                            "coach-cancellation terms say.")
-            elif overlapping:
-                message += " The sessions already booked in it stay booked."
-            flash(message, "success")
-            return redirect(url_for("coaches.availability"), code=303)
-    return render_template("coaches/availability.html",
-                           **_availability_context(time_off_form=form),
-                           **_preview_context()), 422
+            return overlapping, None
+        operations.add_time_off(current_user, starts_at=starts_at, ends_at=ends_at,
+                                note=form.note.data or "")
+        return overlapping, _cancel_for_time_off(overlapping) if choice == "cancel" else []
+
+    def done(outcome):
+        overlapping, cancelled = outcome
+        if cancelled is None:
+            return _availability_page(time_off_form=form, overlapping=overlapping)
+        return see_other(url_for("coaches.availability"),
+                         _time_off_added(bool(overlapping), len(cancelled)))
+
+    return submit(form, add, page=lambda: _availability_page(time_off_form=form), done=done)
+
+
+def _time_off_added(overlapped: bool, cancelled: int) -> str:
+    message = "Time off added: no one can book you then."
+    if cancelled:
+        message += (f" {cancelled} session{'s' if cancelled != 1 else ''} "
+                    "cancelled; the students are told and refunded as the "
+                    "coach-cancellation terms say.")
+    elif overlapped:
+        message += " The sessions already booked in it stay booked."
+    return message
 
 
 def _sessions_overlapping(starts_at: datetime, ends_at: datetime) -> list:
     """The coach's live sessions inside a period, with the cancel terms each would get."""
-    from skileez.sessions import lifecycle
-    from skileez.sessions.models import Session
-
     sessions = db.session.scalars(select(Session).where(
         Session.coach_id == current_user.id, Session.starts_at < ends_at,
         Session.ends_at > starts_at,
@@ -343,8 +310,6 @@ def _sessions_overlapping(starts_at: datetime, ends_at: datetime) -> list:
 
 
 def _cancel_for_time_off(overlapping: list) -> list:
-    from skileez.sessions.operations import cancel
-
     cancelled = []
     for session, terms in overlapping:
         if terms.allowed:
@@ -353,18 +318,16 @@ def _cancel_for_time_off(overlapping: list) -> list:
     return cancelled
 
 
-@bp.post("/me/availability/time-off/<int:time_off_id>/delete")
-@role_required("coach")
+@coach_page("/me/availability/time-off/<int:time_off_id>/delete", methods=["POST"])
 def delete_time_off(time_off_id: int):
     if not Form().validate_on_submit():
         abort(400)
-    try:
-        operations.remove_time_off(current_user, time_off_id)
-    except LookupError:
-        abort(404)
-    db.session.commit()
-    flash("Time off removed.", "success")
-    return redirect(url_for("coaches.availability"), code=303)
+    with transaction():
+        try:
+            operations.remove_time_off(current_user, time_off_id)
+        except LookupError:
+            abort(404)
+    return see_other(url_for("coaches.availability"), "Time off removed.")
 
 
 def _preview_context() -> dict:
@@ -381,7 +344,6 @@ def _preview_context() -> dict:
             "preview_days": PREVIEW_DAYS, "has_offerings": bool(offerings)}
 
 
-@bp.get("/me/availability/preview")
-@role_required("coach")
+@coach_page("/me/availability/preview")
 def availability_preview():
     return render_template("coaches/_preview.html", **_preview_context())

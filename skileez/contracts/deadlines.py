@@ -7,9 +7,9 @@ from sqlalchemy import select
 from skileez import clock
 from skileez.contracts.models import Proposal
 from skileez.contracts.operations import expire
+from skileez.core.deadlines import deadline_handler
 from skileez.core.errors import Conflict
 from skileez.extensions import db
-from skileez.jobs.sweep import deadline_handler
 
 BATCH = 200
 

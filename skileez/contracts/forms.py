@@ -3,7 +3,7 @@ from __future__ import annotations
 from wtforms import IntegerField, TextAreaField
 from wtforms.validators import InputRequired, Length, NumberRange
 
-from skileez.core.forms import Form
+from skileez.core.forms import Form, PolicyLength
 
 
 class ProposalForm(Form):
@@ -12,8 +12,8 @@ class ProposalForm(Form):
         NumberRange(1, 50, "Choose between 1 and 50 sessions."),
     ], render_kw={"min": 1, "max": 50})
     message = TextAreaField("Message to the coach", validators=[
-        Length(max=1000, message="Keep the message under 1000 characters."),
-    ], render_kw={"rows": 4, "maxlength": 1000},
+        PolicyLength("proposal_message_max_chars", "Keep the message under {max} characters."),
+    ], render_kw={"rows": 4},
         description="What you want to work on, your level, when you are usually free.")
 
 

@@ -11,6 +11,7 @@ from skileez import clock
 from skileez.core.permissions import ALLOWED, Decision, deny
 from skileez.core.timezones import format_local
 from skileez.core.types import UTCDateTime
+from skileez.core.words import duration_words
 from skileez.extensions import db
 from skileez.policy import get_policy
 
@@ -60,8 +61,13 @@ class Proposal(db.Model):
         return bool(user and user.is_authenticated and user.id in (self.student_id,
                                                                     self.coach_id))
 
+    @property
+    def is_pending(self) -> bool:
+        """Still waiting for the coach's answer."""
+        return self.status == "pending"
+
     def _still_pending(self) -> Decision:
-        if self.status != "pending":
+        if not self.is_pending:
             return deny(f"This proposal is {self.status}; nothing more can be done with it.")
         return ALLOWED
 
@@ -80,15 +86,6 @@ class Proposal(db.Model):
         if not (user and user.is_authenticated) or user.id != self.student_id:
             return deny("Only the student who sent this proposal can withdraw it.")
         return self._still_pending()
-
-
-def duration_words(delta) -> str:
-    """A policy duration as people say it: "15 minutes", "24 hours"."""
-    minutes = int(delta.total_seconds() // 60)
-    if minutes % 60 == 0 and minutes >= 60:
-        hours = minutes // 60
-        return f"{hours} hour{'s' if hours != 1 else ''}"
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def fully_booked_message(total_sessions: int) -> str:
@@ -140,6 +137,11 @@ class Contract(db.Model):
         return bool(user and user.is_authenticated and user.id in (self.student_id,
                                                                     self.coach_id))
 
+    @property
+    def is_active(self) -> bool:
+        """Open for booking, as opposed to completed or cancelled."""
+        return self.status == "active"
+
     def other_party(self, user):
         return self.coach if user.id == self.student_id else self.student
 
@@ -155,7 +157,7 @@ class Contract(db.Model):
     def can_book(self, user) -> Decision:
         if not (user and user.is_authenticated) or user.id != self.student_id:
             return deny("Only the student books sessions on this contract.")
-        if self.status != "active":
+        if not self.is_active:
             return deny(f"This contract is {self.status}.")
         if self.booked_sessions >= self.total_sessions:
             return deny(fully_booked_message(self.total_sessions))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
@@ -11,11 +11,13 @@ from skileez.contracts import operations
 from skileez.contracts.forms import ProposalForm, ResponseForm
 from skileez.contracts.models import Contract, Proposal
 from skileez.core.access import require_login, role_required
-from skileez.core.errors import Conflict, DomainError
 from skileez.core.forms import Form
 from skileez.core.http import choice_arg, is_htmx
 from skileez.core.models import AuditEvent
 from skileez.core.pagination import paginate
+from skileez.core.permissions import Decision
+from skileez.core.unit_of_work import see_other, submit
+from skileez.core.words import duration_words
 from skileez.extensions import db
 from skileez.policy import get_policy
 
@@ -83,32 +85,25 @@ def propose(offering_id: int):
     if offering is None or not offering.coach.is_active:
         abort(404)
     form = ProposalForm()
-    status = 200
-    if not offering.is_active:
-        form.form_errors.append("This offering is not available any more. Choose another one "
-                                "on the coach's profile.")
-        status = 409
-    elif form.validate_on_submit():
-        try:
-            proposal = operations.propose(current_user, offering,
-                                          sessions_count=form.sessions_count.data,
-                                          message=form.message.data or "")
-            db.session.commit()
-        except Conflict as error:
-            db.session.rollback()
-            form.form_errors.append(error.message)
-            status = 409
-        except DomainError as error:
-            db.session.rollback()
-            getattr(form, error.field).errors.append(error.message)
-        else:
-            flash(f"Your proposal was sent to {offering.coach.name}. They have "
-                  f"{get_policy().proposal_expiry.days} days to answer.", "success")
-            return redirect(url_for("contracts.proposal", proposal_id=proposal.id), code=303)
-    if form.errors and status == 200:
-        status = 422
-    return render_template("contracts/propose.html", form=form, offering=offering,
-                           policy=get_policy()), status
+    open_to_proposals = Decision(offering.is_active, "This offering is not available any "
+                                 "more. Choose another one on the coach's profile.")
+
+    def page() -> str:
+        if not open_to_proposals:
+            form.form_errors.append(open_to_proposals.reason)
+        return render_template("contracts/propose.html", form=form, offering=offering,
+                               policy=get_policy())
+
+    if request.method == "GET" and not open_to_proposals:
+        return page(), 409  # the page is the refusal, as a POST to it would be
+    return submit(form, lambda: operations.propose(current_user, offering,
+                                                   sessions_count=form.sessions_count.data,
+                                                   message=form.message.data or ""),
+                  page=page, allowed=open_to_proposals,
+                  done=lambda proposal: see_other(
+                      url_for("contracts.proposal", proposal_id=proposal.id),
+                      f"Your proposal was sent to {offering.coach.name}. They have "
+                      f"{duration_words(get_policy().proposal_expiry)} to answer."))
 
 
 @bp.get("/proposals")
@@ -150,30 +145,32 @@ def answer(proposal_id: int, action: str):
         if current_user.id != item.coach_id:
             abort(403, item.can_answer(current_user).reason)
         form = ResponseForm()
-    if not form.validate_on_submit():
-        return render_template("contracts/proposal.html", proposal=item, form=form,
-                               withdraw_form=Form()), 422
-    try:
+
+    def run():
         if action == "accept":
-            contract = operations.accept(item, current_user,
-                                         response_message=form.response_message.data or "")
-        elif action == "decline":
-            operations.decline(item, current_user,
-                               response_message=form.response_message.data or "")
-        else:
-            operations.withdraw(item, current_user)
-        db.session.commit()
-    except Conflict as error:
-        db.session.rollback()
-        db.session.refresh(item)
-        form.form_errors.append(error.message)
-        return render_template("contracts/proposal.html", proposal=item,
-                               form=ResponseForm(), withdraw_form=Form(),
-                               conflict=error.message), 409
-    if action == "accept":
-        flash(f"Contract agreed with {item.student.name}: {item.sessions_count} sessions of "
-              f"{item.offering.title}.", "success")
-        return redirect(url_for("contracts.detail", contract_id=contract.id), code=303)
-    flash("The proposal was declined." if action == "decline"
-          else "Your proposal was withdrawn.", "info")
-    return redirect(url_for("contracts.proposal", proposal_id=item.id), code=303)
+            return operations.accept(item, current_user,
+                                     response_message=form.response_message.data or "")
+        if action == "decline":
+            return operations.decline(item, current_user,
+                                      response_message=form.response_message.data or "")
+        return operations.withdraw(item, current_user)
+
+    def page() -> str:
+        if form.form_errors:
+            # Settled meanwhile: the proposal as it is now, with the reason and fresh forms.
+            return render_template("contracts/proposal.html", proposal=item,
+                                   form=ResponseForm(), withdraw_form=Form(),
+                                   conflict=form.form_errors[-1])
+        return render_template("contracts/proposal.html", proposal=item, form=form,
+                               withdraw_form=Form())
+
+    def done(contract):
+        if action == "accept":
+            return see_other(url_for("contracts.detail", contract_id=contract.id),
+                             f"Contract agreed with {item.student.name}: "
+                             f"{item.sessions_count} sessions of {item.offering.title}.")
+        return see_other(url_for("contracts.proposal", proposal_id=item.id),
+                         "The proposal was declined." if action == "decline"
+                         else "Your proposal was withdrawn.", "info")
+
+    return submit(form, run, page=page, done=done)

@@ -68,3 +68,22 @@ def role_required(role: str) -> Callable[[Callable], Callable]:
         return wrapper
 
     return decorate
+
+
+def role_route(bp: Blueprint, role: str) -> Callable[..., Callable[[Callable], Callable]]:
+    """``bp.route`` for the pages only ``role`` may use: the route and its check are one decorator.
+
+    A blueprint that holds public pages and one role's own pages (the coach
+    directory and the coach's availability) keeps its endpoint names this way;
+    a nested blueprint would rename every ``coaches.x`` to ``coaches.me.x``. The
+    view is returned as it was, so two rules can share one view function.
+    """
+
+    def route(rule: str, **options) -> Callable[[Callable], Callable]:
+        def register(view: Callable) -> Callable:
+            bp.route(rule, **options)(role_required(role)(view))
+            return view
+
+        return register
+
+    return route

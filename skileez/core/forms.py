@@ -16,8 +16,52 @@ from wtforms import (
     TextAreaField,
     ValidationError,
 )
+from wtforms.validators import StopValidation
 
 from skileez.core.timezones import all_timezones, is_valid_timezone
+from skileez.policy import get_policy
+
+
+class PolicyLength:
+    """A length limit that is a policy setting, so the form checks (and its message and
+    the field's ``maxlength`` state) the value in force, not the default.
+
+    ``message`` may name ``{min}`` and ``{max}``. The bounds are read when a form is
+    built (``field_flags``) and when it is validated, inside the app, never at import.
+    With ``required``, an empty field gets the same message (as ``InputRequired``
+    would, whose message cannot name a bound read later).
+    """
+
+    def __init__(self, max_setting: str, message: str, *, min_setting: str | None = None,
+                 required: bool = False):
+        self.max_setting = max_setting
+        self.min_setting = min_setting
+        self.message = message
+        self.required = required
+
+    def bounds(self) -> tuple[int, int]:
+        policy = get_policy()
+        low = getattr(policy, self.min_setting) if self.min_setting else 0
+        return low, getattr(policy, self.max_setting)
+
+    @property
+    def field_flags(self) -> dict:
+        low, high = self.bounds()
+        flags = {"maxlength": high}
+        if self.min_setting:
+            flags["minlength"] = low
+        if self.required:
+            flags["required"] = True
+        return flags
+
+    def __call__(self, form, field) -> None:
+        low, high = self.bounds()
+        message = self.message.format(min=low, max=high)
+        if self.required and not (field.raw_data and field.raw_data[0]):
+            field.errors[:] = []
+            raise StopValidation(message)
+        if not low <= len(field.data or "") <= high:
+            raise ValidationError(message)
 
 
 def timezone_choices() -> list[SelectChoice]:

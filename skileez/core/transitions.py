@@ -18,6 +18,7 @@ from sqlalchemy import update
 from skileez import clock
 from skileez.core.errors import Conflict
 from skileez.core.models import AuditEvent
+from skileez.core.permissions import ALLOWED, Decision, deny
 from skileez.extensions import db
 
 
@@ -26,8 +27,12 @@ def allowed_targets(obj: Any, field: str = "status") -> frozenset[str]:
     return frozenset(table[field].get(getattr(obj, field), ()))
 
 
-def can_transition(obj: Any, to_state: str, field: str = "status") -> bool:
-    return to_state in allowed_targets(obj, field)
+def can_transition(obj: Any, to_state: str, field: str = "status") -> Decision:
+    """Whether the transition table allows the move at all (who and when are the domain's)."""
+    if to_state in allowed_targets(obj, field):
+        return ALLOWED
+    current = str(getattr(obj, field)).replace("_", " ")
+    return deny(f"This {getattr(type(obj), '__display_name__', 'item')} is {current}.")
 
 
 def transition(

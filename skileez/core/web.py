@@ -15,6 +15,15 @@ from skileez.core.errors import Conflict, DomainError
 from skileez.core.http import is_htmx
 from skileez.core.money import format_money
 from skileez.core.timezones import format_local, humanize_delta, localize, zone_label
+from skileez.core.words import (
+    deadline_words,
+    duration_words,
+    list_words,
+    percent_words,
+    refund_words,
+)
+from skileez.extensions import db
+from skileez.policy import get_policy
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +166,6 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
         log.exception("Unhandled error on %s %s", request.method, request.path)
-        from skileez.extensions import db
-
         db.session.rollback()
         return render_error(500)
 
@@ -197,6 +204,17 @@ def _register_template_helpers(app: Flask) -> None:
     def relative_filter(instant):
         return humanize_delta(instant) if instant else ""
 
+    # Sentences that state a rule say the policy value through these, never a literal:
+    # {{ policy.payment_hold|duration }}, {{ policy.refund_coach_cancels|refund_words }}.
+    app.add_template_filter(duration_words, "duration")
+    app.add_template_filter(percent_words, "percent")
+    app.add_template_filter(refund_words, "refund_words")
+    app.add_template_filter(list_words, "list_words")
+
+    @app.template_filter("deadline")
+    def deadline_filter(instant, tz: str | None = None):
+        return deadline_words(instant, tz or viewer_timezone()) if instant else ""
+
     @app.template_filter("money")
     def money_filter(minor: int, currency: str):
         return format_money(minor, currency)
@@ -214,17 +232,9 @@ def _register_template_helpers(app: Flask) -> None:
     def globals_():
         now = clock.now()
         tz = viewer_timezone()
-        unread = 0
-        # Fragments polled by htmx (other than the bell itself) do not show the count.
-        fragment = is_htmx() and \
-            request.endpoint != "notifications.bell"
-        if current_user and current_user.is_authenticated and not fragment:
-            from skileez.notifications.operations import unread_count
-
-            unread = unread_count(current_user)
         return {
-            "unread_count": unread,
             "now": now,
             "viewer_timezone": tz,
             "viewer_zone_label": zone_label(localize(now, tz), tz),
+            "policy": get_policy(),
         }

@@ -1,1 +1,5 @@
-"""Background work: RQ queues when Redis is configured, the same functions in-process otherwise."""
+"""Running background work: the sweep, its ticker and the in-process sweeper.
+
+The queue mechanics the domains use (``job``, ``enqueue_after_commit``) are in
+``skileez.core.queue``, below the domains.
+"""

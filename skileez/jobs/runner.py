@@ -9,7 +9,7 @@ import time
 from flask import Flask
 
 from skileez import clock
-from skileez.jobs.queue import get_queue, redis_connection
+from skileez.core.queue import get_queue, redis_connection
 from skileez.jobs.sweep import sweep
 
 log = logging.getLogger(__name__)

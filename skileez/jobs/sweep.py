@@ -3,21 +3,25 @@
 The schedule only says "look now"; the database says what is due. A sweep that
 runs late catches up, and two sweeps at once are harmless because each handler
 acts on each row through a compare-and-set that only one of them can win.
+
+The handlers live in the domains and register themselves in
+``skileez.core.deadlines`` (a domain may not import this package, which sits above
+it); importing the modules below is what makes them known.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
 
+from skileez.core.deadlines import HANDLERS, HandlerFn, deadline_handler
+from skileez.core.queue import job
 from skileez.extensions import db
-from skileez.jobs.queue import job
+
+__all__ = ["HANDLERS", "HandlerFn", "SweepError", "deadline_handler", "load_handlers",
+           "sweep"]
 
 log = logging.getLogger(__name__)
-
-HandlerFn = Callable[[], int]
-HANDLERS: dict[str, HandlerFn] = {}
 
 # Modules whose import registers deadline handlers. Later domains add theirs here.
 HANDLER_MODULES = (
@@ -30,16 +34,6 @@ HANDLER_MODULES = (
 
 class SweepError(RuntimeError):
     """At least one handler failed; raised after the others ran so RQ records it."""
-
-
-def deadline_handler(name: str) -> Callable[[HandlerFn], HandlerFn]:
-    """Register a function that finds due rows and acts on each; returns how many it acted on."""
-
-    def register(fn: HandlerFn) -> HandlerFn:
-        HANDLERS[name] = fn
-        return fn
-
-    return register
 
 
 def load_handlers() -> dict[str, HandlerFn]:

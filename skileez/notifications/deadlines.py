@@ -9,9 +9,9 @@ from __future__ import annotations
 from sqlalchemy import and_, or_, select
 
 from skileez import clock
+from skileez.core.deadlines import deadline_handler
+from skileez.core.queue import dispatch_claimed
 from skileez.extensions import db
-from skileez.jobs.queue import dispatch_claimed
-from skileez.jobs.sweep import deadline_handler
 from skileez.notifications.mail import deliver, rq_retry
 from skileez.notifications.models import OutboxEmail
 

@@ -46,7 +46,7 @@ register(Kind(
     summary="Welcome to Skileez! {% if payload.role == 'coach' %}Set up your offerings "
             "and availability so students can find you.{% else %}Find a coach and "
             "propose your first sessions.{% endif %}",
-    endpoint="core.dashboard",
+    endpoint="dashboard.index",
 ))
 
 

@@ -23,10 +23,10 @@ from sqlalchemy import or_
 from skileez import clock
 from skileez.core.errors import Conflict
 from skileez.core.forms import single_line
+from skileez.core.queue import QUEUE_CLAIM, enqueue_after_commit, job
 from skileez.core.transitions import transition
 from skileez.extensions import db
-from skileez.jobs.queue import QUEUE_CLAIM, enqueue_after_commit, job
-from skileez.notifications.models import OutboxEmail
+from skileez.notifications.models import RETRY_REFUSED, OutboxEmail
 
 CLAIM_DURATION = timedelta(minutes=5)
 
@@ -152,4 +152,4 @@ def retry(email: OutboxEmail, *, actor) -> None:
     """An admin asks for a failed email to be tried again."""
     transition(email, "pending", actor=actor, reason="retried by an admin",
                values={"next_attempt_at": clock.now(), "attempts": 0},
-               illegal_message="Only failed emails can be retried.")
+               illegal_message=RETRY_REFUSED)

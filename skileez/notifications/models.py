@@ -8,8 +8,11 @@ from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from skileez import clock
+from skileez.core.permissions import ALLOWED, Decision, deny
 from skileez.core.types import UTCDateTime
 from skileez.extensions import db
+
+RETRY_REFUSED = "Only failed emails can be retried."
 
 
 class Notification(db.Model):
@@ -86,3 +89,14 @@ class OutboxEmail(db.Model):
                         name="status_known"),
         Index("ix_outbox_emails_due", "status", "next_attempt_at"),
     )
+
+    @property
+    def awaits_retry(self) -> bool:
+        """A failed attempt was made and the next one is scheduled."""
+        return self.status == "pending" and bool(self.attempts)
+
+    def can_retry(self) -> Decision:
+        """An admin may send a failed email again; any other is on its way or sent."""
+        if self.status != "failed":
+            return deny(RETRY_REFUSED)
+        return ALLOWED

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from skileez import clock
 from skileez.extensions import db
 from skileez.notifications.kinds import get_kind
+from skileez.notifications.mail import queue_delivery
 from skileez.notifications.models import Notification, OutboxEmail
 
 
@@ -36,8 +37,6 @@ def notify(recipient: Any, kind_name: str, payload: dict | None = None, *,
         )
         db.session.add(outbox)
         db.session.flush()
-        from skileez.notifications.mail import queue_delivery
-
         queue_delivery(outbox.id)
     return notification
 

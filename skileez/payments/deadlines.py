@@ -6,10 +6,10 @@ from sqlalchemy import and_, exists, or_, select
 
 from skileez import clock
 from skileez.coaches.models import CoachProfile
+from skileez.core.deadlines import deadline_handler
 from skileez.core.errors import Conflict
+from skileez.core.queue import dispatch_claimed
 from skileez.extensions import db
-from skileez.jobs.queue import dispatch_claimed
-from skileez.jobs.sweep import deadline_handler
 from skileez.payments.models import Dispute, Payment, Payout, Refund
 from skileez.payments.operations import execute_refund, pay_out, release
 
@@ -27,7 +27,7 @@ def release_escrow() -> int:
     """Payments whose release time has come and that nobody disputes."""
     due = db.session.scalars(
         select(Payment).where(
-            Payment.status.in_(("held", "partially_refunded")),
+            Payment.status.in_(Payment.UNDISPUTED_ESCROW_STATES),
             Payment.release_at.is_not(None), Payment.release_at <= clock.now(),
             ~exists().where(Dispute.payment_id == Payment.id, Dispute.status == "open"))
         .order_by(Payment.release_at).limit(BATCH)).all()

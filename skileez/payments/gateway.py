@@ -144,6 +144,8 @@ def get_gateway() -> Gateway:
     gateway = current_app.extensions.get("skileez_gateway")
     if gateway is None:
         if current_app.config["STRIPE_SECRET_KEY"]:
+            # Imported here: the Stripe adapter imports this module's port and errors,
+            # and an app without a key never loads the stripe library.
             from skileez.payments.stripe_gateway import StripeGateway
 
             gateway = StripeGateway.from_config(current_app.config)

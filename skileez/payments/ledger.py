@@ -46,10 +46,6 @@ from skileez.payments.models import (
 
 KINDS = ("payment_held", "release", "refund", "payout", "payout_reversal")
 
-# Payment statuses whose money reached escrow (so a payment_held posting exists).
-FUNDED_STATUSES = ("held", "disputed", "partially_refunded", "released", "refunded")
-# Payment statuses whose money (minus refunds) is still in escrow.
-IN_ESCROW_STATUSES = ("held", "disputed", "partially_refunded")
 # Accounts that belong to one coach: their entries must name the coach.
 COACH_ACCOUNTS = ("coach_payable", "paid_out")
 
@@ -405,7 +401,7 @@ def _escrow_mismatch() -> list[str]:
         .where(LedgerEntry.account == "escrow").group_by(LedgerEntry.currency)).all())
     owed = dict(db.session.execute(
         select(Payment.currency, func.sum(Payment.amount_minor - Payment.refunded_minor))
-        .where(Payment.status.in_(IN_ESCROW_STATUSES)).group_by(Payment.currency)).all())
+        .where(Payment.status.in_(Payment.ESCROW_STATES)).group_by(Payment.currency)).all())
     problems = []
     for currency in sorted(set(held) | set(owed)):
         ledger_amount, expected = int(held.get(currency) or 0), int(owed.get(currency) or 0)
@@ -440,9 +436,9 @@ def _payment_mismatches() -> list[str]:
     releases = func.coalesce(per_payment.c.releases, 0)
     refunded = func.coalesce(per_payment.c.refunded, 0)
     escrow = func.coalesce(per_payment.c.escrow, 0)
-    expected_holds = case((Payment.status.in_(FUNDED_STATUSES), 1), else_=0)
+    expected_holds = case((Payment.status.in_(Payment.FUNDED_STATES), 1), else_=0)
     expected_releases = case((Payment.status == "released", 1), else_=0)
-    expected_escrow = case((Payment.status.in_(IN_ESCROW_STATUSES),
+    expected_escrow = case((Payment.status.in_(Payment.ESCROW_STATES),
                             Payment.amount_minor - Payment.refunded_minor), else_=literal(0))
     rows = db.session.execute(
         select(Payment.id, Payment.status, Payment.refunded_minor, Payment.currency,

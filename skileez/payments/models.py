@@ -36,6 +36,13 @@ class Payment(db.Model):
         "released": set(),
         "refunded": set(),
     }}
+    # Named sets of states, used by queries, rules and templates alike.
+    # The money reached escrow (a hold was posted): everything but an unpaid payment.
+    FUNDED_STATES = ("held", "partially_refunded", "disputed", "released", "refunded")
+    # The money, less refunds, is still in escrow.
+    ESCROW_STATES = ("held", "partially_refunded", "disputed")
+    # In escrow and not frozen by a dispute: the rules may release, refund or dispute it.
+    UNDISPUTED_ESCROW_STATES = ("held", "partially_refunded")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), unique=True)
@@ -81,6 +88,28 @@ class Payment(db.Model):
     def is_participant(self, user) -> bool:
         return bool(user and user.is_authenticated and user.id in (self.student_id,
                                                                     self.coach_id))
+
+    @property
+    def is_funded(self) -> bool:
+        """Paid: there is a receipt, and nothing more to pay."""
+        return self.status in self.FUNDED_STATES
+
+    @property
+    def is_in_escrow(self) -> bool:
+        return self.status in self.ESCROW_STATES
+
+    @property
+    def is_in_undisputed_escrow(self) -> bool:
+        return self.status in self.UNDISPUTED_ESCROW_STATES
+
+    @property
+    def is_disputed(self) -> bool:
+        return self.status == "disputed"
+
+    @property
+    def is_awaited(self) -> bool:
+        """Not paid, and its session still waits for it: a payment may still arrive."""
+        return not self.is_funded and self.session.status == "pending_payment"
 
 
 class Payout(db.Model):
@@ -195,6 +224,11 @@ class Dispute(db.Model):
         Index("uq_disputes_one_open", "payment_id", unique=True,
               postgresql_where=text("status = 'open'"), sqlite_where=text("status = 'open'")),
     )
+
+    @property
+    def is_open(self) -> bool:
+        """Still waiting for an admin's decision."""
+        return self.status == "open"
 
 
 class WebhookEvent(db.Model):

@@ -10,38 +10,33 @@ can never charge, refund or pay twice. The commits around those calls are in
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import select, update
 
 from skileez import clock
+from skileez.coaches.operations import profile_for
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.money import format_money, share
+from skileez.core.permissions import ALLOWED, Decision, deny
+from skileez.core.queue import enqueue_after_commit, job
 from skileez.core.transitions import record_creation, transition
+from skileez.core.words import duration_words
 from skileez.extensions import db
-from skileez.jobs.queue import enqueue_after_commit, job
 from skileez.notifications.operations import notify
 from skileez.payments import ledger
 from skileez.payments.attempts import ProviderAttempt
 from skileez.payments.gateway import CardDeclined, GatewayError, IntentResult, get_gateway
 from skileez.payments.models import Dispute, Payment, Payout, Refund
 from skileez.policy import get_policy
+from skileez.sessions import lifecycle
 from skileez.sessions.models import Session
-
-ESCROW_STATUSES = ("held", "partially_refunded", "disputed")
+from skileez.sessions.operations import expire_hold
 
 
 def _money(minor: int, currency: str) -> str:
     return format_money(minor, currency)
-
-
-def _duration_words(span: timedelta) -> str:
-    """'15-minute', '2-hour': a policy duration as the adjective before a noun."""
-    minutes = max(int(span.total_seconds() // 60), 1)
-    if minutes % 60 == 0:
-        return f"{minutes // 60}-hour"
-    return f"{minutes}-minute"
 
 
 def _session_payload(session: Session, **extra) -> dict:
@@ -96,8 +91,8 @@ def confirm_card(payment: Payment, payment_method: str, return_url: str) -> Inte
     recorded decline survives the error the view answers with.
     """
     can = payment_can_be_paid(payment)
-    if not can[0]:
-        raise Conflict(can[1])
+    if not can:
+        raise Conflict(can.reason)
     try:
         return get_gateway().confirm_payment_intent(intent_id=payment.payment_intent_id,
                                                     payment_method=payment_method,
@@ -107,17 +102,16 @@ def confirm_card(payment: Payment, payment_method: str, return_url: str) -> Inte
         raise
 
 
-def payment_can_be_paid(payment: Payment) -> tuple[bool, str]:
+def payment_can_be_paid(payment: Payment) -> Decision:
+    """The session's ``lifecycle.can_pay`` for its student, told in terms of the money."""
     session = payment.session
-    if payment.status in ("held", "released", "refunded", "partially_refunded", "disputed"):
-        return False, "This session is already paid."
-    if session.status != "pending_payment":
-        return False, (f"The {_duration_words(get_policy().payment_hold)} hold on this time "
-                       "ran out before payment, so the slot was released. Book it again if it "
-                       "is still free.")
-    if session.hold_expires_at and session.hold_expires_at <= clock.now():
-        return False, "The hold on this time ran out. Book it again if it is still free."
-    return True, ""
+    if payment.is_funded:
+        return deny("This session is already paid.")
+    if not lifecycle.awaits_payment(session):
+        return deny(f"The {duration_words(get_policy().payment_hold, adjective=True)} hold "
+                    "on this time ran out before payment, so the slot was released. Book it "
+                    "again if it is still free.")
+    return lifecycle.can_pay(session, payment.student)
 
 
 def _payment_for_intent(intent_id: str | None, metadata: dict | None) -> Payment | None:
@@ -141,7 +135,7 @@ def payment_succeeded(intent_id: str, *, charge_id: str | None = None,
     payment = _payment_for_intent(intent_id, metadata)
     if payment is None:
         return "unknown payment"
-    if payment.status not in ("pending", "failed"):
+    if payment.is_funded:
         return "already recorded"
     if amount_minor is not None and amount_minor != payment.amount_minor:
         current_app.logger.error("Payment %s: provider amount %s != ours %s", payment.id,
@@ -151,8 +145,6 @@ def payment_succeeded(intent_id: str, *, charge_id: str | None = None,
     if session.status == "pending_payment" and session.hold_expires_at is not None \
             and session.hold_expires_at <= now:
         # The hold ran out before the money arrived, even if no sweep has noticed yet.
-        from skileez.sessions.operations import expire_hold
-
         expire_hold(session)
     transition(payment, "held", reason="payment received",
                values={"paid_at": now, "charge_id": charge_id, "failure_message": None,
@@ -176,7 +168,7 @@ def payment_failed(intent_id: str, message: str | None, *, metadata: dict | None
     payment = _payment_for_intent(intent_id, metadata)
     if payment is None:
         return "unknown payment"
-    if payment.status not in ("pending", "failed"):
+    if payment.is_funded:
         return "ignored: already paid"  # a failure reported after success changes nothing
     transition(payment, "failed", reason="payment failed",
                values={"failure_message": (message or "The payment did not go through.")[:500]})
@@ -209,7 +201,7 @@ def release(payment: Payment, *, actor=None, reason: str = "escrow released",
     """Move what remains in escrow to the coach (minus the fee) and queue the payout."""
     if payment.status == "disputed" and not resolving:
         raise Conflict("This payment is disputed; resolve the dispute to release it.")
-    if payment.status not in ESCROW_STATUSES:
+    if not payment.is_in_escrow:
         raise Conflict(f"This payment is {payment.status.replace('_', ' ')}; there is "
                        "nothing in escrow to release.")
     remaining = payment.remaining_minor
@@ -231,8 +223,6 @@ def release(payment: Payment, *, actor=None, reason: str = "escrow released",
 
 def _payout_account(payout: Payout) -> str | None:
     """The coach's Stripe account, if Stripe lets it receive transfers yet."""
-    from skileez.coaches.operations import profile_for
-
     profile = profile_for(payout.coach)
     return profile.stripe_account_id if profile.payouts_enabled else None
 
@@ -296,7 +286,7 @@ def refund(payment: Payment, amount_minor: int, *, reason: str, actor=None,
     """Give money back to the student from escrow; Stripe is called by a job after commit."""
     if payment.status == "disputed" and not resolving:
         raise Conflict("This payment is disputed; resolve the dispute instead.")
-    if payment.status not in ESCROW_STATUSES:
+    if not payment.is_in_escrow:
         raise Conflict(f"This payment is {payment.status.replace('_', ' ')}; only money "
                        "still held in escrow can be refunded.")
     if not 0 < amount_minor <= payment.remaining_minor:
@@ -354,22 +344,23 @@ def execute_refund(refund_id: int) -> str:
 
 # --- disputes --------------------------------------------------------------------------
 
-def can_dispute(payment: Payment, user) -> tuple[bool, str]:
-    if user.id != payment.student_id:
-        return False, "Only the student who paid can open a dispute."
-    if payment.session.status != "completed" or payment.release_at is None:
-        return False, "A dispute can be opened once the session is completed."
-    if payment.status not in ("held", "partially_refunded"):
-        return False, f"This payment is {payment.status.replace('_', ' ')}."
+def can_dispute(payment: Payment, user) -> Decision:
+    """The student may dispute a completed session's payment until it is released."""
+    if getattr(user, "id", None) != payment.student_id:
+        return deny("Only the student who paid can open a dispute.")
+    if not lifecycle.is_completed(payment.session) or payment.release_at is None:
+        return deny("A dispute can be opened once the session is completed.")
+    if not payment.is_in_undisputed_escrow:
+        return deny(f"This payment is {payment.status.replace('_', ' ')}.")
     if clock.now() >= payment.release_at:
-        return False, "The payment has already been released to the coach."
-    return True, ""
+        return deny("The payment has already been released to the coach.")
+    return ALLOWED
 
 
 def open_dispute(payment: Payment, student, *, reason: str) -> Dispute:
-    allowed, why = can_dispute(payment, student)
-    if not allowed:
-        raise Conflict(why)
+    decision = can_dispute(payment, student)
+    if not decision:
+        raise Conflict(decision.reason)
     transition(payment, "disputed", actor=student, reason="dispute opened",
                expected=payment.status)
     dispute = Dispute(payment_id=payment.id, opened_by_id=student.id, source="student",
@@ -423,7 +414,7 @@ def reconcile_with_gateway(limit: int = 100) -> list[str]:
     problems = []
     payments = db.session.scalars(
         select(Payment).where(Payment.gateway == "stripe",
-                              Payment.status.in_((*ESCROW_STATUSES, "released", "refunded")),
+                              Payment.status.in_(Payment.FUNDED_STATES),
                               Payment.payment_intent_id.is_not(None))
         .order_by(Payment.id.desc()).limit(limit)).all()
     for payment in payments:

@@ -12,7 +12,7 @@ def coach_earnings(coach) -> dict:
     """Held (by release date), paid out, and payable balances, per currency."""
     held = list(db.session.scalars(
         select(Payment).where(Payment.coach_id == coach.id,
-                              Payment.status.in_(("held", "partially_refunded", "disputed")))
+                              Payment.status.in_(Payment.ESCROW_STATES))
         .order_by(Payment.release_at.is_(None), Payment.release_at, Payment.id)))
     payouts = list(db.session.scalars(
         select(Payout).where(Payout.coach_id == coach.id)

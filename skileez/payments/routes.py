@@ -24,7 +24,7 @@ from skileez.core.http import is_htmx
 from skileez.core.pagination import paginate
 from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import csrf, db
-from skileez.payments import operations, queries
+from skileez.payments import operations, queries, words
 from skileez.payments.attempts import provider_call
 from skileez.payments.forms import DisputeForm
 from skileez.payments.gateway import CardDeclined, GatewayError, InvalidWebhook, get_gateway
@@ -32,6 +32,16 @@ from skileez.payments.models import Payment
 from skileez.payments.webhooks import MalformedEvent, handle_event, receive
 
 bp = require_login(Blueprint("payments", __name__, url_prefix="/payments"))
+
+
+@bp.app_context_processor
+def _payment_rules() -> dict:
+    """Templates ask the same payment rules the operations enforce."""
+    return {"can_dispute": operations.can_dispute}
+@bp.app_template_global("money_words")
+def _money_words(subject, viewer=None):
+    """Every page and email says what a payment's money is doing through this one answer."""
+    return words.money_words(subject, viewer)
 
 
 @bp.get("/")
@@ -63,11 +73,11 @@ def _payment_for_student(payment_id: int) -> Payment:
 @bp.get("/<int:payment_id>/pay")
 def pay(payment_id: int):
     payment = _payment_for_student(payment_id)
-    can_pay, why = operations.payment_can_be_paid(payment)
+    can_pay = operations.payment_can_be_paid(payment)
     if not can_pay:
         if payment.status in ("held", "released", "refunded", "partially_refunded"):
             return redirect(url_for("sessions.detail", session_id=payment.session_id))
-        return render_template("payments/pay.html", payment=payment, blocked=why), 409
+        return render_template("payments/pay.html", payment=payment, blocked=can_pay.reason), 409
     gateway = get_gateway()
     context = {"payment": payment, "gateway": gateway.name}
     if gateway.name == "stripe":
@@ -100,9 +110,9 @@ def confirm_card(payment_id: int):
         payment_method = ""
     if not payment_method.startswith("pm_") or len(payment_method) > 255:
         return jsonify(error="The card details could not be read. Try again."), 422
-    can_pay, why = operations.payment_can_be_paid(payment)
+    can_pay = operations.payment_can_be_paid(payment)
     if not can_pay:
-        return jsonify(error=why), 409
+        return jsonify(error=can_pay.reason), 409
     status_url = url_for("payments.status", payment_id=payment.id)
     try:
         with provider_call(keep=(CardDeclined,)):
@@ -124,9 +134,9 @@ def test_card(payment_id: int):
     payment = _payment_for_student(payment_id)
     if get_gateway().name != "test" or payment.gateway != "test":
         abort(404)
-    can_pay, why = operations.payment_can_be_paid(payment)
+    can_pay = operations.payment_can_be_paid(payment)
     if not can_pay:
-        flash(why, "warning")
+        flash(can_pay.reason, "warning")
         return redirect(url_for("payments.pay", payment_id=payment.id), code=303)
     with provider_call():
         operations.ensure_payment_intent(payment)
@@ -194,12 +204,12 @@ def receipt(payment_id: int):
 @bp.route("/<int:payment_id>/dispute", methods=["GET", "POST"])
 def dispute(payment_id: int):
     payment = _payment_for_participant(payment_id)
-    allowed, why = operations.can_dispute(payment, current_user)
+    allowed = operations.can_dispute(payment, current_user)
     form = DisputeForm()
 
     def page() -> str:
         # A refusal (now, or a lost race while opening) replaces the form with its reason.
-        blocked = why if not allowed else " ".join(form.form_errors) or None
+        blocked = allowed.reason if not allowed else " ".join(form.form_errors) or None
         return render_template("payments/dispute.html", payment=payment, form=form,
                                blocked=blocked)
 

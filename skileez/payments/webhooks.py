@@ -180,7 +180,7 @@ def _card_dispute(dispute: dict[str, Any]) -> str:
         if matches else None
     if payment is None:
         return "unknown payment"
-    if payment.status not in ("held", "partially_refunded"):
+    if not payment.is_in_undisputed_escrow:
         return f"not in escrow ({payment.status}): for an admin to handle"
     transition(payment, "disputed", reason="card dispute opened at the bank",
                expected=payment.status)

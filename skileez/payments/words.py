@@ -19,15 +19,13 @@ from datetime import datetime
 from sqlalchemy import select
 
 from skileez import clock
-from skileez.contracts.models import duration_words
 from skileez.core.money import format_money, share
 from skileez.core.timezones import format_local
+from skileez.core.words import duration_words
 from skileez.extensions import db
 from skileez.payments.models import LedgerEntry, LedgerTransaction, Payment
 from skileez.policy import get_policy
-
-IN_ESCROW = ("held", "partially_refunded", "disputed")
-SESSION_GOING_AHEAD = ("pending_payment", "scheduled", "reschedule_requested", "in_progress")
+from skileez.sessions import lifecycle
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ def describe_money(payment: Payment, viewer, now: datetime | None = None) -> Mon
     def words(headline: str, detail: str, tone: str) -> MoneyWords:
         return MoneyWords(headline, detail, amounts, tone)
 
-    if status in ("pending", "failed"):
+    if not payment.is_funded:
         hold = session.hold_expires_at if session is not None else None
         if session is not None and session.status == "pending_payment" and hold and hold > now:
             keep = (f"Pay by {at(hold)} to keep this time." if role == "student"
@@ -166,7 +164,7 @@ def describe_money(payment: Payment, viewer, now: datetime | None = None) -> Mon
                      f"{refunded}{money(amounts.held)} is held until an admin decides the "
                      "dispute; nothing is released to the coach before then.", "danger")
     headline = "Partly refunded" if status == "partially_refunded" else "Paid — held by Skileez"
-    if session is not None and session.status in SESSION_GOING_AHEAD:
+    if session is not None and lifecycle.is_going_ahead(session):
         delay = duration_words(get_policy().escrow_release_delay)
         return words(headline,
                      f"{refunded}{money(amounts.held)} is held until the session is done, "

@@ -41,10 +41,9 @@ class SessionRow:
 def _next_action(session, user, now: datetime) -> tuple[str | None, str | None, bool, str]:
     """The one thing the viewer can do about this session now, asked of the life-cycle rules."""
     detail = url_for("sessions.detail", session_id=session.id)
-    if session.status == "pending_payment" and lifecycle.role_of(session, user) == "student" \
-            and session.payment is not None:
-        return "Pay", url_for("payments.pay", payment_id=session.payment.id), False, \
-            f"Held for you until {format_local(session.hold_expires_at, user.timezone, 'short')}."
+    pay = lifecycle.can_pay(session, user, now)
+    if pay and session.payment is not None:
+        return "Pay", url_for("payments.pay", payment_id=session.payment.id), False, pay.reason
     join = lifecycle.can_join(session, user)
     if join:
         return "Join", detail, False, join.reason

@@ -21,11 +21,12 @@ from sqlalchemy.orm import selectinload
 from skileez import clock
 from skileez.auth.models import User
 from skileez.extensions import db
+from skileez.sessions import lifecycle
 from skileez.sessions.models import Session
 
 PRODUCT_ID = "-//Skileez//Sessions//EN"
 # Sessions someone still plans around; completed ones stay a while as a record.
-FEED_STATUSES = ("scheduled", "reschedule_requested", "in_progress")
+FEED_STATUSES = lifecycle.MEETING_ON
 RECENT_COMPLETED = timedelta(days=30)
 # How often we ask calendar apps to refresh (most poll at their own pace regardless).
 REFRESH_INTERVAL = timedelta(hours=1)

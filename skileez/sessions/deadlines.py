@@ -12,12 +12,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from skileez import clock
+from skileez.core.deadlines import deadline_handler
 from skileez.core.errors import Conflict
 from skileez.core.timezones import humanize_delta
 from skileez.extensions import db
-from skileez.jobs.sweep import deadline_handler
 from skileez.notifications.operations import notify
 from skileez.policy import get_policy
+from skileez.sessions import lifecycle
 from skileez.sessions.models import Reminder, RescheduleRequest, Session
 from skileez.sessions.operations import (
     auto_decide_reschedule,
@@ -117,7 +118,7 @@ def send_reminders() -> int:
     already = select(Reminder.id).where(Reminder.session_id == Session.id,
                                         Reminder.starts_at == Session.starts_at)
     due = db.session.scalars(select(Session).where(
-        Session.status.in_(("scheduled", "reschedule_requested")),
+        Session.status.in_(lifecycle.BOOKED),
         Session.starts_at > now, Session.starts_at <= now + kinds[-1],
         # A session already reminded for its smallest window is owed nothing more.
         ~already.where(Reminder.kind == _reminder_kind(kinds[0])).exists())

@@ -3,7 +3,11 @@ from __future__ import annotations
 from wtforms import BooleanField, HiddenField, RadioField, SelectChoice, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 
-from skileez.core.forms import Form
+from skileez.core.forms import Form, PolicyLength
+
+
+def _notes_length() -> PolicyLength:
+    return PolicyLength("completion_notes_max_chars", "Keep notes under {max} characters.")
 
 
 class BookForm(Form):
@@ -16,9 +20,9 @@ class RescheduleForm(Form):
     new_start = RadioField("New time", validate_choice=False,
                            validators=[InputRequired("Choose one of the open times.")])
     reason = TextAreaField("Why do you need to move it?", validators=[
-        InputRequired("Give a reason of 10 to 500 characters."),
-        Length(min=10, max=500, message="Give a reason of 10 to 500 characters."),
-    ], render_kw={"rows": 3, "maxlength": 500})
+        PolicyLength("reschedule_reason_max_chars", "Give a reason of {min} to {max} characters.",
+                     min_setting="reschedule_reason_min_chars", required=True),
+    ], render_kw={"rows": 3})
 
 
 class AnswerRescheduleForm(Form):
@@ -33,18 +37,15 @@ class CancelForm(Form):
 
 
 class CompleteForm(Form):
-    notes = TextAreaField("Your notes (optional)", validators=[
-        Length(max=1000, message="Keep notes under 1000 characters.")],
-        render_kw={"rows": 4, "maxlength": 1000},
+    notes = TextAreaField("Your notes (optional)", validators=[_notes_length()],
+        render_kw={"rows": 4},
         description="What you covered, homework, what to do next time. Only the two of you "
                     "see them.")
 
 
 class NotesForm(Form):
     notes = TextAreaField("Your notes", validators=[
-        InputRequired("Write your notes."),
-        Length(max=1000, message="Keep notes under 1000 characters.")],
-        render_kw={"rows": 4, "maxlength": 1000})
+        InputRequired("Write your notes."), _notes_length()], render_kw={"rows": 4})
 
 
 class MissedForm(Form):
@@ -60,8 +61,8 @@ class RatingForm(Form):
     stars = RadioField("Rating", choices=[SelectChoice(str(n), "★" * n) for n in range(5, 0, -1)],
                        validators=[InputRequired("Choose from 1 to 5 stars.")])
     feedback = TextAreaField("Feedback (optional)", validators=[
-        Length(max=2000, message="Keep feedback under 2000 characters.")],
-        render_kw={"rows": 4, "maxlength": 2000})
+        PolicyLength("rating_feedback_max_chars", "Keep feedback under {max} characters.")],
+        render_kw={"rows": 4})
     public = BooleanField("Show my feedback on the coach's public profile")
     would_recommend = BooleanField("I would recommend this coach", default=True)
     tags = StringField("Tags (optional)", validators=[Length(max=400)],

@@ -25,6 +25,7 @@ from skileez.contracts.models import Contract
 from skileez.core.http import like_pattern
 from skileez.core.timezones import localize, zone
 from skileez.extensions import db
+from skileez.sessions import lifecycle
 from skileez.sessions.models import RescheduleRequest, Session
 
 STATUSES = ("pending_payment", "scheduled", "reschedule_requested", "in_progress", "completed",
@@ -253,7 +254,7 @@ def statistics_for(user: User) -> SessionStatistics:
     row = db.session.execute(
         select(
             func.count(),
-            _count(status.in_(("scheduled", "reschedule_requested", "in_progress"))),
+            _count(status.in_(lifecycle.MEETING_ON)),
             _count(status == "completed"),
             _count(status == "cancelled"),
             _count(status == "missed"),

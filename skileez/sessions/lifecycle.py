@@ -10,18 +10,27 @@ Operations call the same functions, so the page and the rule cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from skileez import clock
 from skileez.core.permissions import ALLOWED, Decision, deny
-from skileez.core.timezones import format_local, humanize_delta
+from skileez.core.timezones import format_local
+from skileez.core.words import deadline_words, duration_words, percent_words, refund_words
 from skileez.policy import get_policy
 
+# Named sets of states, so Python, SQL and templates say "final" rather than listing
+# states (and cannot disagree about which ones they are).
+# Nothing more can happen to the session.
 FINAL = ("completed", "cancelled", "expired", "missed")
-# The states in which a session is still going ahead: it holds its time and someone
-# may still act on it.
+# Still going ahead: it holds its time and someone may still act on it.
 GOING_AHEAD = ("pending_payment", "scheduled", "reschedule_requested", "in_progress")
+# Paid, not started yet: it can be started, moved or cancelled.
+BOOKED = ("scheduled", "reschedule_requested")
+# Paid and the meeting is on: still to happen, or happening now.
+MEETING_ON = ("scheduled", "reschedule_requested", "in_progress")
+# Whether it took place is still open: it can be completed or reported missed.
+AWAITING_OUTCOME = ("scheduled", "in_progress")
 
 # A state in a few words, for lists (the dashboard); STATE_WORDS below says it in a sentence.
 STATUS_LABELS = {
@@ -47,6 +56,38 @@ STATE_WORDS = {
 }
 
 
+def is_final(session) -> bool:
+    return session.status in FINAL
+
+
+def is_going_ahead(session) -> bool:
+    return session.status in GOING_AHEAD
+
+
+def is_booked(session) -> bool:
+    return session.status in BOOKED
+
+
+def meeting_is_on(session) -> bool:
+    return session.status in MEETING_ON
+
+
+def awaits_outcome(session) -> bool:
+    return session.status in AWAITING_OUTCOME
+
+
+def awaits_payment(session) -> bool:
+    return session.status == "pending_payment"
+
+
+def is_in_progress(session) -> bool:
+    return session.status == "in_progress"
+
+
+def is_completed(session) -> bool:
+    return session.status == "completed"
+
+
 def _state(session) -> str:
     return STATE_WORDS.get(session.status, f"The session is {session.status}.")
 
@@ -62,12 +103,26 @@ def role_of(session, user) -> str | None:
 
 
 def _at(moment: datetime, user) -> str:
-    """'Tue 24 Nov 2026, 14:00 CET — in 26 hours': a deadline as the viewer reads it."""
-    return f"{format_local(moment, user.timezone)} — {humanize_delta(moment)}"
+    return deadline_words(moment, user.timezone)
 
 
 def _participant(session, user) -> Decision:
     return ALLOWED if role_of(session, user) else deny("Only the two participants can do this.")
+
+
+def can_pay(session, user, now: datetime | None = None) -> Decision:
+    """The student pays while the time is still held for them (the sweep may not have
+    expired a hold that ran out yet, so the clock decides, not only the state)."""
+    if role_of(session, user) != "student":
+        return deny("Only the student pays for a session.")
+    if not awaits_payment(session):
+        return deny(_state(session))
+    hold = session.hold_expires_at
+    if hold is not None and hold <= (now or clock.now()):
+        return deny("The hold on this time ran out. Book it again if it is still free.")
+    if hold is None:
+        return ALLOWED
+    return Decision(True, f"Held for you until {format_local(hold, user.timezone, 'short')}.")
 
 
 def can_confirm(session, user) -> Decision:
@@ -116,7 +171,7 @@ class RescheduleNotice:
 
 
 def reschedule_notice(session, user, now: datetime | None = None) -> RescheduleNotice:
-    """Coach: 48 h before. Student: 24 h, or late down to 10 h. Nobody within 10 h."""
+    """By default, coach: 48 h before. Student: 24 h, or late down to 10 h. Nobody within 10 h."""
     policy = get_policy()
     now = now or clock.now()
     left = session.starts_at - now
@@ -127,7 +182,7 @@ def reschedule_notice(session, user, now: datetime | None = None) -> RescheduleN
             return RescheduleNotice(True, False, f"Coaches can ask to reschedule until "
                                                  f"{_at(deadline, user)}.")
         return RescheduleNotice(False, False, "Coaches must ask at least "
-                                f"{_hours(policy.reschedule_notice_coach)} hours before the "
+                                f"{duration_words(policy.reschedule_notice_coach)} before the "
                                 f"start; that was {format_local(deadline, user.timezone)}.")
     normal = session.starts_at - policy.reschedule_notice_student
     floor = session.starts_at - policy.reschedule_notice_student_late_floor
@@ -140,12 +195,8 @@ def reschedule_notice(session, user, now: datetime | None = None) -> RescheduleN
         return RescheduleNotice(True, True, "A request now counts as late. Rescheduling closes "
                                             f"at {_at(floor, user)}.")
     return RescheduleNotice(False, False, "Rescheduling closes "
-                            f"{_hours(policy.reschedule_notice_student_late_floor)} hours before "
-                            f"the start ({format_local(floor, user.timezone)}).")
-
-
-def _hours(delta: timedelta) -> int:
-    return int(delta.total_seconds() // 3600)
+                            f"{duration_words(policy.reschedule_notice_student_late_floor)} "
+                            f"before the start ({format_local(floor, user.timezone)}).")
 
 
 def can_request_reschedule(session, user, now: datetime | None = None) -> Decision:
@@ -181,6 +232,12 @@ def can_answer_reschedule(request, user, now: datetime | None = None) -> Decisio
                           "automatically if the time is still free, and declined otherwise.")
 
 
+def open_reschedule_request(session):
+    """The reschedule request still waiting for an answer, if any (there is one at most)."""
+    return next((request for request in session.reschedule_requests
+                 if request.status == "pending"), None)
+
+
 def can_withdraw_reschedule(request, user) -> Decision:
     if request.requested_by_id != getattr(user, "id", None):
         return deny("Only the person who asked can withdraw the request.")
@@ -203,32 +260,28 @@ def cancel_terms(session, user, now: datetime | None = None) -> CancelTerms:
     role = role_of(session, user)
     if not role:
         return CancelTerms(False, False, Decimal(0), "Only the two participants can cancel.")
-    if session.status not in ("scheduled", "reschedule_requested"):
+    if not is_booked(session):
         return CancelTerms(False, False, Decimal(0),
                            _state(session))
     now = now or clock.now()
     free_until = session.starts_at - policy.late_cancellation_window
-    # "24 hours or more before the start" is free: exactly 24 h left is not late.
+    # "The window or more before the start" is free: exactly the window left is not late.
     late = session.starts_at - now < policy.late_cancellation_window
     if role == "coach":
         return CancelTerms(True, late, policy.refund_coach_cancels,
-                           "The student gets a full refund."
+                           f"The student gets {refund_words(policy.refund_coach_cancels)}."
                            + (" Cancelling this late counts against your record." if late
                               else ""))
     if not late:
         return CancelTerms(True, False, policy.refund_student_cancels_early,
                            f"Free cancellation until {_at(free_until, user)}: you get "
-                           f"{_percent(policy.refund_student_cancels_early)} back.")
+                           f"{percent_words(policy.refund_student_cancels_early)} back.")
     share = policy.refund_student_cancels_late
     return CancelTerms(True, True, share,
                        "This is a late cancellation (less than "
-                       f"{_hours(policy.late_cancellation_window)} hours before the start): "
+                       f"{duration_words(policy.late_cancellation_window)} before the start): "
                        + ("the payment is not refunded." if share == 0
-                          else f"you get {_percent(share)} back."))
-
-
-def _percent(share: Decimal) -> str:
-    return f"{int(share * 100)}%"
+                          else f"you get {percent_words(share)} back."))
 
 
 def can_cancel(session, user, now: datetime | None = None) -> Decision:
@@ -252,7 +305,7 @@ def can_complete(session, user, now: datetime | None = None) -> Decision:
 def can_mark_missed(session, user, now: datetime | None = None) -> Decision:
     if not role_of(session, user):
         return deny("Only the two participants can report a no-show.")
-    if session.status not in ("scheduled", "in_progress"):
+    if not awaits_outcome(session):
         return deny(_state(session))
     now = now or clock.now()
     opens = session.starts_at + get_policy().mark_missed_after_start
@@ -295,6 +348,6 @@ def can_add_to_calendar(session, user) -> Decision:
     """
     if not role_of(session, user):
         return deny("Only the two participants can add it to a calendar.")
-    if session.status not in ("scheduled", "reschedule_requested", "in_progress"):
+    if not meeting_is_on(session):
         return deny(_state(session))
     return ALLOWED

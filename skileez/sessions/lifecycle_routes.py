@@ -19,7 +19,6 @@ from skileez.core.money import format_money, share
 from skileez.core.permissions import Decision
 from skileez.core.unit_of_work import form_message, see_other, submit
 from skileez.extensions import db
-from skileez.payments import words
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle, operations
 from skileez.sessions.blueprint import bp, participant_session
@@ -36,12 +35,6 @@ from skileez.sessions.models import RescheduleRequest, Session
 from skileez.sessions.routes import session_history
 
 RESCHEDULE_DAYS = 21
-
-
-@bp.app_template_global("money_words")
-def _money_words(subject, viewer=None):
-    """Every page and email says what a payment's money is doing through this one answer."""
-    return words.money_words(subject, viewer)
 
 
 @bp.app_context_processor

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from skileez import clock
 from skileez.coaches.availability import coach_open_slots
+from skileez.coaches.models import CoachProfile
 from skileez.coaches.operations import profile_for
+from skileez.coaches.slots import Interval
 from skileez.contracts.models import Contract, fully_booked_message
 from skileez.core.db import is_lock_conflict, lock_coach_calendar
 from skileez.core.errors import Conflict, DomainError
-from skileez.core.money import share
+from skileez.core.events import announce
+from skileez.core.money import format_money
 from skileez.core.transitions import record_creation, record_event, transition
+from skileez.core.words import duration_words
 from skileez.extensions import db
 from skileez.notifications.operations import notify
 from skileez.policy import get_policy
@@ -77,9 +82,7 @@ def book(student, contract_id: int, starts_at: datetime) -> Session:
             raise Conflict(SLOT_TAKEN) from None
         raise
     record_creation(session, actor=student, reason="booked, awaiting payment")
-    from skileez.payments.operations import create_payment
-
-    create_payment(session, contract)
+    announce("session_booked", session=session, contract=contract)
     return session
 
 
@@ -88,10 +91,7 @@ def expire_hold(session: Session) -> None:
     transition(session, "expired", reason="payment hold expired",
                where=(Session.hold_expires_at <= clock.now(),),
                values={"hold_expires_at": None})
-    from skileez.payments.operations import payment_abandoned
-
-    if session.payment is not None:
-        payment_abandoned(session.payment)
+    announce("hold_expired", session=session)
 
 
 def expire_stale_holds(*, coach_id: int | None = None, student_id: int | None = None,
@@ -121,8 +121,6 @@ def expire_stale_holds(*, coach_id: int | None = None, student_id: int | None = 
 def blocking_sessions(coach_id: int, student_id: int | None,
                       exclude_session_id: int | None = None) -> list:
     """Busy intervals for the slot engine: the coach's and the student's live sessions."""
-    from skileez.coaches.slots import Interval
-
     now = clock.now()
     people = [Session.coach_id == coach_id]
     if student_id is not None:
@@ -227,8 +225,9 @@ def reschedule_problems(session: Session, *, new_start: datetime | None, reason:
     if new_start is None:
         problems.append(DomainError("Choose one of the open times.", field="new_start"))
     elif new_start < now + policy.reschedule_new_time_min_lead:
-        problems.append(DomainError("Choose a new time at least one hour from now.",
-                                    field="new_start"))
+        problems.append(DomainError("Choose a new time at least "
+                                    f"{duration_words(policy.reschedule_new_time_min_lead)} "
+                                    "from now.", field="new_start"))
     elif new_start == session.starts_at:
         problems.append(DomainError("Choose a time different from the current one.",
                                     field="new_start"))
@@ -293,7 +292,9 @@ def approve_reschedule(request: RescheduleRequest, user, *,
     session = request.session
     start_at = chosen_start or request.proposed_start
     if start_at < now + get_policy().reschedule_new_time_min_lead:
-        raise DomainError("Choose a time at least one hour from now.", field="new_start")
+        raise DomainError("Choose a time at least "
+                          f"{duration_words(get_policy().reschedule_new_time_min_lead)} "
+                          "from now.", field="new_start")
     if not _slot_is_free(session, start_at):
         raise Conflict("That time is no longer free for both of you. Choose another open "
                        "time or decline.")
@@ -354,8 +355,6 @@ def auto_decide_reschedule(request: RescheduleRequest) -> str:
 
 def cancel(session: Session, user, *, reason: str = "") -> None:
     """Cancel, refunding by policy: the terms shown before confirming are the ones applied."""
-    from skileez.payments.operations import refund, schedule_release
-
     now = clock.now()
     terms = lifecycle.cancel_terms(session, user, now)
     if not terms.allowed:
@@ -370,17 +369,10 @@ def cancel(session: Session, user, *, reason: str = "") -> None:
                values={"cancelled_by_id": user.id, "cancelled_at": now, "late": terms.late,
                        "reason": reason.strip() or None})
     payment = session.payment
-    refunded = 0
-    if payment is not None and payment.status in ("held", "partially_refunded"):
-        refunded = share(payment.remaining_minor, terms.refund_share)
-        if refunded:
-            refund(payment, refunded, actor=user,
-                   reason=f"session cancelled by the {role}"
-                   + (" (late)" if terms.late else ""))
-            db.session.refresh(payment)
-        if payment.remaining_minor:
-            # What is not refunded goes to the coach on the normal schedule.
-            schedule_release(payment, completed_at=max(now, session.starts_at))
+    refunded = _close(session, terms.refund_share, actor=user,
+                      reason=f"session cancelled by the {role}"
+                      + (" (late)" if terms.late else ""),
+                      release_from=max(now, session.starts_at))
     amount = _money_text(refunded, payment) if payment else ""
     notify(_other(session, user), "session_cancelled",
            _payload(session, cancelled_by=user.name, late=terms.late, refund=amount,
@@ -388,16 +380,25 @@ def cancel(session: Session, user, *, reason: str = "") -> None:
 
 
 def _money_text(minor: int, payment) -> str:
-    from skileez.core.money import format_money
-
     return format_money(minor, payment.currency)
+
+
+def _close(session: Session, refund_share, *, actor, reason: str,
+           release_from: datetime) -> int:
+    """Tell payments the session is over and what share of escrow goes back to the student.
+
+    Payments sit above sessions (a payment belongs to a session), so the money is
+    moved by their listener (``skileez.payments.listeners``): the refund now, what
+    remains released to the coach on the normal schedule from ``release_from``.
+    Returns the amount refunded, in minor units.
+    """
+    return sum(announce("session_closed", session=session, refund_share=refund_share,
+                        actor=actor, reason=reason, release_from=release_from))
 
 
 def complete(session: Session, *, actor=None, notes: str = "",
              reason: str = "session completed") -> None:
     """Done: notes under the writer's role, escrow release scheduled, both asked to rate."""
-    from skileez.payments.operations import schedule_release
-
     now = clock.now()
     if actor is not None:
         _require(lifecycle.can_complete(session, actor, now))
@@ -410,9 +411,7 @@ def complete(session: Session, *, actor=None, notes: str = "",
                values=values,
                illegal_message=f"This session is {session.status.replace('_', ' ')} and "
                                "cannot be completed.")
-    if session.payment is not None and session.payment.status in ("held",
-                                                                   "partially_refunded"):
-        schedule_release(session.payment, completed_at=now)
+    _close(session, Decimal(0), actor=actor, reason=reason, release_from=now)
     contract = session.contract
     if contract.status == "active" and contract.completed_sessions >= contract.total_sessions:
         transition(contract, "completed", actor=actor, reason="all sessions completed")
@@ -446,8 +445,6 @@ MISSED_REFUND = {"student": "refund_missed_by_student", "coach": "refund_missed_
 
 def mark_missed(session: Session, *, missed_by: str, reason: str, actor=None) -> None:
     """A no-show: record who missed it and refund the student by policy."""
-    from skileez.payments.operations import refund, schedule_release
-
     if missed_by not in MISSED_REFUND:
         raise DomainError("Say who did not attend.", field="missed_by")
     now = clock.now()
@@ -458,16 +455,9 @@ def mark_missed(session: Session, *, missed_by: str, reason: str, actor=None) ->
                else "nobody started the session",
                values={"missed_by": missed_by, "missed_reason": reason.strip() or None,
                        "marked_missed_by_id": getattr(actor, "id", None)})
-    payment = session.payment
-    if payment is not None and payment.status in ("held", "partially_refunded"):
-        amount = share(payment.remaining_minor,
-                       getattr(get_policy(), MISSED_REFUND[missed_by]))
-        if amount:
-            refund(payment, amount, actor=actor, reason=f"session missed by the {missed_by}"
-                   if missed_by != "unattended" else "session not attended")
-            db.session.refresh(payment)
-        if payment.remaining_minor:
-            schedule_release(payment, completed_at=now)
+    _close(session, getattr(get_policy(), MISSED_REFUND[missed_by]), actor=actor,
+           reason=f"session missed by the {missed_by}" if missed_by != "unattended"
+           else "session not attended", release_from=now)
     payload = _payload(session, missed_by=missed_by, reason=reason.strip())
     if actor is None:
         for person in (session.student, session.coach):
@@ -500,8 +490,6 @@ def rate(session: Session, user, *, stars: int, feedback: str, public: bool,
 
 def _refresh_coach_rating(coach_id: int) -> None:
     """The coach's public average: students' ratings of them only."""
-    from skileez.coaches.models import CoachProfile
-
     average, count = db.session.execute(
         select(func.avg(Rating.stars), func.count(Rating.id))
         .join(Session, Session.id == Rating.session_id)

@@ -6,6 +6,10 @@ looks for a row that does not exist yet. With Redis it goes to an RQ queue;
 without, it runs in this process in a fresh app context. If Redis cannot be
 reached the job is not lost: every job that matters has a deadline or a status
 in the database, and the sweep picks it up.
+
+This is core, not ``skileez.jobs``, because the domains queue their own jobs
+(payouts, refunds, mail) and no domain may import the layer above it. What runs
+the jobs (the sweep, its ticker, the worker command) stays in ``skileez.jobs``.
 """
 
 from __future__ import annotations
@@ -61,7 +65,12 @@ def job(fn: Callable) -> Callable:
 
 
 def _app() -> Flask:
-    """The app a job runs in: the current one, or one built once per worker process."""
+    """The app a job runs in: the current one, or one built once per worker process.
+
+    The factory is imported here, at run time, because it imports every package
+    (core included): this is the worker's entry point, the one place core reaches
+    the factory (documented in pyproject's import contracts).
+    """
     global _worker_app
     if has_app_context():
         return current_app._get_current_object()  # type: ignore[attr-defined]

@@ -1,0 +1,13 @@
+"""What sessions answer when a lower package asks: a coach's calendar is busy while booked."""
+
+from __future__ import annotations
+
+from skileez.coaches.slots import Interval
+from skileez.core.events import listen
+from skileez.sessions.operations import blocking_sessions
+
+
+@listen("calendar_blocks")
+def booked_time(*, coach_id: int, student_id: int | None,
+                exclude_session_id: int | None) -> list[Interval]:
+    return blocking_sessions(coach_id, student_id, exclude_session_id)
