@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -180,6 +182,31 @@ def clock():
 def _never_leave_time_frozen():
     yield
     clock_module.unfreeze()
+
+
+# --- signals ----------------------------------------------------------------
+
+# An RQ worker's work() installs its own SIGINT/SIGTERM handlers and leaves them in
+# place when it returns; without this, a Ctrl-C or a CI timeout's SIGTERM later in the
+# run would land in the handler of a worker that finished long ago.
+WORKER_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def signal_handlers_restored() -> Iterator[None]:
+    saved = {signum: signal.getsignal(signum) for signum in WORKER_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers():
+    """Every test gives the process back the signal handlers it found."""
+    with signal_handlers_restored():
+        yield
 
 
 # --- people -----------------------------------------------------------------
