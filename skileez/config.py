@@ -8,7 +8,10 @@ well-known value.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ENVIRONMENTS = ("development", "testing", "production")
 
@@ -17,10 +20,39 @@ class ConfigurationError(RuntimeError):
     """Raised at start-up when the environment cannot run the app safely."""
 
 
+Settings = dict[str, Any]
+
+
 def _bool(value: str | None, default: bool = False) -> bool:
     if value is None or value == "":
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Typed reads of the process environment, one rule per kind of value.
+
+    ``optional`` treats an empty variable as unset (an empty secret is no secret);
+    the others keep the variable's text when it is set at all, as operators expect.
+    """
+
+    values: Mapping[str, str]
+
+    def text(self, name: str, default: str) -> str:
+        return self.values.get(name, default)
+
+    def optional(self, name: str) -> str | None:
+        return self.values.get(name) or None
+
+    def integer(self, name: str, default: int) -> int:
+        return int(self.values.get(name, default))
+
+    def number(self, name: str, default: float) -> float:
+        return float(self.values.get(name, default))
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        return _bool(self.values.get(name), default)
 
 
 def _sqlite_url(instance_path: str) -> str:
@@ -36,68 +68,73 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-def build_config(instance_path: str, override: dict | None = None) -> dict:
-    """Return the settings for one app instance.
-
-    ``override`` wins over the environment so tests can build isolated apps
-    without touching ``os.environ``.
-    """
-    override = dict(override or {})
-    env = override.get("SKILEEZ_ENV") or os.environ.get("SKILEEZ_ENV", "production")
-    if env not in ENVIRONMENTS:
+def _environment_name(override: Settings, env: Environment) -> str:
+    name = override.get("SKILEEZ_ENV") or env.text("SKILEEZ_ENV", "production")
+    if name not in ENVIRONMENTS:
         raise ConfigurationError(f"SKILEEZ_ENV must be one of {', '.join(ENVIRONMENTS)}")
-    development = env == "development"
-    testing = env == "testing"
+    return name
 
-    secret_key = override.get("SECRET_KEY") or os.environ.get("SECRET_KEY")
-    if not secret_key:
-        if env == "production":
-            raise ConfigurationError(
-                "SECRET_KEY is not set. Set it in the environment before starting "
-                "Skileez in production (for example: export SECRET_KEY=$(python -c "
-                "'import secrets; print(secrets.token_hex(32))'))."
-            )
-        # Random per process: development sessions simply end on restart.
-        secret_key = os.urandom(32).hex()
 
-    database_url = os.environ.get("DATABASE_URL") or _sqlite_url(instance_path)
-    redis_url = os.environ.get("REDIS_URL") or None
-    mail_server = os.environ.get("MAIL_SERVER") or None
+def _secret_key(name: str, override: Settings, env: Environment) -> str:
+    secret_key = override.get("SECRET_KEY") or env.optional("SECRET_KEY")
+    if secret_key:
+        return secret_key
+    if name == "production":
+        raise ConfigurationError(
+            "SECRET_KEY is not set. Set it in the environment before starting "
+            "Skileez in production (for example: export SECRET_KEY=$(python -c "
+            "'import secrets; print(secrets.token_hex(32))'))."
+        )
+    # Random per process: development sessions simply end on restart.
+    return os.urandom(32).hex()
 
-    config: dict = {
-        "SKILEEZ_ENV": env,
-        "TESTING": testing,
-        "DEBUG": False,
-        "SECRET_KEY": secret_key,
+
+def _storage(env: Environment, instance_path: str, redis_url: str | None) -> Settings:
+    database_url = env.optional("DATABASE_URL") or _sqlite_url(instance_path)
+    return {
         "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": redis_url,
-        # Cookies: HttpOnly everywhere, Secure wherever HTTPS is expected.
+    }
+
+
+def _cookies(https_expected: bool) -> Settings:
+    """HttpOnly everywhere, Secure wherever HTTPS is expected."""
+    return {
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": not (development or testing),
+        "SESSION_COOKIE_SECURE": https_expected,
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
-        "REMEMBER_COOKIE_SECURE": not (development or testing),
+        "REMEMBER_COOKIE_SECURE": https_expected,
         "REMEMBER_COOKIE_DURATION": 30 * 24 * 3600,
         "REMEMBER_COOKIE_REFRESH_EACH_REQUEST": False,
         "PERMANENT_SESSION_LIFETIME": 30 * 24 * 3600,
         "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
-        "WTF_CSRF_SSL_STRICT": not (development or testing),
-        "BOOTSTRAP_SERVE_LOCAL": True,
-        "BOOTSTRAP_BTN_STYLE": "primary",
-        # Argon2id at RFC 9106's second recommended profile (64 MiB, t=3).
-        "ARGON2_TIME_COST": int(os.environ.get("ARGON2_TIME_COST", 3)),
-        "ARGON2_MEMORY_COST": int(os.environ.get("ARGON2_MEMORY_COST", 64 * 1024)),
-        "ARGON2_PARALLELISM": int(os.environ.get("ARGON2_PARALLELISM", 4)),
+        "WTF_CSRF_SSL_STRICT": https_expected,
+    }
+
+
+def _password_hashing(env: Environment) -> Settings:
+    """Argon2id at RFC 9106's second recommended profile (64 MiB, t=3)."""
+    return {
+        "ARGON2_TIME_COST": env.integer("ARGON2_TIME_COST", 3),
+        "ARGON2_MEMORY_COST": env.integer("ARGON2_MEMORY_COST", 64 * 1024),
+        "ARGON2_PARALLELISM": env.integer("ARGON2_PARALLELISM", 4),
+    }
+
+
+def _requests(env: Environment, redis_url: str | None) -> Settings:
+    """What one client may send: body size, sign-in and sign-up throttling, proxies."""
+    return {
         # Login throttling: the 11th failure in 15 minutes is refused.
         "LOGIN_FAILURE_LIMIT": "10 per 15 minutes",
         # Sign-up throttling: accounts created per client address.
-        "REGISTRATION_LIMIT": os.environ.get("REGISTRATION_LIMIT", "5 per hour"),
+        "REGISTRATION_LIMIT": env.text("REGISTRATION_LIMIT", "5 per hour"),
         # Largest request body read (bytes); anything bigger is refused with 413
         # before it is read. Our largest form is a few kilobytes.
-        "MAX_CONTENT_LENGTH": int(os.environ.get("MAX_CONTENT_LENGTH", 1024 * 1024)),
-        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI")
+        "MAX_CONTENT_LENGTH": env.integer("MAX_CONTENT_LENGTH", 1024 * 1024),
+        "RATELIMIT_STORAGE_URI": env.optional("RATELIMIT_STORAGE_URI")
         or redis_url
         or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
@@ -110,37 +147,64 @@ def build_config(instance_path: str, override: dict | None = None) -> dict:
         "RATELIMIT_SWALLOW_ERRORS": True,
         # Behind N reverse proxies, trust N X-Forwarded-* hops (client address for
         # throttling, https for secure cookies). 0 when the app faces clients directly.
-        "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", 0)),
-        # Mail: SMTP when MAIL_SERVER is set, otherwise the local mailbox.
-        "MAIL_SERVER": mail_server,
-        "MAIL_PORT": int(os.environ.get("MAIL_PORT", 587 if mail_server else 25)),
-        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME") or None,
-        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
-        "MAIL_USE_TLS": _bool(os.environ.get("MAIL_USE_TLS"), default=bool(mail_server)),
-        "MAIL_USE_SSL": _bool(os.environ.get("MAIL_USE_SSL")),
-        "MAIL_TIMEOUT": float(os.environ.get("MAIL_TIMEOUT", 20)),
-        "MAIL_DEFAULT_SENDER": os.environ.get(
+        "TRUSTED_PROXIES": env.integer("TRUSTED_PROXIES", 0),
+    }
+
+
+def _mail(env: Environment) -> Settings:
+    """SMTP when MAIL_SERVER is set, otherwise the local mailbox."""
+    server = env.optional("MAIL_SERVER")
+    return {
+        "MAIL_SERVER": server,
+        "MAIL_PORT": env.integer("MAIL_PORT", 587 if server else 25),
+        "MAIL_USERNAME": env.optional("MAIL_USERNAME"),
+        "MAIL_PASSWORD": env.optional("MAIL_PASSWORD"),
+        "MAIL_USE_TLS": env.flag("MAIL_USE_TLS", default=bool(server)),
+        "MAIL_USE_SSL": env.flag("MAIL_USE_SSL"),
+        "MAIL_TIMEOUT": env.number("MAIL_TIMEOUT", 20),
+        "MAIL_DEFAULT_SENDER": env.text(
             "MAIL_DEFAULT_SENDER", "Skileez <no-reply@skileez.localhost>"
         ),
-        "MAIL_MAX_ATTEMPTS": int(os.environ.get("MAIL_MAX_ATTEMPTS", 8)),
+        "MAIL_MAX_ATTEMPTS": env.integer("MAIL_MAX_ATTEMPTS", 8),
         "MAIL_RETRY_INTERVALS": (60, 300, 900),
         # The public URL used in emails (links must work outside a request).
-        "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
-        # Stripe (used from the payments issue on).
-        "STRIPE_SECRET_KEY": os.environ.get("STRIPE_SECRET_KEY") or None,
-        "STRIPE_PUBLISHABLE_KEY": os.environ.get("STRIPE_PUBLISHABLE_KEY") or None,
-        "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET") or None,
-        "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE") or None,
-        "STRIPE_JS_URL": os.environ.get("STRIPE_JS_URL", "https://js.stripe.com/v3/"),
-        # Jobs: "rq" when Redis is configured, otherwise run in this process.
+        "PUBLIC_BASE_URL": env.text("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
+    }
+
+
+def _stripe(env: Environment) -> Settings:
+    """Without a secret key the built-in test gateway takes Stripe's place."""
+    return {
+        "STRIPE_SECRET_KEY": env.optional("STRIPE_SECRET_KEY"),
+        "STRIPE_PUBLISHABLE_KEY": env.optional("STRIPE_PUBLISHABLE_KEY"),
+        "STRIPE_WEBHOOK_SECRET": env.optional("STRIPE_WEBHOOK_SECRET"),
+        "STRIPE_API_BASE": env.optional("STRIPE_API_BASE"),
+        "STRIPE_JS_URL": env.text("STRIPE_JS_URL", "https://js.stripe.com/v3/"),
+    }
+
+
+def _jobs(env: Environment, redis_url: str | None) -> Settings:
+    """RQ when Redis is configured, otherwise jobs run in this process."""
+    return {
         "JOBS_BACKEND": "rq" if redis_url else "inprocess",
-        "SWEEP_INTERVAL_SECONDS": int(os.environ.get("SWEEP_INTERVAL_SECONDS", 60)),
+        "SWEEP_INTERVAL_SECONDS": env.integer("SWEEP_INTERVAL_SECONDS", 60),
         "RQ_QUEUES": ("default", "mail", "payouts"),
+    }
+
+
+def _pages(env: Environment) -> Settings:
+    return {
+        "BOOTSTRAP_SERVE_LOCAL": True,
+        "BOOTSTRAP_BTN_STYLE": "primary",
         "POLICY": {},
         "PER_PAGE": 20,
         # Meeting rooms: Jitsi by default; any Jitsi-compatible server works.
-        "MEETING_BASE_URL": os.environ.get("MEETING_BASE_URL", "https://meet.jit.si").rstrip("/"),
+        "MEETING_BASE_URL": env.text("MEETING_BASE_URL", "https://meet.jit.si").rstrip("/"),
     }
+
+
+def _apply_override(config: Settings, override: Settings) -> Settings:
+    """Overrides win, and what is derived from an overridden value follows it."""
     config.update(override)
     if config.get("SQLALCHEMY_DATABASE_URI"):
         config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(
@@ -149,3 +213,32 @@ def build_config(instance_path: str, override: dict | None = None) -> dict:
     if "JOBS_BACKEND" not in override:
         config["JOBS_BACKEND"] = "rq" if config.get("REDIS_URL") else "inprocess"
     return config
+
+
+def build_config(instance_path: str, override: Settings | None = None,
+                 environ: Mapping[str, str] | None = None) -> Settings:
+    """Return the settings for one app instance.
+
+    ``override`` wins over the environment so tests can build isolated apps
+    without touching ``os.environ``; ``environ`` stands in for it where a test
+    wants to say what the environment holds.
+    """
+    override = dict(override or {})
+    env = Environment(os.environ if environ is None else environ)
+    name = _environment_name(override, env)
+    redis_url = env.optional("REDIS_URL")
+    config: Settings = {
+        "SKILEEZ_ENV": name,
+        "TESTING": name == "testing",
+        "DEBUG": False,
+        "SECRET_KEY": _secret_key(name, override, env),
+        **_storage(env, instance_path, redis_url),
+        **_cookies(https_expected=name == "production"),
+        **_password_hashing(env),
+        **_requests(env, redis_url),
+        **_mail(env),
+        **_stripe(env),
+        **_jobs(env, redis_url),
+        **_pages(env),
+    }
+    return _apply_override(config, override)

@@ -9,11 +9,17 @@ when missing, except under CI=true where a missing service fails the run.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import re
+import signal
 import socket
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -182,6 +188,31 @@ def _never_leave_time_frozen():
     clock_module.unfreeze()
 
 
+# --- signals ----------------------------------------------------------------
+
+# An RQ worker's work() installs its own SIGINT/SIGTERM handlers and leaves them in
+# place when it returns; without this, a Ctrl-C or a CI timeout's SIGTERM later in the
+# run would land in the handler of a worker that finished long ago.
+WORKER_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def signal_handlers_restored() -> Iterator[None]:
+    saved = {signum: signal.getsignal(signum) for signum in WORKER_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers():
+    """Every test gives the process back the signal handlers it found."""
+    with signal_handlers_restored():
+        yield
+
+
 # --- people -----------------------------------------------------------------
 
 @pytest.fixture
@@ -261,6 +292,22 @@ def make_client():
 
 # --- services ---------------------------------------------------------------
 
+@contextmanager
+def redis_database_to_ourselves(url: str) -> Iterator[None]:
+    """One test at a time on a Redis database, across processes.
+
+    Redis tests empty their database before and after; two pytest-xdist workers (or two
+    runs given the same TEST_REDIS_URL) would otherwise empty each other's queues.
+    """
+    digest = hashlib.sha1(url.encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"skileez-test-redis-{digest}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     from redis import Redis
@@ -270,9 +317,10 @@ def redis_url() -> Iterator[str]:
         connection.ping()
     except Exception as exc:
         require_service("Redis", False, str(exc))
-    connection.flushdb()
-    yield TEST_REDIS_URL
-    connection.flushdb()
+    with redis_database_to_ourselves(TEST_REDIS_URL):
+        connection.flushdb()
+        yield TEST_REDIS_URL
+        connection.flushdb()
 
 
 class SmtpSink:

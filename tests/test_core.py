@@ -16,7 +16,10 @@ from skileez.auth.models import User
 from skileez.core.errors import Conflict
 from skileez.core.models import AuditEvent
 from skileez.core.money import (
+    CURRENCY_EXPONENTS,
+    SUPPORTED_CURRENCIES,
     MoneyError,
+    exponent,
     format_money,
     input_value,
     parse_amount,
@@ -56,6 +59,20 @@ def test_parse_amount_refuses_what_it_cannot_store_exactly(text, currency, messa
 @given(st.integers(min_value=0, max_value=10**9), st.sampled_from(["EUR", "JPY", "KWD"]))
 def test_amounts_round_trip_through_the_form_value(minor, currency):
     assert parse_amount(input_value(minor, currency), currency) == minor
+
+
+# ISO 4217 minor units, written out once here so that a babel release whose CLDR data
+# disagreed (and would change what every stored amount means) fails the suite.
+ISO_4217_MINOR_UNITS = {
+    "EUR": 2, "USD": 2, "GBP": 2, "CHF": 2, "JPY": 0, "CAD": 2, "AUD": 2,
+    "SEK": 2, "NOK": 2, "DKK": 2, "PLN": 2, "CZK": 2, "KRW": 0, "KWD": 3,
+}
+
+
+def test_currency_exponents_from_babel_agree_with_iso_4217_for_every_supported_currency():
+    assert set(SUPPORTED_CURRENCIES) == set(ISO_4217_MINOR_UNITS)
+    assert CURRENCY_EXPONENTS == ISO_4217_MINOR_UNITS
+    assert {code: exponent(code.lower()) for code in SUPPORTED_CURRENCIES} == ISO_4217_MINOR_UNITS
 
 
 def test_format_money_uses_the_currency_exponent():

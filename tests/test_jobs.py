@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
@@ -12,7 +14,13 @@ from skileez.extensions import db
 from skileez.jobs.runner import enqueue_sweep_once_per_interval
 from skileez.jobs.sweep import HANDLERS, SweepError, deadline_handler, sweep
 from skileez.notifications.models import OutboxEmail
-from tests.conftest import Client, free_port, smtp_config
+from tests.conftest import (
+    WORKER_SIGNALS,
+    Client,
+    free_port,
+    signal_handlers_restored,
+    smtp_config,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -164,3 +172,13 @@ def test_worker_command_runs_a_burst(make_app, redis_url, smtp_server):
     result = app.test_cli_runner().invoke(args=["skileez", "worker", "--burst"])
     assert result.exit_code == 0, result.output
     assert len(smtp_server.messages) == 1
+
+
+def test_a_worker_leaves_the_suite_the_signal_handlers_it_found(make_app, redis_url):
+    app = make_app(REDIS_URL=redis_url)
+    before = {signum: signal.getsignal(signum) for signum in WORKER_SIGNALS}
+    with signal_handlers_restored():
+        run_worker(app, redis_url)
+        # RQ really does take the signals over, which is why conftest restores them.
+        assert {signum: signal.getsignal(signum) for signum in WORKER_SIGNALS} != before
+    assert {signum: signal.getsignal(signum) for signum in WORKER_SIGNALS} == before

@@ -11,27 +11,18 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from babel.numbers import format_currency
+from babel.numbers import format_currency, get_currency_precision
 
-# ISO 4217 minor-unit exponents for the currencies Skileez accepts.
+# The currencies Skileez accepts. Their minor-unit exponents come from the CLDR data
+# babel ships (the same figures as ISO 4217), so there is no second table to keep in step.
+SUPPORTED_CURRENCIES: tuple[str, ...] = (
+    "EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD",
+    "SEK", "NOK", "DKK", "PLN", "CZK", "KRW", "KWD",
+)
+
 CURRENCY_EXPONENTS: dict[str, int] = {
-    "EUR": 2,
-    "USD": 2,
-    "GBP": 2,
-    "CHF": 2,
-    "JPY": 0,
-    "CAD": 2,
-    "AUD": 2,
-    "SEK": 2,
-    "NOK": 2,
-    "DKK": 2,
-    "PLN": 2,
-    "CZK": 2,
-    "KRW": 0,
-    "KWD": 3,
+    code: get_currency_precision(code) for code in SUPPORTED_CURRENCIES
 }
-
-SUPPORTED_CURRENCIES = tuple(CURRENCY_EXPONENTS)
 
 
 class MoneyError(ValueError):
