@@ -9,6 +9,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
+from skileez.core.unit_of_work import transaction
 from skileez.extensions import db
 
 group = AppGroup("skileez", help="Skileez administration commands.")
@@ -36,11 +37,12 @@ def create_admin(email: str, name: str, password: str) -> None:
         raise click.BadParameter(f"Use at least {PASSWORD_MIN} characters.",
                                  param_hint="password")
     try:
-        user = create_user(name=name, email=email, password=password, role="admin",
-                           welcome=False)
-        db.session.commit()
+        with transaction():
+            user = create_user(name=name, email=email, password=password, role="admin",
+                               welcome=False)
     except DomainError as exc:
-        db.session.rollback()
+        # A command's answer to a broken rule, as submit() answers a form's: rolled back
+        # already, the message shown as it is (and a non-zero exit).
         raise click.ClickException(exc.message) from None
     click.echo(f"Admin {user.email} created.")
 
@@ -63,8 +65,6 @@ def seed_command(if_empty: bool, refresh_demo: bool) -> None:
     elif if_empty and not refresh_demo and emails:
         click.echo("Database already has data; demo data not loaded.")
     else:
-        from skileez.core.unit_of_work import transaction
-
         # Serialized: on SQLite the driver starts no transaction before the first
         # SAVEPOINT, so releasing it would commit the first account on its own.
         with transaction(serialized=True):

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
 
-from skileez.extensions import db
+from skileez.core.deadlines import HANDLERS, HandlerFn, deadline_handler
+from skileez.core.unit_of_work import transaction
 from skileez.jobs.queue import job
 
-log = logging.getLogger(__name__)
+__all__ = ["HANDLERS", "HandlerFn", "SweepError", "deadline_handler", "load_handlers",
+           "sweep"]
 
-HandlerFn = Callable[[], int]
-HANDLERS: dict[str, HandlerFn] = {}
+log = logging.getLogger(__name__)
 
 # Modules whose import registers deadline handlers. Later domains add theirs here.
 HANDLER_MODULES = (
@@ -32,16 +32,6 @@ class SweepError(RuntimeError):
     """At least one handler failed; raised after the others ran so RQ records it."""
 
 
-def deadline_handler(name: str) -> Callable[[HandlerFn], HandlerFn]:
-    """Register a function that finds due rows and acts on each; returns how many it acted on."""
-
-    def register(fn: HandlerFn) -> HandlerFn:
-        HANDLERS[name] = fn
-        return fn
-
-    return register
-
-
 def load_handlers() -> dict[str, HandlerFn]:
     for module in HANDLER_MODULES:
         importlib.import_module(module)
@@ -50,15 +40,18 @@ def load_handlers() -> dict[str, HandlerFn]:
 
 @job
 def sweep() -> dict[str, int]:
-    """Run every deadline handler, each in its own transaction."""
+    """Run every deadline handler, each in its own transaction.
+
+    One handler's failure rolls back only its own batch: the others still act,
+    and the sweep raises at the end so RQ records what went wrong.
+    """
     results: dict[str, int] = {}
     failures: list[str] = []
     for name, handler in load_handlers().items():
         try:
-            results[name] = handler()
-            db.session.commit()
+            with transaction():
+                results[name] = handler()
         except Exception as exc:
-            db.session.rollback()
             log.exception("Deadline handler %s failed", name)
             failures.append(f"{name}: {exc!r}")
     if failures:
