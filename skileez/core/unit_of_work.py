@@ -14,8 +14,9 @@ with nothing changed, and success is a 303 — or, for htmx, ``HX-Redirect`` so
 the whole page follows instead of a fragment being swapped with a page.
 
 The only other transaction boundaries in the code are documented where they
-are: a serialized write on SQLite (below), and the provider calls in
-``payments.attempts`` that must record "we asked Stripe" before asking.
+are: a serialized write on SQLite (below), the provider calls in
+``payments.attempts`` that must record "we asked Stripe" before asking, and the
+outbox send in ``notifications.mail.deliver`` that claims its row before SMTP.
 """
 
 from __future__ import annotations
@@ -69,6 +70,24 @@ def begin_serialized() -> None:
         raise RuntimeError("A serialized write must start before anything is written.")
     db.session.rollback()  # ends the read-only transaction; nothing is lost
     db.session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def begin_before_savepoint() -> None:
+    """Make the savepoint about to open part of the unit of work on SQLite too.
+
+    pysqlite starts no transaction before a ``SAVEPOINT``, so SQLite takes the first
+    one as a transaction of its own and its release commits it: an error later in
+    the unit of work would not undo what was written before. Beginning first keeps
+    "all or nothing"; ``IMMEDIATE`` so the reads that follow cannot leave a stale
+    snapshot that fails to become a writer. Inside a transaction already (something
+    was written, or the write is serialized) this does nothing, as on PostgreSQL,
+    where savepoints always nest.
+    """
+    if db.engine.dialect.name != "sqlite":
+        return
+    connection = db.session.connection()
+    if not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def see_other(url: str, message: str | None = None, category: str = "success") -> Response:
