@@ -22,7 +22,6 @@ from typing import TypeVar
 from sqlalchemy import Select
 
 from skileez.core.errors import Conflict
-from skileez.core.unit_of_work import begin_before_savepoint
 from skileez.extensions import db
 from skileez.policy import get_policy
 
@@ -58,16 +57,15 @@ def act_on_each(rows: Iterable[T], action: Callable[[T], object], *,
 
     A row whose action raises one of ``skip`` (by default a ``Conflict``: someone
     moved it first) is rolled back alone and left; anything else stops the handler
-    and the handler's whole batch is rolled back (on SQLite too: see
-    ``begin_before_savepoint``). Stops after one batch, so ``rows`` may be a lazy
-    filter over more candidates than that.
+    and the handler's whole batch is rolled back (on SQLite too: the factory makes
+    a first savepoint begin the transaction instead of being one). Stops after one
+    batch, so ``rows`` may be a lazy filter over more candidates than that.
     """
     limit = batch_size()
     done = 0
     for row in rows:
         if done >= limit:
             break
-        begin_before_savepoint()
         try:
             with db.session.begin_nested():
                 action(row)

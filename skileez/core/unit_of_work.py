@@ -72,24 +72,6 @@ def begin_serialized() -> None:
     db.session.connection().exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def begin_before_savepoint() -> None:
-    """Make the savepoint about to open part of the unit of work on SQLite too.
-
-    pysqlite starts no transaction before a ``SAVEPOINT``, so SQLite takes the first
-    one as a transaction of its own and its release commits it: an error later in
-    the unit of work would not undo what was written before. Beginning first keeps
-    "all or nothing"; ``IMMEDIATE`` so the reads that follow cannot leave a stale
-    snapshot that fails to become a writer. Inside a transaction already (something
-    was written, or the write is serialized) this does nothing, as on PostgreSQL,
-    where savepoints always nest.
-    """
-    if db.engine.dialect.name != "sqlite":
-        return
-    connection = db.session.connection()
-    if not connection.connection.dbapi_connection.in_transaction:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def see_other(url: str, message: str | None = None, category: str = "success") -> Response:
     """After a successful POST: 303 to ``url``, or ``HX-Redirect`` for htmx (a 3xx would
     be followed inside the XHR and the next page swapped into a fragment)."""
