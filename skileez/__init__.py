@@ -106,6 +106,18 @@ def _configure_sqlite(app: Flask) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    @event.listens_for(engine, "savepoint")
+    def _savepoints_nest_in_the_unit_of_work(connection, _name):
+        """pysqlite begins a transaction before an INSERT/UPDATE but not before a SAVEPOINT,
+        so SQLite takes a first savepoint as a transaction of its own and releasing it
+        commits: an error later in the request would not undo what was written inside
+        it. Beginning here keeps "all or nothing" as on PostgreSQL. ``IMMEDIATE``,
+        because a savepoint is opened to write, and a deferred transaction that reads
+        first can fail to become a writer when another one committed meanwhile."""
+        dbapi_connection = connection.connection.dbapi_connection
+        if not dbapi_connection.in_transaction:
+            dbapi_connection.execute("BEGIN IMMEDIATE")
+
 
 def _bound_integer_urls(app: Flask) -> None:
     """``/sessions/99999999999999999999`` is a 404, not a database overflow error (500)."""

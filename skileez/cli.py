@@ -41,11 +41,12 @@ def create_admin(email: str, name: str, password: str) -> None:
         raise click.BadParameter(f"Use at least {PASSWORD_MIN} characters.",
                                  param_hint="password")
     try:
-        user = create_user(name=name, email=email, password=password, role="admin",
-                           welcome=False)
-        db.session.commit()
+        with transaction():
+            user = create_user(name=name, email=email, password=password, role="admin",
+                               welcome=False)
     except DomainError as exc:
-        db.session.rollback()
+        # A command's answer to a broken rule, as submit() answers a form's: rolled back
+        # already, the message shown as it is (and a non-zero exit).
         raise click.ClickException(exc.message) from None
     click.echo(f"Admin {user.email} created.")
 

@@ -72,6 +72,8 @@ MEANINGS: dict[str, str] = {
                                    "above for them.",
     "slot_step": "Open times are offered on this grid, counted from the start of each weekly "
                  "hours rule.",
+    "sweep_batch": "Most due rows one deadline handler acts on per sweep; a backlog is worked "
+                   "off a batch per run, so no transaction stays open over all of it.",
 }
 
 

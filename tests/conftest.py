@@ -26,6 +26,7 @@ from sqlalchemy import create_engine, text
 
 from skileez import clock as clock_module
 from skileez import create_app
+from skileez.core.unit_of_work import transaction
 from skileez.extensions import db, limiter
 
 CI = os.environ.get("CI", "").lower() == "true"
@@ -363,10 +364,11 @@ def smtp_config(sink: SmtpSink) -> dict:
 
 # --- coaching ----------------------------------------------------------------
 
-def _in_app(make_app, fn):
+def _in_app(make_app, fn, *, serialized=False):
+    """Run ``fn`` as one unit of work in the newest app, the way a route or a job does."""
     with make_app.apps[-1].app_context():
-        result = fn()
-        db.session.commit()
+        with transaction(serialized=serialized):
+            result = fn()
         if result is not None:
             db.session.refresh(result)
             db.session.expunge(result)
@@ -456,7 +458,10 @@ def book_session(make_app):
     from skileez.sessions.operations import book
 
     def factory(student, contract, starts_at):
-        return _in_app(make_app, lambda: book(_load(User, student.id), contract.id, starts_at))
+        # Serialized like the booking route: on SQLite the check for a free slot and the
+        # insert hold the write lock together.
+        return _in_app(make_app, lambda: book(_load(User, student.id), contract.id, starts_at),
+                       serialized=True)
 
     return factory
 

@@ -136,3 +136,39 @@ def test_a_seed_that_fails_midway_leaves_nothing_and_can_be_run_again(app, monke
 
     assert again.exit_code == 0, again.output
     assert "Demo data loaded." in again.output
+
+
+def overlapping_coach_sessions(app) -> list[tuple[int, int]]:
+    """Pairs of live sessions sharing a coach's time: what PostgreSQL's exclusion
+    constraint refuses, checked in Python so SQLite (which has none) is held to it too."""
+    with app.app_context():
+        live = db.session.scalars(select(Session).where(
+            Session.status.not_in(("cancelled", "expired", "missed")))
+            .order_by(Session.coach_id, Session.starts_at)).all()
+    clashes, busiest = [], {}  # coach → the session whose block ends last so far
+    for session in live:
+        before = busiest.get(session.coach_id)
+        if before is not None and session.starts_at < before.coach_block_end:
+            clashes.append((before.id, session.id))
+        if before is None or session.coach_block_end > before.coach_block_end:
+            busiest[session.coach_id] = session
+    return clashes
+
+
+@pytest.mark.parametrize("policy", [{}, {"reschedule_notice_student": 4320}])
+@pytest.mark.parametrize("now", [
+    # Monday early, Tuesday mid-morning (Berlin hours), Wednesday evening, Friday noon,
+    # Saturday night, Sunday: the demo's fixed offsets meet the coaches' hours differently.
+    "2026-12-07T05:10", "2026-12-03T09:40", "2026-12-09T19:25", "2026-12-11T12:00",
+    "2026-12-12T23:50", "2026-12-13T08:05",
+])
+def test_the_demo_never_double_books_a_coach_whatever_the_date(make_app, clock, now, policy):
+    """Found when a seed on a Thursday at 09:40 placed a reschedulable session on top of
+    a booked one five days later (PostgreSQL refused; SQLite loaded both)."""
+    from datetime import UTC, datetime
+
+    clock.freeze(datetime.fromisoformat(now).replace(tzinfo=UTC))
+    app = make_app(POLICY=policy)
+    result = app.test_cli_runner().invoke(args=["skileez", "seed"])
+    assert result.exit_code == 0, result.output
+    assert overlapping_coach_sessions(app) == []

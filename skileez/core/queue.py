@@ -29,6 +29,7 @@ from sqlalchemy import event, or_, update
 from sqlalchemy.orm import Session
 
 from skileez import clock
+from skileez.core.unit_of_work import transaction
 from skileez.extensions import db
 
 log = logging.getLogger(__name__)
@@ -42,23 +43,19 @@ _worker_app_lock = threading.Lock()
 
 
 def job(fn: Callable) -> Callable:
-    """Make a plain function a job: its own app context, one transaction, errors re-raised.
+    """Make a plain function a job: its own app context, one unit of work, errors re-raised.
 
     Re-raising matters: RQ records the failure in its failed-job registry and
-    admins see it, instead of the job looking done (microblog's mistake).
+    admins see it, instead of the job looking done (microblog's mistake). A job
+    that calls out (SMTP, Stripe) splits its work with ``transaction()`` blocks of
+    its own where something must be durable before the call; whatever follows the
+    last of them is committed here.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        app = _app()
-        with app.app_context():
-            try:
-                result = fn(*args, **kwargs)
-                db.session.commit()
-                return result
-            except BaseException:
-                db.session.rollback()
-                raise
+        with _app().app_context(), transaction():
+            return fn(*args, **kwargs)
 
     wrapper.__wrapped_job__ = fn  # type: ignore[attr-defined]
     return wrapper
@@ -127,12 +124,12 @@ def _release_queued(app: Flask, model: Any, row_id: int, until: datetime) -> Non
 
 
 def enqueue_after_commit(func: Callable, *args: Any, queue: str = "default",
-                         claim: tuple[Any, int] | None = None, **options: Any) -> None:
+                         claim: tuple[Any, int] | None = None, **options: Any) -> bool:
     """Dispatch ``func(*args)`` once the current transaction commits.
 
     With ``claim=(Model, row_id)`` the row is marked as queued in this transaction, so
     a sweep meanwhile does not queue a second job for it; if the row is claimed
-    already, a job is waiting for it and none is added.
+    already, a job is waiting for it and none is added (returns False).
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     release = None
@@ -140,32 +137,27 @@ def enqueue_after_commit(func: Callable, *args: Any, queue: str = "default",
         db.session.flush()
         until = claim_queued(*claim)
         if until is None:
-            return
+            return False
         release = (claim[0], claim[1], until)
     session = db.session()
     session.info.setdefault(_SESSION_KEY, []).append(
         (app, func, args, queue, options, release))
+    return True
 
 
 def dispatch_claimed(func: Callable, model: Any, row_ids: Iterable[int], *,
                      queue: str = "default", **options: Any) -> int:
-    """The sweep's hand-over: claim each due row, commit, then queue one job per claim.
+    """The sweep's hand-over: one job per due row, queued when the sweep's transaction commits.
 
     Rows another job already holds are skipped, so a backlog never grows by the
     sweep; a row whose job cannot be handed over (Redis down) is released for the
-    next sweep. Returns how many jobs were handed over.
+    next sweep. Returns how many jobs were queued.
     """
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    claimed = [(row_id, until) for row_id in row_ids
-               if (until := claim_queued(model, row_id)) is not None]
-    db.session.commit()
-    handed = 0
-    for row_id, until in claimed:
-        if dispatch(app, func, (row_id,), queue, **options):
-            handed += 1
-        else:
-            _release_queued(app, model, row_id, until)
-    return handed
+    queued = 0
+    for row_id in row_ids:
+        if enqueue_after_commit(func, row_id, queue=queue, claim=(model, row_id), **options):
+            queued += 1
+    return queued
 
 
 def dispatch(app: Flask, func: Callable, args: tuple, queue: str = "default",

@@ -14,8 +14,9 @@ with nothing changed, and success is a 303 — or, for htmx, ``HX-Redirect`` so
 the whole page follows instead of a fragment being swapped with a page.
 
 The only other transaction boundaries in the code are documented where they
-are: a serialized write on SQLite (below), and the provider calls in
-``payments.attempts`` that must record "we asked Stripe" before asking.
+are: a serialized write on SQLite (below), the provider calls in
+``payments.attempts`` that must record "we asked Stripe" before asking, and the
+outbox send in ``notifications.mail.deliver`` that claims its row before SMTP.
 """
 
 from __future__ import annotations

@@ -16,7 +16,10 @@ import logging
 
 from skileez.core.deadlines import HANDLERS, HandlerFn, deadline_handler
 from skileez.core.queue import job
-from skileez.extensions import db
+from skileez.core.unit_of_work import transaction
+
+__all__ = ["HANDLERS", "HandlerFn", "SweepError", "deadline_handler", "load_handlers",
+           "sweep"]
 
 __all__ = ["HANDLERS", "HandlerFn", "SweepError", "deadline_handler", "load_handlers",
            "sweep"]
@@ -44,15 +47,18 @@ def load_handlers() -> dict[str, HandlerFn]:
 
 @job
 def sweep() -> dict[str, int]:
-    """Run every deadline handler, each in its own transaction."""
+    """Run every deadline handler, each in its own transaction.
+
+    One handler's failure rolls back only its own batch: the others still act,
+    and the sweep raises at the end so RQ records what went wrong.
+    """
     results: dict[str, int] = {}
     failures: list[str] = []
     for name, handler in load_handlers().items():
         try:
-            results[name] = handler()
-            db.session.commit()
+            with transaction():
+                results[name] = handler()
         except Exception as exc:
-            db.session.rollback()
             log.exception("Deadline handler %s failed", name)
             failures.append(f"{name}: {exc!r}")
     if failures:

@@ -25,6 +25,7 @@ from skileez.core.errors import Conflict
 from skileez.core.forms import single_line
 from skileez.core.queue import QUEUE_CLAIM, enqueue_after_commit, job
 from skileez.core.transitions import transition
+from skileez.core.unit_of_work import transaction
 from skileez.extensions import db
 from skileez.notifications.models import RETRY_REFUSED, OutboxEmail
 
@@ -58,60 +59,73 @@ def _rq_retry_interval() -> int | None:
 
 @job
 def deliver(outbox_id: int) -> str:
-    """Send one outbox email if it is still due; safe to run any number of times."""
+    """Send one outbox email if it is still due; safe to run any number of times.
+
+    SMTP sits between two commits, the job's documented transaction boundaries:
+    the claim is committed before the send, so a second job for the same row
+    finds it taken instead of sending it again; a failure is committed before
+    the error is re-raised for RQ, so the attempt and its backoff survive the
+    job's rollback. The "sent" mark is committed by the job itself.
+    """
     email = db.session.get(OutboxEmail, outbox_id)
     if email is None or email.status in ("sent", "failed"):
         return "nothing to do"
-    now = clock.now()
-    if email.status == "pending" and email.next_attempt_at > now:
+    if email.status == "pending" and email.next_attempt_at > clock.now():
         # A duplicate or early job: the row's backoff decides, the sweep queues it when due.
         return "not due yet"
     try:
-        if email.status == "pending":
-            transition(email, "sending",
-                       values={"claimed_until": now + CLAIM_DURATION, "queued_until": None,
-                               "attempts": email.attempts + 1},
-                       reason=f"attempt {email.attempts + 1}")
-        else:  # 'sending' whose worker died: take over only once its claim expired
-            transition(email, "sending", expected="sending",
-                       where=(or_(OutboxEmail.claimed_until.is_(None),
-                                  OutboxEmail.claimed_until < now),),
-                       values={"claimed_until": now + CLAIM_DURATION, "queued_until": None,
-                               "attempts": email.attempts + 1},
-                       reason=f"attempt {email.attempts + 1} (previous claim expired)")
+        with transaction():
+            _claim(email)
     except Conflict:
-        db.session.rollback()
-        return "claimed elsewhere"
-    db.session.commit()
-
+        return "claimed elsewhere"  # another job won the compare-and-set; nothing written
     try:
         transport, message_id = _send(email)
     except Exception as exc:
-        db.session.rollback()
-        email = db.session.get(OutboxEmail, outbox_id)
-        give_up = email.attempts >= current_app.config["MAIL_MAX_ATTEMPTS"]
-        now = clock.now()
-        # RQ will run this job again after its retry interval: the row waits for that
-        # job (claimed as queued) instead of the sweep queueing another; otherwise the
-        # row's own backoff decides when the sweep tries next.
-        interval = None if give_up else _rq_retry_interval()
-        if interval is None:
-            retry_at, queued = now + backoff(email.attempts), None
-        else:
-            retry_at = now + timedelta(seconds=interval)
-            queued = retry_at + QUEUE_CLAIM
-        transition(email, "failed" if give_up else "pending",
-                   values={"last_error": f"{type(exc).__name__}: {exc}"[:2000],
-                           "claimed_until": None, "queued_until": queued,
-                           "next_attempt_at": retry_at},
-                   reason="gave up after repeated failures" if give_up else "send failed")
-        db.session.commit()
+        with transaction():
+            _record_failure(email, exc)
         raise
     transition(email, "sent", values={"sent_at": clock.now(), "transport": transport,
                                       "message_id": message_id, "claimed_until": None,
                                       "last_error": None})
-    db.session.commit()
     return transport
+
+
+def _claim(email: OutboxEmail) -> None:
+    """Take the row for one attempt (pending → sending, with a claim that expires)."""
+    now = clock.now()
+    if email.status == "pending":
+        transition(email, "sending",
+                   values={"claimed_until": now + CLAIM_DURATION, "queued_until": None,
+                           "attempts": email.attempts + 1},
+                   reason=f"attempt {email.attempts + 1}")
+    else:  # 'sending' whose worker died: take over only once its claim expired
+        transition(email, "sending", expected="sending",
+                   where=(or_(OutboxEmail.claimed_until.is_(None),
+                              OutboxEmail.claimed_until < now),),
+                   values={"claimed_until": now + CLAIM_DURATION, "queued_until": None,
+                           "attempts": email.attempts + 1},
+                   reason=f"attempt {email.attempts + 1} (previous claim expired)")
+
+
+def _record_failure(email: OutboxEmail, exc: Exception) -> None:
+    """Back to pending with the next attempt's time, or failed for good after the last."""
+    db.session.refresh(email)  # as it is now, not as it was before the send
+    give_up = email.attempts >= current_app.config["MAIL_MAX_ATTEMPTS"]
+    now = clock.now()
+    # RQ will run this job again after its retry interval: the row waits for that
+    # job (claimed as queued) instead of the sweep queueing another; otherwise the
+    # row's own backoff decides when the sweep tries next.
+    interval = None if give_up else _rq_retry_interval()
+    if interval is None:
+        retry_at, queued = now + backoff(email.attempts), None
+    else:
+        retry_at = now + timedelta(seconds=interval)
+        queued = retry_at + QUEUE_CLAIM
+    transition(email, "failed" if give_up else "pending",
+               values={"last_error": f"{type(exc).__name__}: {exc}"[:2000],
+                       "claimed_until": None, "queued_until": queued,
+                       "next_attempt_at": retry_at},
+               reason="gave up after repeated failures" if give_up else "send failed")
 
 
 def build_message(email: OutboxEmail) -> EmailMessage:

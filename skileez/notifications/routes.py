@@ -22,8 +22,7 @@ def unread_count_for_nav():
     """The bell's count on every page; core's template globals sit below notifications."""
     unread = 0
     # Fragments polled by htmx (other than the bell itself) do not show the count.
-    fragment = request.headers.get("HX-Request") == "true" and \
-        request.endpoint != "notifications.bell"
+    fragment = is_htmx() and request.endpoint != "notifications.bell"
     if current_user and current_user.is_authenticated and not fragment:
         unread = operations.unread_count(current_user)
     return {"unread_count": unread}

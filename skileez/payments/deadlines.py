@@ -6,14 +6,10 @@ from sqlalchemy import and_, exists, or_, select
 
 from skileez import clock
 from skileez.coaches.models import CoachProfile
-from skileez.core.deadlines import deadline_handler
-from skileez.core.errors import Conflict
+from skileez.core.deadlines import act_on_each, deadline_handler, due
 from skileez.core.queue import dispatch_claimed
-from skileez.extensions import db
 from skileez.payments.models import Dispute, Payment, Payout, Refund
 from skileez.payments.operations import execute_refund, pay_out, release
-
-BATCH = 200
 
 
 def _unclaimed(model, now) -> tuple:
@@ -25,21 +21,14 @@ def _unclaimed(model, now) -> tuple:
 @deadline_handler("release_escrow")
 def release_escrow() -> int:
     """Payments whose release time has come and that nobody disputes."""
-    due = db.session.scalars(
+    payments = due(
         select(Payment).where(
             Payment.status.in_(Payment.UNDISPUTED_ESCROW_STATES),
             Payment.release_at.is_not(None), Payment.release_at <= clock.now(),
             ~exists().where(Dispute.payment_id == Payment.id, Dispute.status == "open"))
-        .order_by(Payment.release_at).limit(BATCH)).all()
-    released = 0
-    for payment in due:
-        try:
-            with db.session.begin_nested():
-                release(payment, reason="released automatically after completion")
-            released += 1
-        except Conflict:
-            continue
-    return released
+        .order_by(Payment.release_at))
+    return act_on_each(payments, lambda payment: release(
+        payment, reason="released automatically after completion"))
 
 
 @deadline_handler("pay_out")
@@ -48,19 +37,19 @@ def pay_out_due() -> int:
     now = clock.now()
     connected = exists().where(CoachProfile.user_id == Payout.coach_id,
                                CoachProfile.payouts_enabled.is_(True))
-    due_ids = db.session.scalars(
+    due_ids = due(
         select(Payout.id).where(or_(
             and_(Payout.status.in_(("pending", "failed")), Payout.next_attempt_at <= now),
             and_(Payout.status == "payable", connected),
-        ), *_unclaimed(Payout, now)).order_by(Payout.id).limit(BATCH)).all()
+        ), *_unclaimed(Payout, now)).order_by(Payout.id))
     return dispatch_claimed(pay_out, Payout, due_ids, queue="payouts")
 
 
 @deadline_handler("retry_refunds")
 def retry_refunds() -> int:
     now = clock.now()
-    due_ids = db.session.scalars(
+    due_ids = due(
         select(Refund.id).where(Refund.status.in_(("pending", "failed")),
                                 Refund.next_attempt_at <= now, *_unclaimed(Refund, now))
-        .order_by(Refund.id).limit(BATCH)).all()
+        .order_by(Refund.id))
     return dispatch_claimed(execute_refund, Refund, due_ids, queue="payouts")

@@ -39,10 +39,6 @@ def _money(minor: int, currency: str) -> str:
     return format_money(minor, currency)
 
 
-def _session_payload(session: Session, **extra) -> dict:
-    return {"session_id": session.id, "contract_title": session.contract.title,
-            "starts_at": session.starts_at.isoformat(), "coach_name": session.coach.name,
-            "student_name": session.student.name, **extra}
 
 
 # --- booking and paying ---------------------------------------------------------------
@@ -153,8 +149,8 @@ def payment_succeeded(intent_id: str, *, charge_id: str | None = None,
     session = payment.session
     if session.status == "pending_payment":
         transition(session, "scheduled", reason="paid", values={"hold_expires_at": None})
-        payload = _session_payload(session, amount=_money(payment.amount_minor,
-                                                          payment.currency))
+        payload = session.notification_payload(amount=_money(payment.amount_minor,
+                                                             payment.currency))
         notify(session.student, "payment_received", payload)
         notify(session.coach, "session_booked", payload)
         return "held"
@@ -181,7 +177,7 @@ def payment_abandoned(payment: Payment) -> None:
         transition(payment, "failed", reason="hold expired before payment",
                    values={"failure_message": "The booking hold expired before payment."})
     if payment.session is not None:
-        notify(payment.student, "booking_expired", _session_payload(payment.session))
+        notify(payment.student, "booking_expired", payment.session.notification_payload())
 
 
 # --- escrow release and payout ----------------------------------------------------------
@@ -216,7 +212,7 @@ def release(payment: Payment, *, actor=None, reason: str = "escrow released",
     db.session.flush()
     record_creation(payout, actor=actor, reason="payout queued")
     notify(payment.coach, "escrow_released",
-           _session_payload(payment.session, amount=_money(net, payment.currency)))
+           payment.session.notification_payload(amount=_money(net, payment.currency)))
     enqueue_after_commit(pay_out, payout.id, queue="payouts", claim=(Payout, payout.id))
     return payout
 
@@ -305,8 +301,8 @@ def refund(payment: Payment, amount_minor: int, *, reason: str, actor=None,
     record_creation(item, actor=actor, reason=reason)
     ledger.post_refund(item)
     notify(payment.student, "refund_issued",
-           _session_payload(payment.session, amount=_money(amount_minor, payment.currency),
-                            reason=reason))
+           payment.session.notification_payload(
+               amount=_money(amount_minor, payment.currency), reason=reason))
     enqueue_after_commit(execute_refund, item.id, queue="payouts", claim=(Refund, item.id))
     return item
 
@@ -368,8 +364,8 @@ def open_dispute(payment: Payment, student, *, reason: str) -> Dispute:
     db.session.add(dispute)
     db.session.flush()
     record_creation(dispute, actor=student, reason="dispute opened")
-    payload = _session_payload(payment.session, reason=reason.strip()[:300],
-                               dispute_id=dispute.id)
+    payload = payment.session.notification_payload(reason=reason.strip()[:300],
+                                                   dispute_id=dispute.id)
     notify(payment.coach, "dispute_opened", payload)
     notify(payment.student, "dispute_opened", payload)
     return dispute
@@ -398,7 +394,8 @@ def resolve_dispute(dispute: Dispute, admin, *, resolution: str, refund_minor: i
         release(payment, actor=admin, reason=why, resolving=True)
     else:
         release(payment, actor=admin, reason=why, resolving=True)
-    payload = _session_payload(payment.session, resolution=resolution, note=note.strip())
+    payload = payment.session.notification_payload(resolution=resolution,
+                                                   note=note.strip())
     notify(payment.coach, "dispute_resolved", payload)
     notify(payment.student, "dispute_resolved", payload)
 

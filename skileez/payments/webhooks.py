@@ -189,8 +189,6 @@ def _card_dispute(dispute: dict[str, Any]) -> str:
     db.session.add(item)
     db.session.flush()
     record_creation(item, reason="card dispute")
-    notify(payment.coach, "dispute_opened", {
-        "session_id": payment.session_id, "contract_title": payment.session.contract.title,
-        "starts_at": payment.session.starts_at.isoformat(), "student_name": payment.student.name,
-        "coach_name": payment.coach.name, "reason": item.reason, "dispute_id": item.id})
+    notify(payment.coach, "dispute_opened",
+           payment.session.notification_payload(reason=item.reason, dispute_id=item.id))
     return "disputed"

@@ -12,8 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from skileez import clock
-from skileez.core.deadlines import deadline_handler
-from skileez.core.errors import Conflict
+from skileez.core.deadlines import act_on_each, deadline_handler, due
 from skileez.core.timezones import humanize_delta
 from skileez.extensions import db
 from skileez.notifications.operations import notify
@@ -27,20 +26,6 @@ from skileez.sessions.operations import (
     mark_missed,
 )
 
-BATCH = 200
-
-
-def _each(rows, action) -> int:
-    done = 0
-    for row in rows:
-        try:
-            with db.session.begin_nested():
-                action(row)
-            done += 1
-        except Conflict:
-            continue  # someone acted a moment ago
-    return done
-
 
 @deadline_handler("expire_payment_holds")
 def expire_payment_holds() -> int:
@@ -49,20 +34,21 @@ def expire_payment_holds() -> int:
 
 @deadline_handler("decide_reschedule_requests")
 def decide_reschedule_requests() -> int:
-    due = db.session.scalars(select(RescheduleRequest).where(
+    requests = due(select(RescheduleRequest).where(
         RescheduleRequest.status == "pending", RescheduleRequest.deadline <= clock.now())
-        .order_by(RescheduleRequest.deadline).limit(BATCH)).all()
-    return _each(due, auto_decide_reschedule)
+        .order_by(RescheduleRequest.deadline))
+    return act_on_each(requests, auto_decide_reschedule)
 
 
 @deadline_handler("auto_complete")
 def auto_complete() -> int:
     """In progress 30 minutes after the scheduled end: nobody pressed complete; it happened."""
     cutoff = clock.now() - get_policy().auto_close_after_end
-    due = db.session.scalars(select(Session).where(
+    sessions = due(select(Session).where(
         Session.status == "in_progress", Session.ends_at <= cutoff)
-        .order_by(Session.ends_at).limit(BATCH)).all()
-    return _each(due, lambda s: complete(s, reason="completed automatically after the end"))
+        .order_by(Session.ends_at))
+    return act_on_each(sessions, lambda s: complete(
+        s, reason="completed automatically after the end"))
 
 
 @deadline_handler("auto_missed")
@@ -71,11 +57,11 @@ def auto_missed() -> int:
     cutoff = clock.now() - get_policy().auto_close_after_end
     # A pending reschedule request is decided by its deadline (at the latest 1 h before the
     # start), well before this, so only scheduled sessions can be due here.
-    due = db.session.scalars(select(Session).where(
+    sessions = due(select(Session).where(
         Session.status == "scheduled", Session.ends_at <= cutoff)
-        .order_by(Session.ends_at).limit(BATCH)).all()
-    return _each(due, lambda s: mark_missed(s, missed_by="unattended",
-                                            reason="Nobody started the session."))
+        .order_by(Session.ends_at))
+    return act_on_each(sessions, lambda s: mark_missed(s, missed_by="unattended",
+                                                       reason="Nobody started the session."))
 
 
 def _reminder_kind(before) -> str:
@@ -117,30 +103,25 @@ def send_reminders() -> int:
         return 0
     already = select(Reminder.id).where(Reminder.session_id == Session.id,
                                         Reminder.starts_at == Session.starts_at)
-    due = db.session.scalars(select(Session).where(
+    candidates = db.session.scalars(select(Session).where(
         Session.status.in_(lifecycle.BOOKED),
         Session.starts_at > now, Session.starts_at <= now + kinds[-1],
         # A session already reminded for its smallest window is owed nothing more.
         ~already.where(Reminder.kind == _reminder_kind(kinds[0])).exists())
         .order_by(Session.starts_at)).all()
-    sent = 0
-    for session in due:
-        before = _reminder_to_send(session, now, kinds)
-        if before is None or sent >= BATCH:
-            continue
-        try:
-            with db.session.begin_nested():
-                db.session.add(Reminder(session_id=session.id, kind=_reminder_kind(before),
-                                        starts_at=session.starts_at, sent_at=now))
-                db.session.flush()
-        except IntegrityError:
-            continue  # already sent for this start
-        payload = {"session_id": session.id, "contract_title": session.contract.title,
-                   "starts_at": session.starts_at.isoformat(),
-                   "coach_name": session.coach.name, "student_name": session.student.name,
-                   "coach_id": session.coach_id, "when_text":
-                   humanize_delta(session.starts_at, now)}
-        for person in (session.student, session.coach):
-            notify(person, "session_reminder", payload)
-        sent += 1
-    return sent
+    # Which reminder a session is owed is decided here, not in SQL, so the batch
+    # counts reminders sent rather than rows read.
+    owed = ((session, before) for session in candidates
+            if (before := _reminder_to_send(session, now, kinds)) is not None)
+    return act_on_each(owed, lambda pair: _remind(*pair, now=now),
+                       skip=(IntegrityError,))  # already sent for this start
+
+
+def _remind(session: Session, before: timedelta, *, now: datetime) -> None:
+    db.session.add(Reminder(session_id=session.id, kind=_reminder_kind(before),
+                            starts_at=session.starts_at, sent_at=now))
+    db.session.flush()
+    payload = session.notification_payload(coach_id=session.coach_id,
+                                           when_text=humanize_delta(session.starts_at, now))
+    for person in (session.student, session.coach):
+        notify(person, "session_reminder", payload)

@@ -121,6 +121,17 @@ class Session(db.Model):
         return bool(user and user.is_authenticated and user.id in (self.student_id,
                                                                     self.coach_id))
 
+    def notification_payload(self, **extra) -> dict:
+        """What every notification about this session carries, plus ``extra`` for its kind.
+
+        A payload is stored with the notification and rendered later (in the list, in the
+        email), so it holds the words as they were when it was sent: a coach renamed
+        since does not rewrite old notifications, and nothing is loaded to show them.
+        """
+        return {"session_id": self.id, "contract_title": self.contract.title,
+                "starts_at": self.starts_at.isoformat(), "coach_name": self.coach.name,
+                "student_name": self.student.name, **extra}
+
     @property
     def place_number(self) -> int | None:
         """Its place among the contract's sessions that use one (see Contract.place_numbers).

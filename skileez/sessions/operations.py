@@ -15,6 +15,7 @@ from skileez.coaches.operations import profile_for
 from skileez.coaches.slots import Interval
 from skileez.contracts.models import Contract, fully_booked_message
 from skileez.core.db import is_lock_conflict, lock_coach_calendar
+from skileez.core.deadlines import act_on_each, due
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.events import announce
 from skileez.core.money import format_money
@@ -94,8 +95,7 @@ def expire_hold(session: Session) -> None:
     announce("hold_expired", session=session)
 
 
-def expire_stale_holds(*, coach_id: int | None = None, student_id: int | None = None,
-                       limit: int = 200) -> int:
+def expire_stale_holds(*, coach_id: int | None = None, student_id: int | None = None) -> int:
     """Expire unpaid holds that ran out, so they stop blocking the calendar right away."""
     conditions = [Session.status == "pending_payment", Session.hold_expires_at <= clock.now()]
     people = []
@@ -105,17 +105,8 @@ def expire_stale_holds(*, coach_id: int | None = None, student_id: int | None = 
         people.append(Session.student_id == student_id)
     if people:
         conditions.append(or_(*people))
-    stale = db.session.scalars(select(Session).where(*conditions)
-                               .order_by(Session.hold_expires_at).limit(limit)).all()
-    expired = 0
-    for session in stale:
-        try:
-            with db.session.begin_nested():
-                expire_hold(session)
-            expired += 1
-        except Conflict:
-            continue
-    return expired
+    return act_on_each(due(select(Session).where(*conditions)
+                           .order_by(Session.hold_expires_at)), expire_hold)
 
 
 def blocking_sessions(coach_id: int, student_id: int | None,
@@ -140,12 +131,6 @@ def blocking_sessions(coach_id: int, student_id: int | None,
 
 # --- the life cycle after payment ------------------------------------------------------
 
-def _payload(session: Session, **extra) -> dict:
-    return {"session_id": session.id, "contract_title": session.contract.title,
-            "starts_at": session.starts_at.isoformat(), "coach_name": session.coach.name,
-            "student_name": session.student.name, **extra}
-
-
 def _other(session: Session, user):
     return session.coach if user.id == session.student_id else session.student
 
@@ -166,7 +151,7 @@ def confirm(session: Session, coach) -> None:
     transition(session, True, field="confirmed_by_coach", actor=coach,
                reason="confirmed by the coach",
                illegal_message="This session is already confirmed.")
-    notify(session.student, "session_confirmed", _payload(session))
+    notify(session.student, "session_confirmed", session.notification_payload())
 
 
 def start(session: Session, user) -> None:
@@ -177,7 +162,8 @@ def start(session: Session, user) -> None:
     transition(session, "in_progress", actor=user, reason=f"started by the {role}",
                values={"started_at": now, "started_by_id": user.id,
                        f"{role}_joined_at": now})
-    notify(_other(session, user), "session_started", _payload(session, started_by=user.name))
+    notify(_other(session, user), "session_started",
+           session.notification_payload(started_by=user.name))
 
 
 def join(session: Session, user) -> str:
@@ -260,9 +246,10 @@ def request_reschedule(session: Session, user, *, new_start: datetime,
                reason="late reschedule requested" if notice.late else "reschedule requested")
     record_creation(request, actor=user, reason=f"asked to move it: {reason}")
     notify(_other(session, user), "reschedule_requested",
-           _payload(session, requested_by=user.name, proposed_start=new_start.isoformat(),
-                    reason=reason, deadline=request.deadline.isoformat(),
-                    request_id=request.id))
+           session.notification_payload(requested_by=user.name,
+                                        proposed_start=new_start.isoformat(), reason=reason,
+                                        deadline=request.deadline.isoformat(),
+                                        request_id=request.id))
     return request
 
 
@@ -303,8 +290,8 @@ def approve_reschedule(request: RescheduleRequest, user, *,
                        "approved_start": start_at, "note": note.strip() or None})
     _move(session, start_at, actor=user, reason="rescheduled")
     notify(request.requested_by, "reschedule_approved",
-           _payload(session, new_start=start_at.isoformat(), decided_by=user.name,
-                    note=note.strip()))
+           session.notification_payload(new_start=start_at.isoformat(), decided_by=user.name,
+                                        note=note.strip()))
 
 
 def decline_reschedule(request: RescheduleRequest, user, *, note: str = "") -> None:
@@ -316,7 +303,7 @@ def decline_reschedule(request: RescheduleRequest, user, *, note: str = "") -> N
     transition(request.session, "scheduled", actor=user, reason="reschedule declined",
                expected="reschedule_requested")
     notify(request.requested_by, "reschedule_declined",
-           _payload(request.session, decided_by=user.name, note=note.strip()))
+           request.session.notification_payload(decided_by=user.name, note=note.strip()))
 
 
 def withdraw_reschedule(request: RescheduleRequest, user) -> None:
@@ -326,7 +313,7 @@ def withdraw_reschedule(request: RescheduleRequest, user) -> None:
     transition(request.session, "scheduled", actor=user, reason="reschedule withdrawn",
                expected="reschedule_requested")
     notify(_other(request.session, user), "reschedule_withdrawn",
-           _payload(request.session, requested_by=user.name))
+           request.session.notification_payload(requested_by=user.name))
 
 
 def auto_decide_reschedule(request: RescheduleRequest) -> str:
@@ -348,8 +335,8 @@ def auto_decide_reschedule(request: RescheduleRequest) -> str:
                    expected="reschedule_requested")
     for person in (session.student, session.coach):
         notify(person, "reschedule_auto_decided",
-               _payload(session, outcome=outcome, why=why,
-                        new_start=session.starts_at.isoformat()))
+               session.notification_payload(outcome=outcome, why=why,
+                                            new_start=session.starts_at.isoformat()))
     return outcome
 
 
@@ -375,8 +362,8 @@ def cancel(session: Session, user, *, reason: str = "") -> None:
                       release_from=max(now, session.starts_at))
     amount = _money_text(refunded, payment) if payment else ""
     notify(_other(session, user), "session_cancelled",
-           _payload(session, cancelled_by=user.name, late=terms.late, refund=amount,
-                    reason=reason.strip()))
+           session.notification_payload(cancelled_by=user.name, late=terms.late,
+                                        refund=amount, reason=reason.strip()))
 
 
 def _money_text(minor: int, payment) -> str:
@@ -416,7 +403,7 @@ def complete(session: Session, *, actor=None, notes: str = "",
     if contract.status == "active" and contract.completed_sessions >= contract.total_sessions:
         transition(contract, "completed", actor=actor, reason="all sessions completed")
     for person in (session.student, session.coach):
-        notify(person, "session_completed", _payload(session))
+        notify(person, "session_completed", session.notification_payload())
 
 
 def add_notes(session: Session, user, notes: str) -> None:
@@ -458,7 +445,7 @@ def mark_missed(session: Session, *, missed_by: str, reason: str, actor=None) ->
     _close(session, getattr(get_policy(), MISSED_REFUND[missed_by]), actor=actor,
            reason=f"session missed by the {missed_by}" if missed_by != "unattended"
            else "session not attended", release_from=now)
-    payload = _payload(session, missed_by=missed_by, reason=reason.strip())
+    payload = session.notification_payload(missed_by=missed_by, reason=reason.strip())
     if actor is None:
         for person in (session.student, session.coach):
             notify(person, "session_missed", payload)
