@@ -16,6 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "skileez"
 TRANSACTION_BOUNDARIES = {
     "core/unit_of_work.py": "the unit of work itself: commit on success, roll back on error",
     "core/web.py": "the 500 handler rolls back whatever the failed request left",
+    "payments/attempts.py": "a call to Stripe sits between two commits: nothing is locked "
+                            "while Stripe answers, and its answer is stored before we act",
 }
 
 
