@@ -42,6 +42,8 @@ POLICY = {
     "escrow_release_delay": 3 * 24 * 60,
     "refund_student_cancels_late": "0.5",
     "refund_missed_by_coach": "0.8",
+    "refund_missed_by_student": "0.25",
+    "refund_missed_unattended": "0",
     "platform_fee": "0.15",
     "reminders": "2880,30",
     "reschedule_reason_min_chars": 20,
@@ -272,6 +274,22 @@ def test_session_day_pages_state_the_policy(policy_app, world, paid_session, clo
     clock.freeze(NEAR + timedelta(minutes=8))
     assert "The start window closed at Wed 11 Mar 2026, 09:07 EDT." in text(
         student.get(f"/sessions/{session.id}"))
+
+
+def test_no_show_pages_state_the_policy(policy_app, world, paid_session, clock):
+    """Found by a walk: the refunds for a no-show were typed as "refunded", whatever
+    the policy's share."""
+    session = paid_session(world["student"], world["contract"], NEAR)
+    coach = signed_in(policy_app, "clara@example.com")
+    clock.freeze(NEAR + timedelta(minutes=3))
+    detail = text(coach.get(f"/sessions/{session.id}"))
+    assert "and the student gets no refund." in detail
+    assert "the student is refunded" not in detail
+    clock.freeze(NEAR + timedelta(minutes=10))
+    missed = text(coach.get(f"/sessions/{session.id}/missed"))
+    assert ("When the student missed it, the student gets a 25% refund; when the coach "
+            "missed it, an 80% refund. Whatever is not refunded is paid to the coach.") in missed
+    assert "is not paid to the coach" not in missed
 
 
 def test_emails_and_notifications_state_the_policy(policy_app, world, paid_session):

@@ -109,3 +109,17 @@ def test_get_only_shows_the_page(form_app):
     assert response.status_code == 200
     assert response.get_data(as_text=True) == "page:{}"
     assert accounts(form_app) == 0
+
+
+@pytest.mark.parametrize("path", ["/coaches/", "/coaches/?q=a"])
+def test_a_history_restore_gets_the_full_page_not_the_fragment(app, path):
+    """Back after htmx swaps, once htmx's history cache no longer holds the page: htmx
+    asks again and replaces the whole body with the answer, so a fragment would leave
+    a page without its navigation."""
+    client = app.test_client()
+    fragment = client.get(path, headers={"HX-Request": "true"}).get_data(as_text=True)
+    restored = client.get(path, headers={"HX-Request": "true",
+                                         "HX-History-Restore-Request": "true"})
+    assert "<nav" not in fragment
+    assert restored.status_code == 200
+    assert "<nav" in restored.get_data(as_text=True)

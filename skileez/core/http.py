@@ -10,8 +10,12 @@ def is_htmx() -> bool:
 
     A URL that answers htmx with a fragment and a browser with the full page
     must say so to caches: ``core.web`` adds ``Vary: HX-Request`` to every response.
+    When Back lands on a page htmx no longer holds in its history cache, htmx asks
+    for it again with ``HX-History-Restore-Request`` and puts the answer in place
+    of the whole body: that request wants the full page, not the fragment.
     """
-    return request.headers.get("HX-Request") == "true"
+    return (request.headers.get("HX-Request") == "true"
+            and request.headers.get("HX-History-Restore-Request") != "true")
 
 
 def text_arg(name: str, max_length: int = 100) -> str:
