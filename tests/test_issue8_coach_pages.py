@@ -321,3 +321,26 @@ def test_time_off_cancelling_the_sessions_refunds_the_student(app, client, booke
     assert payment == "refunded"
     assert "1 session cancelled" in client.get("/coaches/me/availability").get_data(
         as_text=True)
+
+
+def test_time_off_releases_an_unpaid_booking_so_it_cannot_be_paid_afterwards(
+        app, client, clock, coaching, book_session):
+    """Found by a walk: "cancel these sessions" left the unpaid hold inside the time
+    off, and the student could still pay for a time the coach had taken off."""
+    from skileez.notifications.models import Notification
+    from skileez.payments.operations import payment_can_be_paid
+    from skileez.sessions.models import Session
+
+    hold = book_session(coaching["student"], coaching["contract"],
+                        datetime(2026, 3, 11, 13, 0, tzinfo=UTC))
+    client.login("clara@example.com")
+    warning = re.sub(r"<[^>]+>", "", _time_off(client).get_data(as_text=True))
+    assert "Not paid yet: the booking is released and Sam Rivera is told." in warning
+    assert _time_off(client, "cancel").status_code == 303
+    assert _state(app, hold.id) == ("expired", "failed", 1)
+    with app.app_context():
+        session = db.session.get(Session, hold.id)
+        assert not payment_can_be_paid(session.payment)
+        notices = db.session.scalars(select(Notification.kind).where(
+            Notification.recipient_id == coaching["student"].id)).all()
+    assert "booking_released" in notices and "booking_expired" not in notices

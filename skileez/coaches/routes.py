@@ -32,7 +32,7 @@ from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import db
 from skileez.sessions import lifecycle
 from skileez.sessions.models import Session
-from skileez.sessions.operations import cancel
+from skileez.sessions.operations import cancel, release_hold
 from skileez.sessions.reviews import public_reviews
 
 bp = require_login(Blueprint("coaches", __name__, url_prefix="/coaches"))
@@ -294,7 +294,7 @@ def _time_off_added(overlapped: bool, cancelled: int) -> str:
     if cancelled:
         message += (f" {cancelled} session{'s' if cancelled != 1 else ''} "
                     "cancelled; the students are told and refunded as the "
-                    "coach-cancellation terms say.")
+                    "coach-cancellation terms say (an unpaid booking is released).")
     elif overlapped:
         message += " The sessions already booked in it stay booked."
     return message
@@ -306,15 +306,23 @@ def _sessions_overlapping(starts_at: datetime, ends_at: datetime) -> list:
         Session.coach_id == current_user.id, Session.starts_at < ends_at,
         Session.ends_at > starts_at,
         Session.status.in_(lifecycle.GOING_AHEAD)).order_by(Session.starts_at)).all()
-    return [(session, lifecycle.cancel_terms(session, current_user)) for session in sessions]
+    return [(session, lifecycle.can_release_hold(session, current_user)
+             if lifecycle.awaits_payment(session)
+             else lifecycle.cancel_terms(session, current_user)) for session in sessions]
 
 
 def _cancel_for_time_off(overlapping: list) -> list:
+    """Cancel the booked sessions (refunded as the coach-cancellation terms say) and
+    release the unpaid bookings, so none of them can be paid for afterwards."""
     cancelled = []
     for session, terms in overlapping:
-        if terms.allowed:
+        if not terms.allowed:
+            continue
+        if lifecycle.awaits_payment(session):
+            release_hold(session, current_user, reason="The coach is away (time off).")
+        else:
             cancel(session, current_user, reason="The coach is away (time off).")
-            cancelled.append(session)
+        cancelled.append(session)
     return cancelled
 
 

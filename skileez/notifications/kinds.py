@@ -125,6 +125,14 @@ register(Kind(
     endpoint="sessions.detail", endpoint_args=("session_id",),
 ))
 register(Kind(
+    name="booking_released",
+    subject="{{ payload.coach_name }} is away: your unpaid booking was released",
+    summary="{{ payload.coach_name }} is away at the time of your session of "
+            "{{ payload.contract_title }} on " + _WHEN + ", so the booking was released "
+            "before you paid. Nothing was charged. Book another time if you still want it.",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
     name="refund_issued",
     subject="Refund of {{ payload.amount }} issued",
     summary="We refunded {{ payload.amount }} for your session of "

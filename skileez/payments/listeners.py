@@ -27,9 +27,9 @@ def open_payment(*, session, contract) -> None:
 
 
 @listen("hold_expired")
-def abandon_payment(*, session) -> None:
+def abandon_payment(*, session, notice: str = "booking_expired") -> None:
     if session.payment is not None:
-        payment_abandoned(session.payment)
+        payment_abandoned(session.payment, notice=notice)
 
 
 @listen("session_closed")

@@ -171,13 +171,21 @@ def payment_failed(intent_id: str, message: str | None, *, metadata: dict | None
     return "failed"
 
 
-def payment_abandoned(payment: Payment) -> None:
-    """The hold expired without payment; record it so the history says why."""
+ABANDONED_BECAUSE = {
+    "booking_expired": "The booking hold expired before payment.",
+    "booking_released": "The coach is away at that time; the booking was released before "
+                        "payment.",
+}
+
+
+def payment_abandoned(payment: Payment, *, notice: str = "booking_expired") -> None:
+    """The hold ended without payment; record it so the history says why, and tell the
+    student with ``notice`` (the hold ran out, or the coach released it)."""
     if payment.status == "pending":
-        transition(payment, "failed", reason="hold expired before payment",
-                   values={"failure_message": "The booking hold expired before payment."})
+        transition(payment, "failed", reason="hold ended before payment",
+                   values={"failure_message": ABANDONED_BECAUSE[notice]})
     if payment.session is not None:
-        notify(payment.student, "booking_expired", payment.session.notification_payload())
+        notify(payment.student, notice, payment.session.notification_payload())
 
 
 # --- escrow release and payout ----------------------------------------------------------

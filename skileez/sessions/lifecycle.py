@@ -125,6 +125,17 @@ def can_pay(session, user, now: datetime | None = None) -> Decision:
     return Decision(True, f"Held for you until {format_local(hold, user.timezone, 'short')}.")
 
 
+def can_release_hold(session, user) -> Decision:
+    """A coach taking time off over an unpaid booking ends its hold at once: nothing was
+    paid, so there is nothing to refund, and the time must not be paid for afterwards."""
+    if role_of(session, user) != "coach":
+        return deny("Only the coach can release an unpaid booking.")
+    if not awaits_payment(session):
+        return deny(_state(session))
+    return Decision(True, f"Not paid yet: the booking is released and "
+                          f"{session.student.name} is told.")
+
+
 def can_confirm(session, user) -> Decision:
     if role_of(session, user) != "coach":
         return deny("Only the coach confirms a session.")

@@ -95,6 +95,18 @@ def expire_hold(session: Session) -> None:
     announce("hold_expired", session=session)
 
 
+def release_hold(session: Session, coach, *, reason: str) -> None:
+    """The coach is away at an unpaid booking's time: end its hold now, before it is paid.
+
+    A payment racing this loses at the compare-and-set (or, if Stripe already took
+    the money, the webhook refunds a payment for a session that is not held any more).
+    """
+    _require(lifecycle.can_release_hold(session, coach))
+    transition(session, "expired", actor=coach, reason=reason, expected="pending_payment",
+               values={"hold_expires_at": None})
+    announce("hold_expired", session=session, notice="booking_released")
+
+
 def expire_stale_holds(*, coach_id: int | None = None, student_id: int | None = None) -> int:
     """Expire unpaid holds that ran out, so they stop blocking the calendar right away."""
     conditions = [Session.status == "pending_payment", Session.hold_expires_at <= clock.now()]
