@@ -82,6 +82,23 @@ def test_admin_cannot_deactivate_themselves(app, client, make_user):
     assert "You cannot deactivate your own account." in response.get_data(as_text=True)
 
 
+def test_the_confirmation_offers_no_button_that_would_be_refused(client, make_user):
+    """Found by a walk: opening "deactivate" again for an account already deactivated
+    offered "Yes, deactivate the account", which answered 409."""
+    admin = sign_in_admin(client, make_user)
+    target = make_user(name="Ana Lopez", email="ana@example.com")
+    client.post(f"/admin/users/{target.id}/deactivate", {"reason": ""},
+                token_page=f"/admin/users/{target.id}/deactivate")
+    again = client.get(f"/admin/users/{target.id}/deactivate").get_data(as_text=True)
+    assert "This account is already deactivated." in again
+    assert "Yes, deactivate the account" not in again
+    own = client.get(f"/admin/users/{admin.id}/deactivate").get_data(as_text=True)
+    assert "You cannot deactivate your own account." in own
+    assert "Yes, deactivate the account" not in own
+    assert "Yes, reactivate the account" in client.get(
+        f"/admin/users/{target.id}/reactivate").get_data(as_text=True)
+
+
 def test_unknown_user_is_404(client, make_user):
     sign_in_admin(client, make_user)
     assert client.get("/admin/users/999999/deactivate").status_code == 404

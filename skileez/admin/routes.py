@@ -85,10 +85,12 @@ def change_user_status(user_id: int, action: str):
     user = _user_or_404(user_id)
     form = AccountStatusForm()
     verb = "reactivated" if action == "reactivate" else "deactivated and signed out"
+    decision = account_operations.can_set_active(user, action == "reactivate", current_user)
     return submit(form, lambda: account_operations.set_active(
         user, action == "reactivate", actor=current_user, reason=form.reason.data or None),
+        allowed=decision,
         page=lambda: render_template("admin/confirm_user_status.html", user=user, form=form,
-                                     action=action),
+                                     action=action, decision=decision),
         done=lambda _: see_other(url_for("admin.users"),
                                  f"{user.name}'s account has been {verb}."))
 

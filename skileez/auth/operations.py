@@ -17,6 +17,7 @@ from skileez.auth.passwords import (
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.events import announce
 from skileez.core.forms import single_line
+from skileez.core.permissions import ALLOWED, Decision, deny
 from skileez.core.timezones import is_valid_timezone
 from skileez.core.transitions import record_creation, transition
 from skileez.extensions import db
@@ -120,10 +121,20 @@ def sign_out_everywhere(user: User) -> None:
     db.session.flush()
 
 
+def can_set_active(user: User, active: bool, actor: User) -> Decision:
+    """Whether the confirmation page may offer the button, and the reason when not."""
+    if user.id == actor.id and not active:
+        return deny("You cannot deactivate your own account.")
+    if user.is_active == active:
+        return deny(f"This account is already {user.status}.")
+    return ALLOWED
+
+
 def set_active(user: User, active: bool, *, actor: User, reason: str | None = None) -> None:
     """Deactivate or reactivate an account; a deactivated user is signed out everywhere."""
-    if user.id == actor.id and not active:
-        raise Conflict("You cannot deactivate your own account.")
+    decision = can_set_active(user, active, actor)
+    if not decision:
+        raise Conflict(decision.reason)
     target = "active" if active else "deactivated"
     transition(user, target, actor=actor, reason=reason,
                illegal_message=f"This account is already {user.status}.",
