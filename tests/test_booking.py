@@ -179,3 +179,22 @@ def test_absurd_start_times_are_400_not_500(student_client, coaching, start):
     assert student_client.get(url, query_string={"start": start}).status_code == 400
     response = student_client.post(url, {"starts_at": start}, token_page="/dashboard")
     assert response.status_code == 400
+
+
+def test_opening_your_own_unpaid_booking_again_points_to_paying_it(app, student_client,
+                                                                   coaching):
+    """Found by a walk: the confirmation of a time you already hold offered "Book and go
+    to payment", which answered 409 "This time was just taken"."""
+    contract_id = coaching["contract"].id
+    start = "2026-03-12T09:00:00Z"
+    url = f"/sessions/book/{contract_id}/confirm"
+    first = student_client.post(url, {"starts_at": start}, token_page=f"{url}?start={start}")
+    assert first.status_code == 303
+    again = student_client.get(f"{url}?start={start}").get_data(as_text=True)
+    assert "You already hold this time. Pay for it to keep it." in again
+    assert "Book and go to payment" not in again
+    assert f'href="{first.headers["Location"]}"' in again and "Go to payment" in again
+    second = student_client.post(url, {"starts_at": start}, token_page=f"{url}?start={start}")
+    assert second.status_code == 409
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Session)) == 1

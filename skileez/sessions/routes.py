@@ -15,15 +15,16 @@ from skileez.contracts.models import Contract
 from skileez.core.http import is_htmx
 from skileez.core.models import AuditEvent
 from skileez.core.money import share
+from skileez.core.permissions import deny
 from skileez.core.timezones import localize, zone
 from skileez.core.unit_of_work import see_other, submit
 from skileez.core.web import render_error
 from skileez.extensions import db
 from skileez.policy import get_policy
-from skileez.sessions import operations
+from skileez.sessions import lifecycle, operations
 from skileez.sessions.blueprint import bp, participant_session
 from skileez.sessions.forms import BookForm
-from skileez.sessions.models import Session
+from skileez.sessions.models import RELEASED_STATUSES, Session
 
 
 def session_history(session: Session) -> list[AuditEvent]:
@@ -147,6 +148,14 @@ def _parse_start(text: str | None) -> datetime:
     return value
 
 
+def _own_hold(contract, starts_at: datetime) -> Session | None:
+    """The student's own unpaid booking of this very time, if they can still pay it."""
+    candidates = db.session.scalars(select(Session).where(
+        Session.contract_id == contract.id, Session.starts_at == starts_at,
+        Session.status.not_in(RELEASED_STATUSES))).all()
+    return next((s for s in candidates if lifecycle.can_pay(s, current_user)), None)
+
+
 @bp.route("/book/<int:contract_id>/confirm", methods=["GET", "POST"])
 def confirm(contract_id: int):
     contract = _student_contract(contract_id)
@@ -160,8 +169,12 @@ def confirm(contract_id: int):
                "ends_at": starts_at + timedelta(minutes=contract.duration_minutes),
                "fee": fee, "net": contract.price_minor - fee, "policy": policy,
                "free_until": starts_at - policy.late_cancellation_window,
-               "can_book": contract.can_book(current_user)}
-    if request.method == "GET" and not context["can_book"]:
+               "can_book": contract.can_book(current_user),
+               "own_hold": _own_hold(contract, starts_at)}
+    if context["own_hold"] is not None:
+        # Booking it again would only be refused as taken: point at paying instead.
+        context["can_book"] = deny("You already hold this time. Pay for it to keep it.")
+    if not context["can_book"]:
         context["conflict"] = context["can_book"].reason
 
     def page() -> str:
@@ -178,6 +191,6 @@ def confirm(contract_id: int):
             abort(404)
 
     # Serialized: the check that the slot is free and the insert are one decision.
-    return submit(form, book_it, page=page, serialized=True,
+    return submit(form, book_it, page=page, serialized=True, allowed=context["can_book"],
                   done=lambda session: see_other(url_for("payments.pay",
                                                          payment_id=session.payment.id)))
