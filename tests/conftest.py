@@ -35,6 +35,13 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_PASSWORD = "correct horse battery"
 
 
+def pytest_collection_modifyitems(items):
+    """What runs outside the test's own thread or process sees only committed rows."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in ("browser", "redis", "stripe")):
+            item.add_marker(pytest.mark.real_commits)
+
+
 def require_service(name: str, available: bool, reason: str) -> None:
     """Skip locally, fail under CI: CI must never pass by skipping."""
     if available:
@@ -134,19 +141,57 @@ def _empty_all_tables(app) -> None:
         db.session.remove()
 
 
+# Sessions join the test's own transaction through a savepoint, so a commit in the
+# code under test releases a savepoint and the test's rollback undoes everything.
+db.session.session_factory.configure(join_transaction_mode="create_savepoint")
+
+
+def _join_one_transaction(app, connection) -> None:
+    """Make every session of ``app`` use ``connection`` (inside its open transaction).
+
+    Flask-SQLAlchemy picks a session's bind from its table of engines; putting the
+    test's connection there makes every request, job and fixture of the test share
+    one transaction, which the test rolls back at the end.
+    """
+    db._app_engines[app][None] = connection
+
+
 @pytest.fixture
-def make_app(migrated) -> Iterator:
-    """Build apps with config overrides; their tables are emptied afterwards."""
+def make_app(migrated, request) -> Iterator:
+    """Build apps with config overrides; everything they write is rolled back afterwards.
+
+    Tests marked ``real_commits`` (threads, live servers, worker processes, a second
+    connection) really commit instead, and their tables are emptied afterwards.
+    """
     apps = []
+    real_commits = request.node.get_closest_marker("real_commits") is not None
+    outer = {}
 
     def factory(**overrides):
         app = create_app(base_config(migrated, **overrides))
         apps.append(app)
         limiter.reset()
+        if not real_commits:
+            with app.app_context():
+                outer.setdefault("engines", []).append(db.engine)
+                if "connection" not in outer:
+                    outer["connection"] = db.engine.connect()
+                    outer["transaction"] = outer["connection"].begin()
+            _join_one_transaction(app, outer["connection"])
         return app
 
     factory.apps = apps
+    factory.real_commits = real_commits
     yield factory
+    if outer:
+        for app in apps:
+            with app.app_context():
+                db.session.remove()
+        outer["transaction"].rollback()
+        outer["connection"].close()
+        for engine in outer["engines"]:
+            engine.dispose()
+        return
     if apps:
         _empty_all_tables(apps[0])
     for app in apps:

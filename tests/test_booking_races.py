@@ -21,7 +21,8 @@ SLOT = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)  # Wed 10:00 in Berlin
 
 
 
-pytestmark = pytest.mark.usefixtures("ledger_checked_after_each_test")
+# Concurrent writers (threads) see only what is committed.
+pytestmark = [pytest.mark.usefixtures("ledger_checked_after_each_test"), pytest.mark.real_commits]
 
 
 def _threads(app) -> int:

@@ -254,6 +254,7 @@ def test_pending_proposal_expires_after_exactly_seven_days(app, people, make_pro
         assert event.actor_id is None and event.from_state == "pending"
 
 
+@pytest.mark.real_commits  # threads or a second connection see only what is committed
 def test_concurrent_accepts_make_exactly_one_contract(app, people, make_proposal):
     proposal = make_proposal(people["student"], people["offering"])
     results, barrier = [], threading.Barrier(6)

@@ -169,6 +169,7 @@ def test_illegal_transition_is_a_conflict_and_changes_nothing(app, make_user):
             AuditEvent.object_id == user.id, AuditEvent.from_state.is_not(None))).all() == []
 
 
+@pytest.mark.real_commits  # threads or a second connection see only what is committed
 def test_lost_race_is_a_conflict(app, make_user):
     """Two people load the same object; only the first change wins."""
     admin, user = make_user("admin"), make_user()
@@ -185,6 +186,7 @@ def test_lost_race_is_a_conflict(app, make_user):
         db.session.rollback()
 
 
+@pytest.mark.real_commits  # threads or a second connection see only what is committed
 def test_concurrent_transitions_have_exactly_one_winner(app, make_user):
     admin, user = make_user("admin"), make_user()
     results, barrier = [], threading.Barrier(8)

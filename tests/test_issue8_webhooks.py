@@ -131,6 +131,7 @@ def test_a_bank_dispute_without_an_intent_never_matches_a_payment_without_one(
 
 # --- item 21: ten different events for one intent at once ---------------------------------------
 
+@pytest.mark.real_commits  # threads or a second connection see only what is committed
 def test_ten_different_success_events_for_one_intent_at_once_all_get_200(stripe_app, pending):
     payloads = [event(f"evt_many_{n}", "payment_intent.succeeded", "pi_unit_1")
                 for n in range(10)]

@@ -31,6 +31,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from itertools import combinations
 
+import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -960,6 +961,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                     (completed == contract.total_sessions), (contract.status, completed)
 
 
+@pytest.mark.real_commits  # each example empties the tables it used
 def test_session_life_cycle_state_machine(app, make_user, make_offering, add_hours,
                                           make_contract):
     STATS.clear()

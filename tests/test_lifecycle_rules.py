@@ -592,6 +592,7 @@ def race(*calls):
 ROUNDS = 3
 
 
+@pytest.mark.real_commits  # threads or a second connection see only what is committed
 def test_complete_and_cancel_at_once_have_one_winner(app, clock, booked, people):
     ids = [booked(i) for i in range(ROUNDS)]
     outcomes = []
@@ -624,6 +625,7 @@ def test_complete_and_cancel_at_once_have_one_winner(app, clock, booked, people)
 
 
 @pytest.mark.parametrize("rival", ["approve", "withdraw"])
+@pytest.mark.real_commits  # threads or a second connection see only what is committed
 def test_answering_one_reschedule_request_twice_at_once(app, clock, booked, people, rival):
     """The coach approves in two tabs at once (or the student withdraws meanwhile)."""
     second_tab = Browser(app, "clara@example.com")

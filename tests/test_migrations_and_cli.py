@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
@@ -14,6 +15,7 @@ from skileez.notifications.models import Notification
 from skileez.seed import DEMO_ACCOUNTS
 
 
+@pytest.mark.real_commits  # threads or a second connection see only what is committed
 def test_models_and_migrations_agree(app):
     with app.app_context(), db.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})

@@ -30,6 +30,7 @@ def _rename_elsewhere(user_id: int, name: str) -> None:
         other.commit()
 
 
+@pytest.mark.real_commits  # threads or a second connection see only what is committed
 def test_nothing_we_wrote_is_locked_while_the_provider_answers(app, make_user):
     user_id = make_user(name="Before").id
     with app.app_context():

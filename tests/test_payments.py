@@ -138,6 +138,7 @@ def test_the_same_event_five_times_changes_things_once(stripe_app, pending):
     healthy(stripe_app)
 
 
+@pytest.mark.real_commits  # threads or a second connection see only what is committed
 def test_five_concurrent_deliveries_change_things_once(stripe_app, pending):
     payload = event("evt_race", "payment_intent.succeeded", "pi_unit_1")
     signature = sign(payload)

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from flask import Response, flash, redirect, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy import Connection
 
 from skileez.core.errors import DomainError
 from skileez.core.forms import attach_error
@@ -62,6 +63,10 @@ def transaction(*, serialized: bool = False) -> Iterator[None]:
 
 def begin_serialized() -> None:
     if db.engine.dialect.name != "sqlite":
+        return
+    if isinstance(db.session.get_bind(), Connection):
+        # Joined to a transaction someone else opened (a test's): it already holds the
+        # write lock, and SQLite cannot begin a second one inside it.
         return
     connection = db.session.connection()
     if connection.connection.dbapi_connection.in_transaction:
