@@ -38,7 +38,8 @@ TEST_PASSWORD = "correct horse battery"
 def pytest_collection_modifyitems(items):
     """What runs outside the test's own thread or process sees only committed rows."""
     for item in items:
-        if any(item.get_closest_marker(name) for name in ("browser", "redis", "stripe")):
+        if any(item.get_closest_marker(name) for name in ("browser", "redis", "stripe")) \
+                or "live" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.real_commits)
 
 

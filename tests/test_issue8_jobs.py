@@ -137,6 +137,7 @@ def test_a_job_lost_by_redis_is_queued_again_once_its_claim_expires(make_app, re
 
 
 @pytest.mark.stripe
+@pytest.mark.real_commits  # threads see only what is committed
 def test_a_concurrent_transfer_with_the_same_key_never_marks_the_payout_failed(
         make_app, fake_connect, coaching, book_session, clock):  # noqa: F811
     """A worker stuck in a slow transfer loses its claim; the next attempt meets Stripe's

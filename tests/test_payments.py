@@ -115,6 +115,7 @@ def test_a_webhook_299_seconds_old_is_accepted(stripe_app, pending):
     assert states(stripe_app, pending) == ("held", "scheduled")
 
 
+@pytest.mark.real_commits  # threads see only what is committed
 def test_the_same_event_five_times_changes_things_once(stripe_app, pending):
     payload = event("evt_dup", "payment_intent.succeeded", "pi_unit_1")
     signature = sign(payload)
