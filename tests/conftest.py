@@ -2,7 +2,10 @@
 
 The database is SQLite unless TEST_DATABASE_URL points at PostgreSQL. The
 schema is built once per run by applying the Alembic migrations (so the
-migrations are tested too); every test then starts from empty tables.
+migrations are tested too). Each test runs in one transaction that is rolled
+back at its end (the code's own commits release savepoints inside it); tests
+marked ``real_commits`` (threads, live servers, worker processes, a second
+connection) commit for real and empty every table afterwards.
 Services (PostgreSQL, Redis, SMTP, Chromium) skip their tests with a reason
 when missing, except under CI=true where a missing service fails the run.
 """

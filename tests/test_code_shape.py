@@ -57,3 +57,19 @@ def test_views_leave_rule_errors_to_the_unit_of_work():
                  for number, line in enumerate(path.read_text().splitlines(), 1)
                  if re.search(r"except (DomainError|Conflict)\b", line)]
     assert offenders == [], f"Let submit() answer DomainError/Conflict: {offenders}"
+
+
+def test_no_local_environment_is_committed():
+    """A symlinked .venv slipped into a commit once: checking it out replaced the
+    real virtualenv with a link to itself. Nothing machine-local belongs in git."""
+    import shutil
+    import subprocess
+
+    root = PACKAGE.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        return
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    local = [path for path in tracked
+             if path.split("/", 1)[0] in {".venv", "instance", "test-artifacts", "build"}]
+    assert local == [], f"machine-local files are tracked: {local}"
