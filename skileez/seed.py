@@ -203,11 +203,13 @@ def seed() -> dict[str, object]:
 
 
 def _hold(student, contract, start):
-    """A session awaiting payment, as ``book`` writes it, without ``book``'s commits.
+    """A session awaiting payment, with the rows ``book`` would write, at any time.
 
-    ``book`` takes SQLite's write lock first and a PaymentIntent is created between
-    two commits (``payments.attempts.provider_call``); seeding runs alone and must stay
-    one transaction, so it writes the same rows itself and asks the gateway directly.
+    ``book`` only takes times the slot engine offers now (weekly hours, notice,
+    horizon), but the demo's life cycle needs sessions in the past and outside the
+    coaches' hours. And a request creates its PaymentIntent between two commits
+    (``payments.attempts.provider_call``), while the seed must stay one transaction,
+    so the gateway is asked directly.
     """
     duration = timedelta(minutes=contract.duration_minutes)
     buffer = timedelta(minutes=coaching.profile_for(contract.coach).buffer_minutes)
