@@ -16,7 +16,7 @@ from skileez.coaches.directory import (
     SORTS,
     DirectoryFilters,
     active_offerings,
-    coach_card,
+    coach_cards,
     directory_statement,
 )
 from skileez.coaches.forms import OfferingForm, ProfileForm, RuleForm, TimeOffForm
@@ -64,7 +64,7 @@ def index():
             price_errors.append(f"{'Minimum' if name == 'min_price' else 'Maximum'} price: "
                                 f"{error}")
     page = paginate(directory_statement(filters), per_page=12)
-    cards = [coach_card(coach, filters.currency) for coach in page.items]
+    cards = coach_cards(page.items, filters.currency)
     template = "coaches/_results.html" if is_htmx() else "coaches/index.html"
     return render_template(template, page=page, cards=cards, filters=filters, sorts=SORTS,
                            currencies=SUPPORTED_CURRENCIES, price_errors=price_errors,
