@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from flask import abort, make_response, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
+from sqlalchemy.orm import joinedload, selectinload
 
 from skileez import clock
 from skileez.coaches.availability import coach_next_open_slot, coach_open_slots
@@ -45,9 +46,15 @@ def session_history(session: Session) -> list[AuditEvent]:
         .order_by(AuditEvent.created_at, AuditEvent.id)))
 
 
+# What the session page shows besides the session, loaded with it.
+SESSION_PAGE_LOADS = (joinedload(Session.contract), joinedload(Session.payment),
+                      joinedload(Session.coach), joinedload(Session.student),
+                      selectinload(Session.reschedule_requests), selectinload(Session.ratings))
+
+
 @bp.get("/<int:session_id>")
 def detail(session_id: int):
-    session = participant_session(session_id)
+    session = participant_session(session_id, options=SESSION_PAGE_LOADS)
     return render_template("sessions/detail.html", session=session,
                            history=session_history(session), policy=get_policy())
 
