@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from skileez import clock
 from skileez.coaches.models import AvailabilityRule, CoachProfile, TimeOff
@@ -30,11 +30,12 @@ def blocking_intervals(coach_id: int, student_id: int | None = None,
     return [interval for answer in answers for interval in answer]
 
 
-def _settings(coach_ids: list[int]) -> tuple[dict, dict, dict]:
-    """Profiles, weekly rules and coming time off of these coaches: three queries for any
-    number of coaches (the directory asks for a page of them at once)."""
-    profiles = {profile.user_id: profile for profile in db.session.scalars(
-        select(CoachProfile).where(CoachProfile.user_id.in_(coach_ids)))}
+def _settings(coach_ids: list[int], profiles: dict | None = None) -> tuple[dict, dict, dict]:
+    """Profiles (unless given), weekly rules and coming time off of these coaches: three
+    queries for any number of coaches (the directory asks for a page of them at once)."""
+    if profiles is None:
+        profiles = {profile.user_id: profile for profile in db.session.scalars(
+            select(CoachProfile).where(CoachProfile.user_id.in_(coach_ids)))}
     rules: dict[int, list[WeeklyRule]] = {coach_id: [] for coach_id in coach_ids}
     for rule in db.session.scalars(select(AvailabilityRule)
                                    .where(AvailabilityRule.coach_id.in_(coach_ids))):
@@ -69,7 +70,10 @@ def _arguments(coach, settings: tuple[dict, dict, dict], blocking: list[Interval
 def _engine_arguments(coach, duration: timedelta, student_id: int | None = None,
                       exclude_session_id: int | None = None,
                       ignore_notice: bool = False) -> dict:
-    return _arguments(coach, _settings([coach.id]),
+    # A page that loaded the coach with its profile has it already: not read again.
+    loaded = "coach_profile" not in inspect(coach).unloaded
+    profiles = {coach.id: coach.coach_profile} if loaded else None
+    return _arguments(coach, _settings([coach.id], profiles),
                       blocking_intervals(coach.id, student_id, exclude_session_id),
                       duration, ignore_notice)
 
@@ -105,7 +109,8 @@ def coaches_next_open_slots(durations: dict) -> dict[int, datetime | None]:
     ids = [coach.id for coach in coaches]
     if not ids:
         return {}
-    settings = _settings(ids)
+    # The directory loads each coach's profile with the page: not read a second time.
+    settings = _settings(ids, {coach.id: coach.coach_profile for coach in coaches})
     answers = announce("calendar_blocks_of_coaches", coach_ids=ids)
     blocking: dict[int, list[Interval]] = {coach_id: [] for coach_id in ids}
     for answer in answers:

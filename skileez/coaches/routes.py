@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from flask import Blueprint, abort, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from skileez import clock
 from skileez.auth.models import User
@@ -20,7 +21,7 @@ from skileez.coaches.directory import (
     directory_statement,
 )
 from skileez.coaches.forms import OfferingForm, ProfileForm, RuleForm, TimeOffForm
-from skileez.coaches.models import WEEKDAYS, AvailabilityRule, Offering, TimeOff
+from skileez.coaches.models import WEEKDAYS, AvailabilityRule, CoachProfile, Offering, TimeOff
 from skileez.contracts.models import Contract
 from skileez.core.access import public, require_login, role_route
 from skileez.core.forms import Form
@@ -74,7 +75,8 @@ def index():
 
 
 def _listed_coach(coach_id: int) -> User:
-    coach = db.session.get(User, coach_id)
+    coach = db.session.get(User, coach_id, options=[
+        joinedload(User.coach_profile).selectinload(CoachProfile.subjects)])
     if coach is None or not coach.is_coach or not coach.is_active:
         abort(404)
     return coach
@@ -107,7 +109,8 @@ def profile(coach_id: int):
         preview = coach_open_slots(coach, timedelta(minutes=shortest), now,
                                    now + timedelta(days=PREVIEW_DAYS))[:12]
     return render_template("coaches/profile.html", coach=coach, contract=contract,
-                           profile=operations.profile_for(coach), offerings=offerings,
+                           profile=coach.coach_profile or operations.profile_for(coach),
+                           offerings=offerings,
                            preview=preview, preview_days=PREVIEW_DAYS,
                            reviews=public_reviews(coach.id))
 
