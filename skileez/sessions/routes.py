@@ -10,6 +10,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from skileez import clock
+from skileez.auth.models import User
 from skileez.coaches.availability import coach_next_open_slot, coach_open_slots
 from skileez.coaches.operations import profile_for
 from skileez.contracts.models import Contract
@@ -48,7 +49,8 @@ def session_history(session: Session) -> list[AuditEvent]:
 
 # What the session page shows besides the session, loaded with it.
 SESSION_PAGE_LOADS = (joinedload(Session.contract), joinedload(Session.payment),
-                      joinedload(Session.coach), joinedload(Session.student),
+                      joinedload(Session.coach).joinedload(User.coach_profile),
+                      joinedload(Session.student),
                       selectinload(Session.reschedule_requests), selectinload(Session.ratings))
 
 
@@ -62,7 +64,11 @@ def detail(session_id: int):
 # --- booking --------------------------------------------------------------------------
 
 def _student_contract(contract_id: int) -> Contract:
-    contract = db.session.get(Contract, contract_id)
+    # The coach's profile (notice, horizon) and the contract's sessions (places taken)
+    # come with the contract: the booking pages and the slot engine read both.
+    contract = db.session.get(Contract, contract_id, options=[
+        joinedload(Contract.coach).joinedload(User.coach_profile),
+        selectinload(Contract.sessions)])
     if contract is None or not contract.is_participant(current_user):
         abort(404)
     if current_user.id != contract.student_id:
@@ -93,7 +99,8 @@ def _week_start(text: str | None, tz: str, last: date | None = None) -> date:
 def book(contract_id: int):
     contract = _student_contract(contract_id)
     tz = current_user.timezone
-    horizon_end = clock.now() + timedelta(days=profile_for(contract.coach).horizon_days)
+    profile = contract.coach.coach_profile or profile_for(contract.coach)
+    horizon_end = clock.now() + timedelta(days=profile.horizon_days)
     can_book = contract.can_book(current_user)
     if not can_book:
         # Every place is taken (or the contract ended): say so, and offer no times.
