@@ -36,7 +36,8 @@ NOT_PAGES = {"static", "bootstrap.static", "vendor.static", "core.favicon"}
 
 # Admin pages another branch (fix/admin) brings under the budget. The lead empties this
 # set when that branch is merged; until then these pages are known to fail.
-ADMIN_PAGES_FIXED_ON_FIX_ADMIN = {"admin admin payments", "admin admin payment", "admin admin disputes"}
+ADMIN_PAGES_FIXED_ON_FIX_ADMIN = {"admin admin payments", "admin admin payment",
+                                  "admin admin disputes"}
 
 ADMIN_XFAIL = pytest.mark.xfail(strict=True, reason="issue 10: admin pages fixed on fix/admin")
 
@@ -314,7 +315,8 @@ def visits_for(role: str, ids: dict) -> list[Visit]:
     visits = _common(role, ids)
     if role == "student":
         contract = ids["contract"]
-        visits += _participant(role, ids) + [
+        visits += [
+            *_participant(role, ids),
             Visit(role, "propose", f"/contracts/propose/{ids['offering']}"),
             Visit(role, "book", f"/sessions/book/{contract}"),
             Visit(role, "book week", f"/sessions/book/{contract}?week={ids['slot'][:10]}",
@@ -322,7 +324,8 @@ def visits_for(role: str, ids: dict) -> list[Visit]:
             Visit(role, "confirm booking",
                   f"/sessions/book/{contract}/confirm?start={ids['slot'].replace('+', '%2B')}")]
     if role == "coach":
-        visits += _participant(role, ids) + [
+        visits += [
+            *_participant(role, ids),
             Visit(role, "availability", "/coaches/me/availability"),
             Visit(role, "availability preview", "/coaches/me/availability/preview",
                   htmx=True),

@@ -211,7 +211,9 @@ def _availability_context(rule_form=None, time_off_form=None):
         .order_by(TimeOff.starts_at)).all()
     return {"rules_by_day": by_day, "weekdays": WEEKDAYS, "time_off": time_off,
             "rule_form": rule_form or RuleForm(), "time_off_form": time_off_form or TimeOffForm(),
-            "delete_form": Form(), "profile": operations.profile_for(current_user)}
+            # Through the relationship, so the preview's slot engine finds it loaded.
+            "delete_form": Form(),
+            "profile": current_user.coach_profile or operations.profile_for(current_user)}
 
 
 def _availability_page(rule_form=None, time_off_form=None, **context) -> str:
