@@ -51,7 +51,8 @@ def session_history(session: Session) -> list[AuditEvent]:
 SESSION_PAGE_LOADS = (joinedload(Session.contract), joinedload(Session.payment),
                       joinedload(Session.coach).joinedload(User.coach_profile),
                       joinedload(Session.student),
-                      selectinload(Session.reschedule_requests), selectinload(Session.ratings))
+                      # A session has a few of each: joined, not one more query apiece.
+                      joinedload(Session.reschedule_requests), joinedload(Session.ratings))
 
 
 @bp.get("/<int:session_id>")
