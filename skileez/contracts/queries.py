@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload, raiseload, selectinload
 
 from skileez.contracts.models import Contract, Proposal
 from skileez.extensions import db
@@ -11,15 +11,16 @@ from skileez.extensions import db
 
 def listed_contracts(statement):
     """What a list of contracts shows of each (the other person, the progress bar, which
-    counts the sessions), loaded with the list instead of once per contract."""
+    counts the sessions), loaded with the list instead of once per contract; anything
+    else is refused (``raiseload``) rather than loaded row by row."""
     return statement.options(joinedload(Contract.student), joinedload(Contract.coach),
-                             selectinload(Contract.sessions))
+                             selectinload(Contract.sessions), raiseload("*"))
 
 
 def listed_proposals(statement):
     """What a list of proposals shows of each: both people and the offering."""
     return statement.options(joinedload(Proposal.student), joinedload(Proposal.coach),
-                             joinedload(Proposal.offering))
+                             joinedload(Proposal.offering), raiseload("*"))
 
 
 def active_contracts(user, limit: int = 5) -> list[Contract]:

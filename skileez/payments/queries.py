@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, literal, select, union_all
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload, raiseload, selectinload
 
 from skileez.core.pagination import paginate
 from skileez.extensions import db
@@ -22,7 +22,9 @@ def _listed(statement):
     return statement.options(
         joinedload(Payment.session).joinedload(Session.contract),
         joinedload(Payment.student), joinedload(Payment.coach),
-        selectinload(Payment.refunds))
+        selectinload(Payment.refunds),
+        # Anything else a row asked for would be one query per row: refused, not loaded.
+        raiseload("*"))
 
 
 def _totals(coach) -> dict[str, dict[str, int]]:
