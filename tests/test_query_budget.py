@@ -547,3 +547,36 @@ def test_the_measured_pages_answered_as_a_person_would_see_them(budget):
     wrong = {key: measured.status for key, measured in budget["larger"].items()
              if measured.status in (401, 403, 404, 405)}
     assert wrong == {}
+
+
+def test_a_list_says_what_each_payment_page_says(budget):
+    """The payments lists read the ledger for a page at once (``words.prefetch``); each
+    payment's words must be those its own page shows, which reads the ledger alone, and
+    the list must not go back to the ledger per payment."""
+    from skileez.payments import words
+    from skileez.payments.models import Payment
+
+    ledger_reads = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if "ledger_entries" in statement:
+            ledger_reads.append(statement)
+
+    with budget["app"].test_request_context():
+        viewers = [_demo_person("sam.student@skileez.test"),
+                   _demo_person("clara.coach@skileez.test")]
+        payments = db.session.scalars(select(Payment).order_by(Payment.id)).all()
+        alone = {(p.id, v.id): words.describe_money(p, v) for p in payments for v in viewers}
+        words.prefetch(payments)
+        engine = db.engine
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            listed = {(p.id, v.id): words.describe_money(p, v)
+                      for p in payments for v in viewers}
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        db.session.remove()
+    headlines = {said.headline for said in alone.values()}
+    assert {"Refunded", "Partly refunded", "Disputed — on hold"} <= headlines, headlines
+    assert listed == alone
+    assert ledger_reads == []

@@ -83,6 +83,7 @@ def _ledger_statement(payment_ids):
 
 
 def ledger_figures(payment_ids) -> dict[int, LedgerFigures]:
+    """The ledger's figures for each of these payments, from one query whatever their number."""
     held: dict[int, int] = {}
     released: dict[int, dict[str, int]] = {}
     for payment_id, kind, account, total in db.session.execute(
@@ -111,6 +112,7 @@ def prefetch(payments) -> None:
 
 
 def _figures(payment: Payment) -> LedgerFigures:
+    """Prefetched by the page's list if it did, else read for this payment alone."""
     cached = g.get(_PREFETCHED, {}).get(payment.id) if has_app_context() else None
     return cached if cached is not None else ledger_figures([payment.id])[payment.id]
 
