@@ -23,15 +23,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, func, select
 
-from skileez import clock
+from skileez import clock, create_app
+from skileez.core.unit_of_work import transaction
 from skileez.extensions import db
+from skileez.seed import DEMO_PASSWORD
 from tests.conftest import TEST_PASSWORD, Client, _join_one_transaction, base_config
 
 BUDGET = 10
 # How many times the smaller set the larger one has, at least, of every counted table.
 LARGER_FACTOR = 2.5
 
-# Served without the database, or not pages at all: files, the health probe's bytes.
+# Files, served without the database: not pages.
 NOT_PAGES = {"static", "bootstrap.static", "vendor.static", "core.favicon"}
 
 # Admin pages another branch (fix/admin) brings under the budget. The lead empties this
@@ -383,7 +385,7 @@ def _measure(app, clients: dict, visits: list[Visit]) -> dict[str, Measured]:
 @pytest.fixture(scope="module")
 def budget(migrated):
     """Both data sets measured once for the module, in one transaction rolled back after."""
-    app = create_budget_app(migrated)
+    app = create_app(base_config(migrated))
     with app.app_context():
         engine = db.engine
     connection = engine.connect()
@@ -401,15 +403,7 @@ def budget(migrated):
         engine.dispose()
 
 
-def create_budget_app(database_url):
-    from skileez import create_app
-
-    return create_app(base_config(database_url))
-
-
 def _write(app, build) -> None:
-    from skileez.core.unit_of_work import transaction
-
     with app.app_context():
         with transaction():
             build()
@@ -421,8 +415,6 @@ def _signed_in(app) -> dict:
     for role, email in (("student", "sam.student@skileez.test"),
                         ("coach", "clara.coach@skileez.test"),
                         ("admin", "admin@skileez.test")):
-        from skileez.seed import DEMO_PASSWORD
-
         clients[role] = Client(app)
         clients[role].login(email, DEMO_PASSWORD)
     return clients
@@ -549,7 +541,7 @@ def test_the_measured_pages_answered_as_a_person_would_see_them(budget):
     assert wrong == {}
 
 
-def test_a_list_says_what_each_payment_page_says(budget):
+def test_a_list_says_what_each_payment_page_says(budget, clock):
     """The payments lists read the ledger for a page at once (``words.prefetch``); each
     payment's words must be those its own page shows, which reads the ledger alone, and
     the list must not go back to the ledger per payment."""
