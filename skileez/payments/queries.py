@@ -12,7 +12,7 @@ from skileez.payments.models import Payment, Payout
 from skileez.sessions.models import Session
 
 # The earnings page lists this many payouts, newest first; the totals cover them all.
-PAYOUTS_SHOWN = 50
+PAYOUTS_SHOWN = 100
 PAYMENTS_PER_PAGE = 20
 PAYOUT_STATES_OWED = ("payable", "pending", "failed")
 
