@@ -76,7 +76,7 @@ def server_url() -> URL:
         os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER_URL)))
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
 
@@ -89,7 +89,8 @@ def bench_database(purpose: str, *, fresh: bool) -> URL:
     server = server_url()
     if server.get_backend_name() != "postgresql":
         raise Skip(f"BENCH_DATABASE_URL is not a PostgreSQL URL ({server.get_backend_name()})")
-    name = f"skileez_bench_{purpose}"
+    # A suffix keeps apart the databases of people benchmarking on one shared server.
+    name = f"skileez_bench_{purpose}{os.environ.get('BENCH_DATABASE_SUFFIX', '')}"
     url = server.set(database=name)
     admin = create_engine(server, isolation_level="AUTOCOMMIT",
                           connect_args={"connect_timeout": CONNECT_TIMEOUT})
@@ -110,7 +111,7 @@ def bench_database(purpose: str, *, fresh: bool) -> URL:
                 engine.dispose()
     except DBAPIError as exc:
         raise Skip(f"no usable PostgreSQL at {server.render_as_string()}: "
-                   f"{_first_line(exc)}") from exc
+                   f"{first_line(exc)}") from exc
     finally:
         admin.dispose()
     return url
