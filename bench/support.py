@@ -177,17 +177,20 @@ def free_port() -> int:
 
 @contextmanager
 def gunicorn(url: URL | str, *, workers: int = 2, threads: int = 1,
-             **overrides) -> Iterator[str]:
+             environment: dict[str, str] | None = None, **overrides) -> Iterator[str]:
     """The app served by gunicorn on a loopback port (``bench/wsgi.py``); yields its base URL.
 
     ``/bench/bare`` answers "ok" through the same app and middleware, so a page's cost can
     be given as a ratio to Flask's own per-request cost in the same server.
+    ``environment`` adds variables for the server (``BENCH_STATEMENTS=1`` makes every
+    answer say how many SQL statements it ran; see bench/wsgi.py).
     """
     binary = Path(sys.executable).with_name("gunicorn")
     if not binary.exists():
         raise Skip("gunicorn is not installed in this environment")
     port = free_port()
-    env = dict(os.environ, BENCH_APP_CONFIG=json.dumps(app_config(url, **overrides)))
+    env = dict(os.environ, **(environment or {}),
+               BENCH_APP_CONFIG=json.dumps(app_config(url, **overrides)))
     process = subprocess.Popen(
         [str(binary), "bench.wsgi:app", "--bind", f"127.0.0.1:{port}",
          "--workers", str(workers), "--threads", str(threads), "--log-level", "warning",
