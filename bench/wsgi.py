@@ -59,8 +59,9 @@ def seq_scans(plan: dict) -> list[str]:
 
 def explain(statements: list) -> list[dict]:
     """EXPLAIN each SELECT as it was sent (same text, same parameters), on a connection of
-    its own, with the table sizes the planner believes in."""
-    answers = []
+    its own, with the table sizes the planner believes in. A statement repeated with other
+    parameters (a lazy load per row) is explained once."""
+    answers, seen = [], set()
     with app.app_context():
         from skileez.extensions import db
 
@@ -69,8 +70,9 @@ def explain(statements: list) -> list[dict]:
                 "SELECT relname, reltuples::bigint FROM pg_class WHERE relkind = 'r'")).all())
             for statement, parameters in statements:
                 if not statement.lstrip().upper().startswith(("SELECT", "WITH")) \
-                        or parameters is None:
+                        or parameters is None or statement in seen:
                     continue
+                seen.add(statement)
                 plan = connection.exec_driver_sql(
                     "EXPLAIN (FORMAT JSON) " + statement, parameters).scalar()
                 tables = seq_scans(plan[0]["Plan"])
