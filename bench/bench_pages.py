@@ -150,10 +150,16 @@ def discover(base: str, clients: dict, ids: dict) -> tuple[list[Page], list[str]
     bodies: dict[str, list[tuple[str, str]]] = {role: [] for role in ROLES}
 
     def add(page: Page, full) -> None:
-        pages.append(page)
         bodies[page.role].append((page.rule, full.text))
         partial = clients[page.role].get(base + page.url, headers=HTMX, timeout=60,
                                          allow_redirects=False)
+        is_html = full.headers.get("Content-Type", "").startswith("text/html")
+        if is_html and "<html" not in full.text and partial.status_code == 200:
+            # Only ever a fragment (the bell, the live status): asked for as htmx asks.
+            page.fragment = True
+            pages.append(page)
+            return
+        pages.append(page)
         if partial.status_code == 200 and "<html" in full.text \
                 and "<html" not in partial.text:
             pages.append(Page(page.rule, page.role, page.url, fragment=True,

@@ -35,13 +35,14 @@ FROM (
     FROM generate_series(1, :students) AS n
 ) AS people
 ;
--- Two thirds of the coaches can receive transfers; the others' earnings stay payable.
+-- A third of the coaches can receive transfers (the busy coach among them); the others'
+-- earnings stay payable.
 INSERT INTO coach_profiles (id, user_id, headline, bio, buffer_minutes, min_notice_hours,
                             horizon_days, rating_count, stripe_account_id, payouts_enabled,
                             updated_at)
 SELECT n, 1 + n, 'Coach ' || n || ' teaches languages and maths',
        'Patient, structured lessons with homework after each session.', :buffer, 12, 60, 0,
-       CASE WHEN n % 3 <> 0 THEN 'acct_bench_' || n END, n % 3 <> 0, :now
+       CASE WHEN n % 3 = 1 THEN 'acct_bench_' || n END, n % 3 = 1, :now
 FROM generate_series(1, :coaches) AS n
 ;
 INSERT INTO coach_subjects (profile_id, name)
