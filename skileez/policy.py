@@ -66,6 +66,8 @@ class Policy:
     slot_step: timedelta = _minutes(30)
     # Not in SPEC's table: how many due rows each deadline handler acts on per sweep.
     sweep_batch: int = 200
+    # Not in SPEC's table: how often the sweep runs the ledger invariant check.
+    ledger_check_interval: timedelta = _minutes(10)
 
     def offering_price_bounds(self, currency: str) -> tuple[int, int]:
         """(lowest, highest) price in the currency's major unit."""

@@ -74,6 +74,9 @@ MEANINGS: dict[str, str] = {
                  "hours rule.",
     "sweep_batch": "Most due rows one deadline handler acts on per sweep; a backlog is worked "
                    "off a batch per run, so no transaction stays open over all of it.",
+    "ledger_check_interval": "How often the sweep checks that the ledger balances and agrees "
+                             "with the payments and payouts; the admin money page shows the "
+                             "last result and can ask for a check at once.",
 }
 
 

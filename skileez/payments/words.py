@@ -13,10 +13,11 @@ the viewer's zone with the zone named.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 
 from skileez import clock
 from skileez.core.money import format_money, share
@@ -60,51 +61,66 @@ def _role(payment: Payment, viewer) -> str:
     return "admin"
 
 
-def _released_split(payment: Payment) -> tuple[int, int] | None:
-    """(coach share, fee) as posted by the release, or None if nothing was released."""
-    rows = db.session.execute(
-        select(LedgerEntry.account, LedgerEntry.amount_minor)
-        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
-        .where(LedgerTransaction.payment_id == payment.id, LedgerTransaction.kind == "release",
-               LedgerEntry.account.in_(("coach_payable", "platform_revenue")))).all()
-    if not rows:
-        return None
-    posted = dict.fromkeys(("coach_payable", "platform_revenue"), 0)
-    for account, amount in rows:
-        posted[account] += amount
-    return posted["coach_payable"], posted["platform_revenue"]
+RELEASE_ACCOUNTS = ("coach_payable", "platform_revenue")
 
 
-def _held_in_escrow(payment: Payment) -> int:
-    """What escrow holds for this payment, by its ledger postings."""
-    total = db.session.scalar(
-        select(db.func.coalesce(db.func.sum(LedgerEntry.amount_minor), 0))
-        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
-        .where(LedgerTransaction.payment_id == payment.id, LedgerEntry.account == "escrow"))
-    return int(total or 0)
+def money_amounts_for(payments: Iterable[Payment]) -> dict[int, MoneyAmounts]:
+    """``{payment id: MoneyAmounts}`` for many payments, from one query over their postings.
+
+    What escrow holds for each payment (its escrow entries) and, once released, the
+    split its release posted; a list page asks once for all its rows.
+    """
+    payments = list(payments)
+    escrow: dict[int, int] = {}
+    released: dict[int, dict[str, int]] = {}
+    if payments:
+        T, E = LedgerTransaction, LedgerEntry
+        rows = db.session.execute(
+            select(T.payment_id, T.kind, E.account, func.sum(E.amount_minor))
+            .join(E, E.transaction_id == T.id)
+            .where(T.payment_id.in_({payment.id for payment in payments}),
+                   or_(E.account == "escrow",
+                       and_(T.kind == "release", E.account.in_(RELEASE_ACCOUNTS))))
+            .group_by(T.payment_id, T.kind, E.account))
+        for payment_id, kind, account, total in rows:
+            if account == "escrow":
+                escrow[payment_id] = escrow.get(payment_id, 0) + int(total)
+            if kind == "release" and account in RELEASE_ACCOUNTS:
+                split = released.setdefault(payment_id, dict.fromkeys(RELEASE_ACCOUNTS, 0))
+                split[account] += int(total)
+    return {payment.id: _amounts(payment, escrow.get(payment.id, 0),
+                                 released.get(payment.id)) for payment in payments}
 
 
-def money_amounts(payment: Payment) -> MoneyAmounts:
-    released = _released_split(payment)
-    held = _held_in_escrow(payment) if payment.paid_at else 0
+def _amounts(payment: Payment, in_escrow: int, released: dict[str, int] | None
+             ) -> MoneyAmounts:
     if released is not None:
-        coach_share, fee = released
+        coach_share, fee = released["coach_payable"], released["platform_revenue"]
     else:
         base = payment.remaining_minor if payment.paid_at else payment.amount_minor
         fee = share(base, get_policy().platform_fee)
         coach_share = base - fee
     return MoneyAmounts(currency=payment.currency, price=payment.amount_minor,
                         paid=payment.amount_minor if payment.paid_at else 0,
-                        refunded=payment.refunded_minor, held=held,
+                        refunded=payment.refunded_minor,
+                        held=in_escrow if payment.paid_at else 0,
                         coach_share=coach_share, fee=fee)
 
 
-def describe_money(payment: Payment, viewer, now: datetime | None = None) -> MoneyWords:
-    """Headline and sentence for this payment's money, as ``viewer`` should read it now."""
+def money_amounts(payment: Payment) -> MoneyAmounts:
+    return money_amounts_for([payment])[payment.id]
+
+
+def describe_money(payment: Payment, viewer, now: datetime | None = None, *,
+                   amounts: MoneyAmounts | None = None) -> MoneyWords:
+    """Headline and sentence for this payment's money, as ``viewer`` should read it now.
+
+    ``amounts`` from ``money_amounts_for`` saves the query when a page lists many.
+    """
     now = now or clock.now()
     role = _role(payment, viewer)
     tz = getattr(viewer, "timezone", None) or "UTC"
-    amounts = money_amounts(payment)
+    amounts = amounts or money_amounts(payment)
 
     def money(minor: int) -> str:
         return format_money(minor, payment.currency)
@@ -198,3 +214,14 @@ def money_words(subject, viewer=None, now: datetime | None = None) -> MoneyWords
         payment = db.session.scalar(select(Payment).where(Payment.session_id == subject)) \
             if str(subject or "").isdigit() else None
     return describe_money(payment, viewer, now) if payment is not None else None
+
+
+def money_words_for(payments: Iterable[Payment], viewer, now: datetime | None = None
+                    ) -> dict[int, MoneyWords]:
+    """``describe_money`` for every payment of a list, with one query for all the amounts.
+
+    The payments should come with their session, people and refunds loaded."""
+    payments = list(payments)
+    amounts = money_amounts_for(payments)
+    return {payment.id: describe_money(payment, viewer, now, amounts=amounts[payment.id])
+            for payment in payments}
