@@ -130,3 +130,27 @@ def test_overview_counts_people_and_mail(app, client, make_user):
     make_user("coach")
     page = client.get("/admin/").get_data(as_text=True)
     assert "Students" in page and "Coaches" in page and "jobs run in-process" in page
+
+
+def test_payments_search_finds_people_numbers_and_whole_stripe_ids(app, client, make_user,
+                                                                   coaching, paid_session,
+                                                                   clock):
+    from datetime import UTC, datetime
+
+    from skileez.payments.models import Payment
+
+    sign_in_admin(client, make_user)
+    booked = paid_session(coaching["student"], coaching["contract"],
+                          datetime(2026, 3, 11, 9, 0, tzinfo=UTC))
+    with app.app_context():
+        payment = db.session.scalar(select(Payment).where(Payment.session_id == booked.id))
+        payment_id, intent = payment.id, payment.payment_intent_id
+
+    def found(q):
+        page = client.get("/admin/payments", query_string={"q": q})
+        assert page.status_code == 200
+        return f'href="/admin/payments/{payment_id}"' in page.get_data(as_text=True)
+
+    assert found("sam riv") and found("CLARA@") and found(str(payment_id)) and found(intent)
+    assert not found("nobody") and not found(str(payment_id + 1))
+    assert not found("99999999999999999999")  # past the column's range: no match, no error
