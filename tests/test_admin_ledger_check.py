@@ -217,3 +217,24 @@ def test_with_redis_check_now_queues_the_job_and_a_worker_runs_it(make_app, redi
     assert "hx-trigger" not in fragment.get_data(as_text=True)  # done: it stops polling
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(LedgerCheck)) == 1
+
+
+def test_old_checks_and_requests_whose_job_was_lost_are_deleted_by_the_next_check(app, clock):
+    def run_one():
+        with app.app_context():
+            ledger.request_check(source="schedule")
+            db.session.commit()
+
+    run_one()  # the result that will be the newest for a long time
+    with app.app_context():  # a request whose job Redis lost: never claimed, never run
+        db.session.add(LedgerCheck(source="admin", requested_at=clock.now()))
+        db.session.commit()
+    clock.advance(ledger.CHECK_HISTORY + timedelta(minutes=1))
+    with app.app_context():  # the schedule broke for a month; the next check cleans up
+        kept = ledger.last_finished_check().id
+        check, queued = ledger.request_check(source="schedule")
+        db.session.commit()
+        assert queued
+        newest = check.id
+    assert kept != newest
+    assert [c.id for c in checks(app)] == [newest]  # the month-old rows made way for it

@@ -570,7 +570,7 @@ def _payout_mismatches() -> list[str]:
 PROBLEMS_KEPT = 50
 #: How long a running check holds its row; a worker that died lets another take over.
 CHECK_LEASE = timedelta(minutes=30)
-#: Finished checks older than this are deleted by the next check.
+#: Checks asked for longer ago than this are deleted by the next check (not the newest result).
 CHECK_HISTORY = timedelta(days=30)
 
 
@@ -690,5 +690,12 @@ def _finish_check(check_id: int, claim: datetime, started: float, *,
                 problems=None if problems is None else problems[:PROBLEMS_KEPT],
                 error=error[:2000] if error else None)
         .execution_options(synchronize_session=False))
-    db.session.execute(delete(LedgerCheck).where(LedgerCheck.finished_at < now - CHECK_HISTORY)
+    # Old results go, and so do requests whose job never ran (Redis lost it); the newest
+    # result stays however old it is, so the page never forgets the last answer it had.
+    newest = (select(LedgerCheck.id).where(LedgerCheck.finished_at.is_not(None))
+              .order_by(LedgerCheck.started_at.desc(), LedgerCheck.id.desc()).limit(1)
+              .scalar_subquery())
+    db.session.execute(delete(LedgerCheck)
+                       .where(LedgerCheck.requested_at < now - CHECK_HISTORY,
+                              LedgerCheck.id != newest)
                        .execution_options(synchronize_session=False))
