@@ -238,3 +238,21 @@ def test_old_checks_and_requests_whose_job_was_lost_are_deleted_by_the_next_chec
         newest = check.id
     assert kept != newest
     assert [c.id for c in checks(app)] == [newest]  # the month-old rows made way for it
+
+
+def test_a_check_that_cannot_finish_says_why_and_the_next_one_runs(app, admin, clock,
+                                                                   monkeypatch):
+    def broken():
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(ledger, "check_invariants", broken)
+    response = admin.post(f"{PAGE}/ledger-check", token_page=PAGE, follow_redirects=True)
+    page = text(response)
+    assert "The ledger check could not finish; the error is shown below." in page
+    assert "The last ledger check could not finish. RuntimeError: the database went away" \
+        in page
+    assert "Ledger check passed" not in page
+    monkeypatch.undo()
+    clock.advance(timedelta(minutes=1))
+    assert "Ledger check passed" in text(admin.post(f"{PAGE}/ledger-check", token_page=PAGE,
+                                                    follow_redirects=True))

@@ -102,6 +102,9 @@ def ledger_check_now():
     db.session.refresh(check)
     target = url_for("admin.payments")
     if check.is_finished:
+        if check.error:
+            return see_other(target, "The ledger check could not finish; the error is shown "
+                                     "below.", "warning")
         if check.passed:
             return see_other(target, "The ledger was checked just now: no problems found.")
         return see_other(target, "The ledger was checked just now and has problems; they are "
