@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import html
 import re
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +19,8 @@ from rq import Queue
 from sqlalchemy import func, insert, select
 
 from skileez.extensions import db
+from skileez.jobs.ledger_check import check_ledger_if_due
+from skileez.jobs.runner import start_inprocess_sweeper
 from skileez.jobs.sweep import sweep
 from skileez.payments import ledger
 from skileez.payments.models import LedgerCheck, LedgerEntry, LedgerTransaction
@@ -127,20 +131,41 @@ def test_check_now_needs_the_csrf_token(app, admin):
     assert checks(app) == []
 
 
-def test_the_sweep_checks_the_ledger_on_its_schedule(app, admin, clock):
+def test_in_process_the_ledger_is_checked_on_its_schedule_but_not_inside_the_sweep(
+        app, admin, clock):
+    """Without Redis a job runs on the thread that asks for it: inside the sweep, every
+    sweep would wait for the whole check. The sweeper thread asks after the sweep."""
     with app.app_context():
-        assert sweep()["ledger_check"] == 1  # never checked: due at once
         assert sweep()["ledger_check"] == 0
+        assert checks(app) == []
+        assert check_ledger_if_due() == 1  # never checked: due at once
+        assert check_ledger_if_due() == 0
     clock.advance(timedelta(minutes=9))
     with app.app_context():
-        assert sweep()["ledger_check"] == 0  # the interval (10 minutes) has not passed
+        assert check_ledger_if_due() == 0  # the interval (10 minutes) has not passed
     clock.advance(timedelta(minutes=1))
     with app.app_context():
-        assert sweep()["ledger_check"] == 1
+        assert check_ledger_if_due() == 1
     assert [(c.source, c.problem_count) for c in checks(app)] == [("schedule", 0)] * 2
     page = text(admin.get(PAGE))
     assert "Checked Tue 10 Mar 2026, 09:10 GMT" in page
     assert "on the schedule, every 10 minutes" in page
+
+
+@pytest.mark.real_commits
+def test_the_in_process_sweeper_thread_checks_the_ledger(app, clock):
+    stop = threading.Event()
+    thread = start_inprocess_sweeper(app, stop)
+    try:
+        for _ in range(100):
+            if any(c.finished_at for c in checks(app)):
+                break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    [check] = checks(app)
+    assert check.source == "schedule" and check.problem_count == 0
 
 
 def test_a_second_job_for_the_same_check_does_nothing(app, clock):
@@ -217,6 +242,22 @@ def test_with_redis_check_now_queues_the_job_and_a_worker_runs_it(make_app, redi
     assert "hx-trigger" not in fragment.get_data(as_text=True)  # done: it stops polling
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(LedgerCheck)) == 1
+
+
+@pytest.mark.redis
+def test_with_redis_the_sweep_queues_the_check_on_its_schedule(make_app, redis_url, clock):
+    app = make_app(REDIS_URL=redis_url)
+    queue = Queue("default", connection=Redis.from_url(redis_url))
+    with app.app_context():
+        assert sweep()["ledger_check"] == 1
+        assert sweep()["ledger_check"] == 0  # waiting for a worker: not asked twice
+    assert queue.count == 1
+    run_worker(app, redis_url)
+    assert [(c.source, c.problem_count) for c in checks(app)] == [("schedule", 0)]
+    clock.advance(timedelta(minutes=10))
+    with app.app_context():
+        assert sweep()["ledger_check"] == 1
+    assert queue.count == 1
 
 
 def test_old_checks_and_requests_whose_job_was_lost_are_deleted_by_the_next_check(app, clock):
