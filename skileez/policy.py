@@ -69,6 +69,8 @@ class Policy:
     # Not in SPEC's table: how far back and ahead a private calendar feed reaches.
     calendar_feed_past: timedelta = timedelta(days=90)
     calendar_feed_ahead: timedelta = timedelta(days=365)
+    # Not in SPEC's table: how often the sweep runs the ledger invariant check.
+    ledger_check_interval: timedelta = _minutes(10)
 
     def offering_price_bounds(self, currency: str) -> tuple[int, int]:
         """(lowest, highest) price in the currency's major unit."""

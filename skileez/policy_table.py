@@ -78,6 +78,9 @@ MEANINGS: dict[str, str] = {
                           "long ago.",
     "calendar_feed_ahead": "A private calendar feed lists sessions starting at most this far "
                            "ahead.",
+    "ledger_check_interval": "How often the sweep checks that the ledger balances and agrees "
+                             "with the payments and payouts; the admin money page shows the "
+                             "last result and can ask for a check at once.",
 }
 
 

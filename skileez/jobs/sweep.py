@@ -32,6 +32,7 @@ HANDLER_MODULES = (
     "skileez.contracts.deadlines",
     "skileez.sessions.deadlines",
     "skileez.payments.deadlines",
+    "skileez.jobs.ledger_check",
 )
 
 

@@ -13,6 +13,7 @@ the viewer's zone with the zone named.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -120,7 +121,6 @@ def _figures(payment: Payment) -> LedgerFigures:
 def money_amounts(payment: Payment) -> MoneyAmounts:
     figures = _figures(payment)
     released = figures.released
-    held = figures.held if payment.paid_at else 0
     if released is not None:
         coach_share, fee = released
     else:
@@ -129,12 +129,17 @@ def money_amounts(payment: Payment) -> MoneyAmounts:
         coach_share = base - fee
     return MoneyAmounts(currency=payment.currency, price=payment.amount_minor,
                         paid=payment.amount_minor if payment.paid_at else 0,
-                        refunded=payment.refunded_minor, held=held,
+                        refunded=payment.refunded_minor,
+                        held=figures.held if payment.paid_at else 0,
                         coach_share=coach_share, fee=fee)
 
 
 def describe_money(payment: Payment, viewer, now: datetime | None = None) -> MoneyWords:
-    """Headline and sentence for this payment's money, as ``viewer`` should read it now."""
+    """Headline and sentence for this payment's money, as ``viewer`` should read it now.
+
+    A list page calls ``prefetch`` (or ``money_words_for``) first, so its rows' amounts
+    come from one query.
+    """
     now = now or clock.now()
     role = _role(payment, viewer)
     tz = getattr(viewer, "timezone", None) or "UTC"
@@ -232,3 +237,13 @@ def money_words(subject, viewer=None, now: datetime | None = None) -> MoneyWords
         payment = db.session.scalar(select(Payment).where(Payment.session_id == subject)) \
             if str(subject or "").isdigit() else None
     return describe_money(payment, viewer, now) if payment is not None else None
+
+
+def money_words_for(payments: Iterable[Payment], viewer, now: datetime | None = None
+                    ) -> dict[int, MoneyWords]:
+    """``describe_money`` for every payment of a list, with one query for all the amounts.
+
+    The payments should come with their session, people and refunds loaded."""
+    payments = list(payments)
+    prefetch(payments)
+    return {payment.id: describe_money(payment, viewer, now) for payment in payments}
