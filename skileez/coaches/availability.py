@@ -19,20 +19,27 @@ from skileez.policy import get_policy
 
 
 def blocking_intervals(coach_id: int, student_id: int | None = None,
-                       exclude_session_id: int | None = None) -> list[Interval]:
+                       exclude_session_id: int | None = None,
+                       within: Interval | None = None) -> list[Interval]:
     """Time the coach (or the student) is already busy, from whoever books it.
 
+    ``within`` keeps only what overlaps that span (None: everything still ahead), so a
+    week's page or one booking reads the sessions near it, not a popular coach's year.
     Sessions build on coaches, not the other way round, so sessions answer this
     through the event table (``skileez.sessions.listeners``) instead of being imported.
     """
     answers = announce("calendar_blocks", coach_id=coach_id, student_id=student_id,
-                       exclude_session_id=exclude_session_id)
+                       exclude_session_id=exclude_session_id, within=within)
     return [interval for answer in answers for interval in answer]
 
 
-def _engine_arguments(coach, duration: timedelta, student_id: int | None = None,
-                      exclude_session_id: int | None = None,
-                      ignore_notice: bool = False) -> dict:
+def calendar_arguments(coach, duration: timedelta, ignore_notice: bool = False) -> dict:
+    """What the slot engine needs besides the busy time: rules, time off and settings.
+
+    Nothing here is serialized by the coach's calendar lock (changing hours or time off
+    never takes it), so a booking reads these before taking the lock and only the busy
+    time under it (``busy_window``, ``open_starts``).
+    """
     profile = db.session.scalar(select(CoachProfile).where(CoachProfile.user_id == coach.id))
     rules = [WeeklyRule(rule.weekday, rule.start_minute, rule.end_minute)
              for rule in db.session.scalars(select(AvailabilityRule)
@@ -45,7 +52,6 @@ def _engine_arguments(coach, duration: timedelta, student_id: int | None = None,
         "rules": rules,
         "timezone": coach.timezone,
         "time_off": time_off,
-        "blocking": blocking_intervals(coach.id, student_id, exclude_session_id),
         "buffer": timedelta(minutes=profile.buffer_minutes if profile else 0),
         "notice": timedelta(0) if ignore_notice
         else timedelta(hours=profile.min_notice_hours if profile else 0),
@@ -54,6 +60,22 @@ def _engine_arguments(coach, duration: timedelta, student_id: int | None = None,
         "now": now,
         "step": get_policy().slot_step,
     }
+
+
+def busy_window(arguments: dict, range_start: datetime, range_end: datetime) -> Interval:
+    """The only time whose sessions can close a start in [range_start, range_end): a slot
+    starting there ends by range_end + duration, and keeps the buffer clear either side."""
+    margin = arguments["buffer"]
+    return Interval(range_start - margin, range_end + arguments["duration"] + margin)
+
+
+def open_starts(arguments: dict, blocking: list[Interval], range_start: datetime,
+                range_end: datetime) -> list[datetime]:
+    """Open starts in the range, given the calendar's arguments and its busy time there."""
+    if not arguments["rules"]:
+        return []
+    return open_slots(range_start=range_start, range_end=range_end, blocking=blocking,
+                      **arguments)
 
 
 def coach_open_slots(coach, duration: timedelta, range_start: datetime, range_end: datetime,
@@ -65,16 +87,18 @@ def coach_open_slots(coach, duration: timedelta, range_start: datetime, range_en
     ``ignore_notice`` drops the coach's minimum booking notice, which governs new
     bookings, not moving an agreed session (that has its own one-hour rule).
     """
-    arguments = _engine_arguments(coach, duration, student_id, exclude_session_id,
-                                  ignore_notice)
+    arguments = calendar_arguments(coach, duration, ignore_notice)
     if not arguments["rules"]:
         return []
-    return open_slots(range_start=range_start, range_end=range_end, **arguments)
+    blocking = blocking_intervals(coach.id, student_id, exclude_session_id,
+                                  within=busy_window(arguments, range_start, range_end))
+    return open_starts(arguments, blocking, range_start, range_end)
 
 
 def coach_next_open_slot(coach, duration: timedelta) -> datetime | None:
-    arguments = _engine_arguments(coach, duration)
+    arguments = calendar_arguments(coach, duration)
     if not arguments["rules"]:
         return None
     now = arguments["now"]
-    return next_open_slot(range_start=now, range_end=now + arguments["horizon"], **arguments)
+    return next_open_slot(range_start=now, range_end=now + arguments["horizon"],
+                          blocking=blocking_intervals(coach.id), **arguments)

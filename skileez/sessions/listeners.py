@@ -8,6 +8,6 @@ from skileez.sessions.operations import blocking_sessions
 
 
 @listen("calendar_blocks")
-def booked_time(*, coach_id: int, student_id: int | None,
-                exclude_session_id: int | None) -> list[Interval]:
-    return blocking_sessions(coach_id, student_id, exclude_session_id)
+def booked_time(*, coach_id: int, student_id: int | None, exclude_session_id: int | None,
+                within: Interval | None = None) -> list[Interval]:
+    return blocking_sessions(coach_id, student_id, exclude_session_id, within=within)
