@@ -28,11 +28,13 @@ that exactly as many sessions (and payments) were stored as bookings succeeded.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
 import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
@@ -330,6 +332,54 @@ def run_client(base: str, client: Client, start, results) -> None:
         start.abort()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU a live process has used (Linux ``/proc``), 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+class CpuMeter:
+    """CPU used by the gunicorn workers and by the database's backends for the bench
+    database: figures the other work on a shared machine does not change much, unlike
+    bookings per second (the backends are read from ``/proc``: PostgreSQL is local)."""
+
+    def __init__(self, url: URL):
+        self.url = url
+
+    def _backends(self) -> list[int]:
+        engine = create_engine(self.url)
+        with engine.connect() as sql:
+            pids = list(sql.scalars(text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()")))
+        engine.dispose()
+        return pids
+
+    def snapshot(self) -> dict[str, dict[int, float]]:
+        workers = [worker for master in _children(os.getpid()) for worker in _children(master)]
+        return {"app": {pid: _cpu_seconds(pid) for pid in workers},
+                "database": {pid: _cpu_seconds(pid) for pid in self._backends()}}
+
+    @staticmethod
+    def used(before: dict, after: dict) -> dict[str, float]:
+        return {kind: sum(seconds - before[kind].get(pid, 0.0)
+                          for pid, seconds in after[kind].items()) for kind in after}
+
+
 def measure(base: str, clients: list[Client]) -> tuple[float, list[float], int, int]:
     """Run the clients at once; (wall seconds, latencies, bookings, conflicts)."""
     context = multiprocessing.get_context("spawn")
@@ -389,7 +439,7 @@ def check_database(url: URL, coach_ids: list[int], before: int, booked: int) -> 
 
 
 def report(name: str, wall: float, latencies: list[float], booked: int, conflicts: int,
-           expected_conflicts: int) -> None:
+           expected_conflicts: int, cpu: dict[str, float]) -> None:
     rate = booked / wall
     p95 = support.percentile_ms(latencies, 95)
     expected = "as expected" if conflicts == expected_conflicts \
@@ -397,6 +447,9 @@ def report(name: str, wall: float, latencies: list[float], booked: int, conflict
     print(f"   {name}: {booked} bookings in {wall:.1f} s = {rate:.0f} bookings/s; "
           f"p50 {support.median_ms(latencies):.0f} ms, p95 {p95:.0f} ms, "
           f"max {max(latencies) * 1e3:.0f} ms; {conflicts} conflicts ({expected})")
+    attempts = len(latencies)
+    print(f"   {name}: CPU per attempt: app {cpu['app'] / attempts * 1e3:.1f} ms, "
+          f"database {cpu['database'] / attempts * 1e3:.1f} ms")
     support.record(name, f"{rate:.0f} bookings/s p95 {p95:.0f} ms")
 
 
@@ -421,10 +474,13 @@ def main() -> None:
           f"coach already has {CALENDAR_PAST + CALENDAR_FUTURE} sessions; gunicorn "
           f"{WORKERS} workers, {CLIENTS} client processes")
     before_many, before_one = live_sessions(url, many_coaches), live_sessions(url, one_coach)
+    meter = CpuMeter(url)
     with support.gunicorn(url, workers=WORKERS) as base:
-        wall, latencies, booked, conflicts = measure(base, many_clients)
-        report("booking many coaches", wall, latencies, booked, conflicts, 0)
-        check_database(url, many_coaches, before_many, booked)
-        wall, latencies, booked, conflicts = measure(base, one_clients)
-        report("booking one coach", wall, latencies, booked, conflicts, SHARED_SLOTS)
-        check_database(url, one_coach, before_one, booked)
+        for name, clients, coach_ids, before, expected in (
+                ("booking many coaches", many_clients, many_coaches, before_many, 0),
+                ("booking one coach", one_clients, one_coach, before_one, SHARED_SLOTS)):
+            cpu_before = meter.snapshot()
+            wall, latencies, booked, conflicts = measure(base, clients)
+            report(name, wall, latencies, booked, conflicts, expected,
+                   meter.used(cpu_before, meter.snapshot()))
+            check_database(url, coach_ids, before, booked)

@@ -47,18 +47,19 @@ def book(student, contract_id: int, starts_at: datetime) -> Session:
     """Create a session awaiting payment, holding the slot for the policy's payment hold.
 
     Three layers keep two people from getting one slot: the slot is re-checked
-    against the live calendar; the write is serialized (SQLite) or the contract
-    row and the coach's calendar are locked (PostgreSQL) so the count of booked
-    sessions and the check cannot be raced; and the database refuses an overlapping
-    insert (exclusion constraints on PostgreSQL, the serialized transaction on
-    SQLite). Whoever loses sees ``SLOT_TAKEN`` and nothing is created. On SQLite the
-    caller runs this in a serialized transaction
+    against the live calendar; the contract row is locked (PostgreSQL) or the write
+    serialized (SQLite) so the count of booked places cannot be raced; and the
+    database refuses an overlapping insert (exclusion constraints on PostgreSQL, the
+    serialized transaction on SQLite). Whoever loses sees ``SLOT_TAKEN`` and nothing
+    is created. On SQLite the caller runs this in a serialized transaction
     (``core.unit_of_work.transaction(serialized=True)``).
 
-    Every booking of one coach waits for the calendar lock, so what is read under it
-    is only what the lock protects (the sessions, and only those near the new one);
-    the coach's hours, time off and settings are read before it. A refused insert is
-    not wrapped in a savepoint: ``Conflict`` ends the unit of work, which rolls back.
+    Every booking of one coach waits for that coach's calendar lock, so it is taken
+    last, just before the insert: it is there so that racing inserts queue instead of
+    deadlocking inside the exclusion constraints (``lock_coach_calendar``), not to
+    make the re-check exact, which the constraints already are. Under it run only
+    the inserts and the commit. A refused insert is not wrapped in a savepoint:
+    ``Conflict`` ends the unit of work, which rolls everything back.
     """
     contract = db.session.get(Contract, contract_id)
     if contract is None or contract.student_id != student.id:
@@ -71,7 +72,6 @@ def book(student, contract_id: int, starts_at: datetime) -> Session:
         raise Conflict(f"This contract is {status}; no more sessions can be booked.")
     duration = timedelta(minutes=contract.duration_minutes)
     calendar = calendar_arguments(contract.coach, duration)
-    lock_coach_calendar(contract.coach_id)
     # Holds that ran out free their calendar time and their place in the contract first.
     expire_stale_holds(coach_id=contract.coach_id, student_id=student.id)
     taken, last_number = _places_taken_and_last_number(contract.id)
@@ -83,6 +83,7 @@ def book(student, contract_id: int, starts_at: datetime) -> Session:
     if starts_at not in open_starts(calendar, blocking, starts_at, end_of_check):
         raise Conflict(SLOT_TAKEN)
     now = clock.now()
+    lock_coach_calendar(contract.coach_id)
     session = Session(contract_id=contract.id, number=last_number + 1,
                       coach_id=contract.coach_id, student_id=student.id, starts_at=starts_at,
                       ends_at=starts_at + duration,
