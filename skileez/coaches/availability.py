@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from skileez import clock
+from skileez.auth.models import User
 from skileez.coaches.models import AvailabilityRule, CoachProfile, TimeOff
 from skileez.coaches.slots import Interval, WeeklyRule, next_open_slot, open_slots
 from skileez.core.events import announce
@@ -40,22 +41,33 @@ def calendar_arguments(coach, duration: timedelta, ignore_notice: bool = False) 
     never takes it), so a booking reads these before taking the lock and only the busy
     time under it (``busy_window``, ``open_starts``).
     """
-    profile = db.session.scalar(select(CoachProfile).where(CoachProfile.user_id == coach.id))
-    rules = [WeeklyRule(rule.weekday, rule.start_minute, rule.end_minute)
-             for rule in db.session.scalars(select(AvailabilityRule)
-                                            .where(AvailabilityRule.coach_id == coach.id))]
+    # The settings and the weekly hours in one statement (a row per rule, or one row of
+    # NULL hours), from the coach's own row so a coach without a profile still has hours.
+    rows = db.session.execute(
+        select(CoachProfile.buffer_minutes, CoachProfile.min_notice_hours,
+               CoachProfile.horizon_days, AvailabilityRule.weekday,
+               AvailabilityRule.start_minute, AvailabilityRule.end_minute)
+        .select_from(User)
+        .outerjoin(CoachProfile, CoachProfile.user_id == User.id)
+        .outerjoin(AvailabilityRule, AvailabilityRule.coach_id == User.id)
+        .where(User.id == coach.id)).all()
+    settings = rows[0] if rows else None
+    rules = [WeeklyRule(row.weekday, row.start_minute, row.end_minute)
+             for row in rows if row.weekday is not None]
     now = clock.now()
-    time_off = [Interval(item.starts_at, item.ends_at)
-                for item in db.session.scalars(select(TimeOff).where(
-                    TimeOff.coach_id == coach.id, TimeOff.ends_at > now))]
+    time_off = [Interval(starts_at, ends_at) for starts_at, ends_at in db.session.execute(
+        select(TimeOff.starts_at, TimeOff.ends_at).where(TimeOff.coach_id == coach.id,
+                                                         TimeOff.ends_at > now))]
+    # A coach without a profile row yet: no buffer, no notice, a 60-day horizon.
+    buffer, notice, horizon = ((0, 0, 60) if settings is None or settings.horizon_days is None
+                               else settings[:3])
     return {
         "rules": rules,
         "timezone": coach.timezone,
         "time_off": time_off,
-        "buffer": timedelta(minutes=profile.buffer_minutes if profile else 0),
-        "notice": timedelta(0) if ignore_notice
-        else timedelta(hours=profile.min_notice_hours if profile else 0),
-        "horizon": timedelta(days=profile.horizon_days if profile else 60),
+        "buffer": timedelta(minutes=buffer),
+        "notice": timedelta(0) if ignore_notice else timedelta(hours=notice),
+        "horizon": timedelta(days=horizon),
         "duration": duration,
         "now": now,
         "step": get_policy().slot_step,
