@@ -45,8 +45,12 @@ SUMMARY = ("booking many coaches", "booking one coach")
 
 CLIENTS = 8
 # Sync gunicorn workers on this 2-core machine, which the 8 client processes and
-# PostgreSQL share: see the report of the run for 2, 3 and 4 measured side by side.
-WORKERS = 3
+# PostgreSQL share. A booking spends about 12 ms of CPU in the app and 6-8 ms waiting on
+# the database (13 round trips, the commit's fsync), so one worker per core leaves a core
+# idle while its worker waits; two per core keep both busy without a queue of context
+# switches. Measured side by side (13:59 UTC, load 3-6 from other work): 2 workers 34/s
+# many coaches and 39/s one coach, 3 workers 60/s and 22/s, 4 workers 58/s and 75/s.
+WORKERS = 4
 ATTEMPTS_MANY = 60  # per client, each with its own coach
 ATTEMPTS_ONE = 40  # per client, all on the one coach
 # Each shared slot is aimed at by two clients: 16 × 2 = 32 of 320 attempts (10%).
