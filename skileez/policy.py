@@ -66,6 +66,9 @@ class Policy:
     slot_step: timedelta = _minutes(30)
     # Not in SPEC's table: how many due rows each deadline handler acts on per sweep.
     sweep_batch: int = 200
+    # Not in SPEC's table: how far back and ahead a private calendar feed reaches.
+    calendar_feed_past: timedelta = timedelta(days=90)
+    calendar_feed_ahead: timedelta = timedelta(days=365)
 
     def offering_price_bounds(self, currency: str) -> tuple[int, int]:
         """(lowest, highest) price in the currency's major unit."""

@@ -74,6 +74,10 @@ MEANINGS: dict[str, str] = {
                  "hours rule.",
     "sweep_batch": "Most due rows one deadline handler acts on per sweep; a backlog is worked "
                    "off a batch per run, so no transaction stays open over all of it.",
+    "calendar_feed_past": "A private calendar feed lists sessions that started at most this "
+                          "long ago.",
+    "calendar_feed_ahead": "A private calendar feed lists sessions starting at most this far "
+                           "ahead.",
 }
 
 

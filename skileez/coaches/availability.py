@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from skileez import clock
-from skileez.auth.models import User
 from skileez.coaches.models import AvailabilityRule, CoachProfile, TimeOff
 from skileez.coaches.slots import Interval, WeeklyRule, next_open_slot, open_slots
 from skileez.core.events import announce
@@ -34,44 +33,54 @@ def blocking_intervals(coach_id: int, student_id: int | None = None,
     return [interval for answer in answers for interval in answer]
 
 
+def _settings(coach_ids: list[int], profiles: dict | None = None) -> tuple[dict, dict, dict]:
+    """Profiles (unless given), weekly rules and coming time off of these coaches: three
+    queries for any number of coaches (the directory asks for a page of them at once)."""
+    if profiles is None:
+        profiles = {profile.user_id: profile for profile in db.session.scalars(
+            select(CoachProfile).where(CoachProfile.user_id.in_(coach_ids)))}
+    rules: dict[int, list[WeeklyRule]] = {coach_id: [] for coach_id in coach_ids}
+    for rule in db.session.scalars(select(AvailabilityRule)
+                                   .where(AvailabilityRule.coach_id.in_(coach_ids))):
+        rules[rule.coach_id].append(WeeklyRule(rule.weekday, rule.start_minute,
+                                               rule.end_minute))
+    time_off: dict[int, list[Interval]] = {coach_id: [] for coach_id in coach_ids}
+    for item in db.session.scalars(select(TimeOff).where(
+            TimeOff.coach_id.in_(coach_ids), TimeOff.ends_at > clock.now())):
+        time_off[item.coach_id].append(Interval(item.starts_at, item.ends_at))
+    return profiles, rules, time_off
+
+
+def _arguments(coach, settings: tuple[dict, dict, dict], duration: timedelta,
+               ignore_notice: bool = False) -> dict:
+    """The slot engine's arguments for one coach, all but the busy time (``blocking``)."""
+    profiles, rules, time_off = settings
+    profile = profiles.get(coach.id)
+    return {
+        "rules": rules[coach.id],
+        "timezone": coach.timezone,
+        "time_off": time_off[coach.id],
+        "buffer": timedelta(minutes=profile.buffer_minutes if profile else 0),
+        "notice": timedelta(0) if ignore_notice
+        else timedelta(hours=profile.min_notice_hours if profile else 0),
+        "horizon": timedelta(days=profile.horizon_days if profile else 60),
+        "duration": duration,
+        "now": clock.now(),
+        "step": get_policy().slot_step,
+    }
+
+
 def calendar_arguments(coach, duration: timedelta, ignore_notice: bool = False) -> dict:
     """What the slot engine needs besides the busy time: rules, time off and settings.
 
     Nothing here is serialized by the coach's calendar lock (changing hours or time off
-    never takes it), so a booking reads these before taking the lock and only the busy
-    time under it (``busy_window``, ``open_starts``).
+    never takes it), so a booking reads these before taking the lock and asks for the
+    busy time separately (``busy_window``, ``open_starts``).
     """
-    # The settings and the weekly hours in one statement (a row per rule, or one row of
-    # NULL hours), from the coach's own row so a coach without a profile still has hours.
-    rows = db.session.execute(
-        select(CoachProfile.buffer_minutes, CoachProfile.min_notice_hours,
-               CoachProfile.horizon_days, AvailabilityRule.weekday,
-               AvailabilityRule.start_minute, AvailabilityRule.end_minute)
-        .select_from(User)
-        .outerjoin(CoachProfile, CoachProfile.user_id == User.id)
-        .outerjoin(AvailabilityRule, AvailabilityRule.coach_id == User.id)
-        .where(User.id == coach.id)).all()
-    settings = rows[0] if rows else None
-    rules = [WeeklyRule(row.weekday, row.start_minute, row.end_minute)
-             for row in rows if row.weekday is not None]
-    now = clock.now()
-    time_off = [Interval(starts_at, ends_at) for starts_at, ends_at in db.session.execute(
-        select(TimeOff.starts_at, TimeOff.ends_at).where(TimeOff.coach_id == coach.id,
-                                                         TimeOff.ends_at > now))]
-    # A coach without a profile row yet: no buffer, no notice, a 60-day horizon.
-    buffer, notice, horizon = ((0, 0, 60) if settings is None or settings.horizon_days is None
-                               else settings[:3])
-    return {
-        "rules": rules,
-        "timezone": coach.timezone,
-        "time_off": time_off,
-        "buffer": timedelta(minutes=buffer),
-        "notice": timedelta(0) if ignore_notice else timedelta(hours=notice),
-        "horizon": timedelta(days=horizon),
-        "duration": duration,
-        "now": now,
-        "step": get_policy().slot_step,
-    }
+    # A page that loaded the coach with its profile has it already: not read again.
+    loaded = "coach_profile" not in inspect(coach).unloaded
+    profiles = {coach.id: coach.coach_profile} if loaded else None
+    return _arguments(coach, _settings([coach.id], profiles), duration, ignore_notice)
 
 
 def busy_window(arguments: dict, range_start: datetime, range_end: datetime) -> Interval:
@@ -114,3 +123,27 @@ def coach_next_open_slot(coach, duration: timedelta) -> datetime | None:
     now = arguments["now"]
     return next_open_slot(range_start=now, range_end=now + arguments["horizon"],
                           blocking=blocking_intervals(coach.id), **arguments)
+
+
+def coaches_next_open_slots(durations: dict) -> dict[int, datetime | None]:
+    """``coach_next_open_slot`` for many coaches (``{coach: duration}``) in a fixed number
+    of queries, whatever their number: the directory shows a page of them."""
+    coaches = list(durations)
+    ids = [coach.id for coach in coaches]
+    if not ids:
+        return {}
+    # The directory loads each coach's profile with the page: not read a second time.
+    settings = _settings(ids, {coach.id: coach.coach_profile for coach in coaches})
+    answers = announce("calendar_blocks_of_coaches", coach_ids=ids)
+    blocking: dict[int, list[Interval]] = {coach_id: [] for coach_id in ids}
+    for answer in answers:
+        for coach_id, intervals in answer.items():
+            blocking[coach_id].extend(intervals)
+    found = {}
+    for coach in coaches:
+        arguments = _arguments(coach, settings, durations[coach])
+        now = arguments["now"]
+        found[coach.id] = next_open_slot(range_start=now, range_end=now + arguments["horizon"],
+                                         blocking=blocking[coach.id],
+                                         **arguments) if arguments["rules"] else None
+    return found

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from flask import g, has_app_context
+from sqlalchemy import and_, or_, select
 
 from skileez import clock
 from skileez.core.money import format_money, share
@@ -60,33 +61,66 @@ def _role(payment: Payment, viewer) -> str:
     return "admin"
 
 
-def _released_split(payment: Payment) -> tuple[int, int] | None:
-    """(coach share, fee) as posted by the release, or None if nothing was released."""
-    rows = db.session.execute(
-        select(LedgerEntry.account, LedgerEntry.amount_minor)
-        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
-        .where(LedgerTransaction.payment_id == payment.id, LedgerTransaction.kind == "release",
-               LedgerEntry.account.in_(("coach_payable", "platform_revenue")))).all()
-    if not rows:
-        return None
-    posted = dict.fromkeys(("coach_payable", "platform_revenue"), 0)
-    for account, amount in rows:
-        posted[account] += amount
-    return posted["coach_payable"], posted["platform_revenue"]
+@dataclass(frozen=True)
+class LedgerFigures:
+    """What the ledger says about one payment: escrow's balance and the release's split."""
+
+    held: int = 0
+    released: tuple[int, int] | None = None  # (coach share, fee) once released
 
 
-def _held_in_escrow(payment: Payment) -> int:
-    """What escrow holds for this payment, by its ledger postings."""
-    total = db.session.scalar(
-        select(db.func.coalesce(db.func.sum(LedgerEntry.amount_minor), 0))
-        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
-        .where(LedgerTransaction.payment_id == payment.id, LedgerEntry.account == "escrow"))
-    return int(total or 0)
+def _ledger_statement(payment_ids):
+    """Escrow balances and release postings of these payments, in one grouped query."""
+    return (select(LedgerTransaction.payment_id, LedgerTransaction.kind, LedgerEntry.account,
+                   db.func.sum(LedgerEntry.amount_minor))
+            .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
+            .where(LedgerTransaction.payment_id.in_(payment_ids),
+                   or_(LedgerEntry.account == "escrow",
+                       and_(LedgerTransaction.kind == "release",
+                            LedgerEntry.account.in_(("coach_payable", "platform_revenue")))))
+            .group_by(LedgerTransaction.payment_id, LedgerTransaction.kind,
+                      LedgerEntry.account))
+
+
+def ledger_figures(payment_ids) -> dict[int, LedgerFigures]:
+    """The ledger's figures for each of these payments, from one query whatever their number."""
+    held: dict[int, int] = {}
+    released: dict[int, dict[str, int]] = {}
+    for payment_id, kind, account, total in db.session.execute(
+            _ledger_statement(list(payment_ids))):
+        if account == "escrow":
+            held[payment_id] = held.get(payment_id, 0) + int(total or 0)
+        if kind == "release" and account != "escrow":
+            released.setdefault(payment_id, dict.fromkeys(
+                ("coach_payable", "platform_revenue"), 0))[account] += int(total or 0)
+    return {payment_id: LedgerFigures(
+        held=held.get(payment_id, 0),
+        released=(released[payment_id]["coach_payable"],
+                  released[payment_id]["platform_revenue"])
+        if payment_id in released else None) for payment_id in payment_ids}
+
+
+_PREFETCHED = "_money_ledger_figures"
+
+
+def prefetch(payments) -> None:
+    """Read the ledger for every payment a list page shows in one query, instead of one
+    per row when each row's ``money_words`` is asked; kept for this request only."""
+    ids = [payment.id for payment in payments]
+    if ids and has_app_context():
+        g.setdefault(_PREFETCHED, {}).update(ledger_figures(ids))
+
+
+def _figures(payment: Payment) -> LedgerFigures:
+    """Prefetched by the page's list if it did, else read for this payment alone."""
+    cached = g.get(_PREFETCHED, {}).get(payment.id) if has_app_context() else None
+    return cached if cached is not None else ledger_figures([payment.id])[payment.id]
 
 
 def money_amounts(payment: Payment) -> MoneyAmounts:
-    released = _released_split(payment)
-    held = _held_in_escrow(payment) if payment.paid_at else 0
+    figures = _figures(payment)
+    released = figures.released
+    held = figures.held if payment.paid_at else 0
     if released is not None:
         coach_share, fee = released
     else:

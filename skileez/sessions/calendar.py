@@ -20,7 +20,9 @@ from sqlalchemy.orm import selectinload
 
 from skileez import clock
 from skileez.auth.models import User
+from skileez.contracts.models import Contract
 from skileez.extensions import db
+from skileez.policy import get_policy
 from skileez.sessions import lifecycle
 from skileez.sessions.models import Session
 
@@ -64,15 +66,21 @@ def user_for_token(token: str) -> User | None:
 
 
 def feed_sessions(user: User) -> list[Session]:
-    """Sessions for the feed: those still ahead or running, and recently completed ones."""
-    since = clock.now() - RECENT_COMPLETED
+    """Sessions for the feed: those still ahead or running, and recently completed ones,
+    within the policy's horizon (a feed of every session ever booked grows without end)."""
+    now = clock.now()
+    policy = get_policy()
+    since = now - RECENT_COMPLETED
     return list(db.session.scalars(
         select(Session)
         .where(or_(Session.student_id == user.id, Session.coach_id == user.id),
+               Session.starts_at >= now - policy.calendar_feed_past,
+               Session.starts_at <= now + policy.calendar_feed_ahead,
                or_(Session.status.in_(FEED_STATUSES),
                    and_(Session.status == "completed", Session.starts_at >= since)))
-        .options(selectinload(Session.contract), selectinload(Session.coach),
-                 selectinload(Session.student))
+        # "Session 3 of 5" counts the contract's sessions: loaded with the feed.
+        .options(selectinload(Session.contract).selectinload(Contract.sessions),
+                 selectinload(Session.coach), selectinload(Session.student))
         .order_by(Session.starts_at, Session.id)))
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from skileez.coaches.slots import Interval
 from skileez.core.events import listen
-from skileez.sessions.operations import blocking_sessions
+from skileez.sessions.operations import blocking_sessions, blocking_sessions_of_coaches
+
+
+@listen("calendar_blocks_of_coaches")
+def booked_time_of_coaches(*, coach_ids: list[int]) -> dict[int, list[Interval]]:
+    return blocking_sessions_of_coaches(coach_ids)
 
 
 @listen("calendar_blocks")

@@ -138,12 +138,19 @@ def expire_stale_holds(*, coach_id: int | None = None, student_id: int | None = 
                            .order_by(Session.hold_expires_at)), expire_hold)
 
 
+def _still_blocking() -> list:
+    """Sessions that keep their time busy now: live ones, not an unpaid hold that ran out
+    (even before the sweep sees it), and not long over."""
+    now = clock.now()
+    return [Session.ends_at > now - timedelta(days=1), Session.status.not_in(RELEASED_STATUSES),
+            or_(Session.status != "pending_payment", Session.hold_expires_at > now)]
+
+
 def blocking_sessions(coach_id: int, student_id: int | None,
                       exclude_session_id: int | None = None,
                       within: Interval | None = None) -> list:
     """Busy intervals for the slot engine: the coach's and the student's live sessions,
     those overlapping ``within`` only when it is given."""
-    now = clock.now()
     people = [Session.coach_id == coach_id]
     if student_id is not None:
         people.append(Session.student_id == student_id)
@@ -157,12 +164,18 @@ def blocking_sessions(coach_id: int, student_id: int | None,
                        Session.starts_at > within.start - timedelta(days=1)]
     rows = db.session.execute(
         select(Session.starts_at, Session.ends_at).where(
-            or_(*people), Session.ends_at > now - timedelta(days=1), *conditions,
-            Session.status.not_in(RELEASED_STATUSES),
-            # An unpaid hold that ran out no longer blocks, even before the sweep sees it.
-            or_(Session.status != "pending_payment", Session.hold_expires_at > now))
-    ).all()
+            or_(*people), *conditions, *_still_blocking())).all()
     return [Interval(start, end) for start, end in rows]
+
+
+def blocking_sessions_of_coaches(coach_ids: list[int]) -> dict[int, list]:
+    """``blocking_sessions`` of many coaches in one query, by coach."""
+    found: dict[int, list] = {coach_id: [] for coach_id in coach_ids}
+    for coach_id, start, end in db.session.execute(
+            select(Session.coach_id, Session.starts_at, Session.ends_at).where(
+                Session.coach_id.in_(coach_ids), *_still_blocking())):
+        found[coach_id].append(Interval(start, end))
+    return found
 
 
 # --- the life cycle after payment ------------------------------------------------------

@@ -7,9 +7,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from flask import abort, make_response, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 
 from skileez import clock
+from skileez.auth.models import User
 from skileez.coaches.availability import coach_next_open_slot, coach_open_slots
 from skileez.coaches.operations import profile_for
 from skileez.contracts.models import Contract
@@ -46,9 +47,17 @@ def session_history(session: Session) -> list[AuditEvent]:
         .order_by(AuditEvent.created_at, AuditEvent.id)))
 
 
+# What the session page shows besides the session, loaded with it.
+SESSION_PAGE_LOADS = (joinedload(Session.contract), joinedload(Session.payment),
+                      joinedload(Session.coach).joinedload(User.coach_profile),
+                      joinedload(Session.student),
+                      # A session has a few of each: joined, not one more query apiece.
+                      joinedload(Session.reschedule_requests), joinedload(Session.ratings))
+
+
 @bp.get("/<int:session_id>")
 def detail(session_id: int):
-    session = participant_session(session_id)
+    session = participant_session(session_id, options=SESSION_PAGE_LOADS)
     return render_template("sessions/detail.html", session=session,
                            history=session_history(session), policy=get_policy())
 
@@ -56,9 +65,14 @@ def detail(session_id: int):
 # --- booking --------------------------------------------------------------------------
 
 def _student_contract(contract_id: int) -> Contract:
-    # The coach comes in the same statement: both booking pages name them, and booking
-    # reads their time zone.
-    contract = db.session.get(Contract, contract_id, options=[joinedload(Contract.coach)])
+    # The coach with their profile (notice, horizon, buffer) come with the contract: the
+    # booking pages and the slot engine read both. The contract's sessions (places taken)
+    # too when a page will be shown; a booking POST leaves them to ``operations.book``,
+    # which counts places under the contract's row lock.
+    loads = [joinedload(Contract.coach).joinedload(User.coach_profile)]
+    if request.method == "GET":
+        loads.append(selectinload(Contract.sessions))
+    contract = db.session.get(Contract, contract_id, options=loads)
     if contract is None or not contract.is_participant(current_user):
         abort(404)
     if current_user.id != contract.student_id:
@@ -89,7 +103,8 @@ def _week_start(text: str | None, tz: str, last: date | None = None) -> date:
 def book(contract_id: int):
     contract = _student_contract(contract_id)
     tz = current_user.timezone
-    horizon_end = clock.now() + timedelta(days=profile_for(contract.coach).horizon_days)
+    profile = contract.coach.coach_profile or profile_for(contract.coach)
+    horizon_end = clock.now() + timedelta(days=profile.horizon_days)
     can_book = contract.can_book(current_user)
     if not can_book:
         # Every place is taken (or the contract ended): say so, and offer no times.
@@ -178,8 +193,8 @@ def _booking_state(contract, starts_at: datetime, refusal: str | None = None) ->
 def confirm(contract_id: int):
     """The confirmation page, and booking from it.
 
-    A POST goes straight to ``operations.book``, which decides under the coach's
-    calendar lock whether the time and a place are still free; what the page says
+    A POST goes straight to ``operations.book``, which decides under its locks whether
+    the time and a place are still free; what the page says
     about it (held already, fully booked) is worked out only when a page is shown.
     """
     contract = _student_contract(contract_id)
