@@ -22,12 +22,12 @@ from tests.conftest import Client
 THU_10_BERLIN = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
 
 # A successful booking POST, from the sign-in lookup to the last insert (the commit is
-# not a statement). PostgreSQL: user, contract with its coach, contract status FOR UPDATE,
-# weekly hours, time off (the coach's profile came with the contract), stale holds, places taken and last number, the
-# sessions near the new one, the calendar lock, and the session, its payment and their
-# two audit rows. SQLite has no lock statement, but its serialized write begins with
-# BEGIN IMMEDIATE after ending the read transaction, so the contract and coach are read
-# again.
+# not a statement). PostgreSQL: user, contract with its coach and their profile, contract
+# status FOR UPDATE, weekly hours, time off, stale holds, places taken and last number,
+# the sessions near the new one, the calendar lock, and the session, its payment and
+# their two audit rows. SQLite has no lock statement, but its serialized write begins
+# with BEGIN IMMEDIATE after ending the read transaction, so the contract and coach are
+# read again.
 STATEMENTS = {"postgresql": 13, "sqlite": 15}
 UNDER_THE_CALENDAR_LOCK = ["INSERT INTO sessions", "INSERT INTO audit_events",
                            "INSERT INTO payments", "INSERT INTO audit_events"]
