@@ -17,12 +17,16 @@ CSRF token, as ``hx-headers`` on ``<body>``), then for every time it picks posts
 confirmation form (``csrf_token`` and the hidden ``starts_at``) and takes the 303 to the
 payment page as its answer. The redirect is not followed: paying is not booking.
 
-The database is ``skileez_bench_booking``, made afresh: the migrations, then a background
-of other coaches, students, contracts, sessions, payments and audit rows in plain SQL
-(``background``), then the bench's own coaches, students and contracts through the real
-operations, each bench coach with a calendar already holding sessions before and after
-the weeks being booked. Afterwards SQL checks that no coach's live sessions overlap and
-that exactly as many sessions (and payments) were stored as bookings succeeded.
+The database is ``skileez_bench_booking``, a fresh copy of the generated "large" data set
+(``bench/dataset.py``: 200 coaches, 2,000 students, tens of thousands of sessions,
+payments, ledger entries and audit rows), then the bench's own coaches, students and
+contracts through the real operations, each bench coach with a calendar already holding
+sessions before and after the weeks being booked (plain SQL, ``busy_calendars``).
+Afterwards SQL checks that no coach's live sessions overlap and that exactly as many
+sessions (and payments) were stored as bookings succeeded.
+
+Besides bookings per second (which other work on a shared machine moves a lot), it prints
+the CPU the app and the database spent per attempt, which that work moves much less.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
-from bench import support
+from bench import dataset, support
 
 SUMMARY = ("booking many coaches", "booking one coach")
 
@@ -59,10 +63,6 @@ DURATION_MINUTES = 30  # on the 30-minute grid, so neighbouring slots never over
 CONTRACT_SESSIONS = 50  # the policy's maximum per proposal
 SEED = 20261122  # fixed: the same plan of attempts on every run
 BOOKING_DAYS = 28  # the weeks being booked, from tomorrow
-# The background: as in issue 10's large data set.
-BACKGROUND_COACHES = 200
-BACKGROUND_STUDENTS = 2000
-BACKGROUND_SESSIONS_PER_CONTRACT = 25  # 2,000 contracts → 50,000 sessions
 # Sessions already on each bench coach's calendar, outside the weeks being booked.
 CALENDAR_PAST = 400
 CALENDAR_FUTURE = 200
@@ -71,101 +71,9 @@ LIVE = "status NOT IN ('cancelled', 'expired', 'missed')"
 
 
 def database() -> URL:
-    """The database the bench books in, holding the large data set before the bench's own
-    people are added. One line to change once ``bench/dataset.py`` exists:
-    ``return dataset.copy_of("large", "booking")``."""
-    url = support.bench_database("booking", fresh=True)
-    support.build_app(url)
-    background(url)
-    return url
-
-
-def background(url: URL) -> None:
-    """Other coaches' business, in plain SQL: what a booking's statements search through.
-
-    200 coaches (weekday hours, one offering), 2,000 students with one contract each, 25
-    sessions per contract spread over 200 days around today (past ones completed with a
-    released payment, future ones scheduled and paid), one payment and one audit row per
-    session. Nobody's sessions overlap, so the exclusion constraints accept every row.
-    """
-    engine = create_engine(url)
-    now = "now()"
-    with engine.begin() as sql:
-        sql.execute(text(f"""
-            INSERT INTO users (email, name, password_hash, role, timezone, status,
-                               session_token, created_at, updated_at)
-            SELECT 'bg-coach' || n || '@bench.example', 'Background Coach ' || n, 'x', 'coach',
-                   'Europe/Berlin', 'active', md5('coach' || n), {now}, {now}
-            FROM generate_series(1, {BACKGROUND_COACHES}) n;
-            INSERT INTO users (email, name, password_hash, role, timezone, status,
-                               session_token, created_at, updated_at)
-            SELECT 'bg-student' || n || '@bench.example', 'Background Student ' || n, 'x',
-                   'student', 'Europe/Madrid', 'active', md5('student' || n), {now}, {now}
-            FROM generate_series(1, {BACKGROUND_STUDENTS}) n;
-            CREATE TEMP TABLE bg_coach AS
-              SELECT id, row_number() OVER (ORDER BY id) - 1 AS k FROM users
-              WHERE email LIKE 'bg-coach%';
-            CREATE TEMP TABLE bg_student AS
-              SELECT id, row_number() OVER (ORDER BY id) - 1 AS k FROM users
-              WHERE email LIKE 'bg-student%';
-            INSERT INTO coach_profiles (user_id, headline, bio, buffer_minutes,
-                                        min_notice_hours, horizon_days, rating_count,
-                                        updated_at, payouts_enabled)
-            SELECT id, 'Background', '', 0, 0, 365, 0, {now}, false FROM bg_coach;
-            INSERT INTO availability_rules (coach_id, weekday, start_minute, end_minute)
-            SELECT id, d, 540, 1020 FROM bg_coach, generate_series(0, 4) d;
-            INSERT INTO offerings (coach_id, title, description, duration_minutes,
-                                   price_minor, currency, status, created_at, updated_at)
-            SELECT id, 'Background lesson', '', 60, 4000, 'EUR', 'active', {now}, {now}
-            FROM bg_coach;
-            INSERT INTO proposals (student_id, coach_id, offering_id, sessions_count, message,
-                                   status, expires_at, decided_at, created_at, updated_at)
-            SELECT s.id, c.id, o.id, 50, '', 'accepted', {now}, {now}, {now}, {now}
-            FROM bg_student s JOIN bg_coach c ON c.k = s.k % {BACKGROUND_COACHES}
-            JOIN offerings o ON o.coach_id = c.id;
-            INSERT INTO contracts (proposal_id, student_id, coach_id, offering_id, title,
-                                   duration_minutes, price_minor, currency, total_sessions,
-                                   status, created_at, updated_at)
-            SELECT p.id, p.student_id, p.coach_id, p.offering_id, 'Background lesson', 60,
-                   4000, 'EUR', 50, 'active', {now}, {now}
-            FROM proposals p JOIN bg_student s ON s.id = p.student_id;
-        """))
-        # A coach's students take turns: slot j of the coach is contract (j mod 10)'s.
-        per_coach = BACKGROUND_STUDENTS // BACKGROUND_COACHES
-        sql.execute(text(f"""
-            INSERT INTO sessions (contract_id, number, coach_id, student_id, starts_at,
-                                  ends_at, coach_block_end, status, meeting_room,
-                                  completed_at, created_at, updated_at, confirmed_by_coach,
-                                  late)
-            SELECT ct.id, n + 1, ct.coach_id, ct.student_id, t.starts_at,
-                   t.starts_at + interval '1 hour', t.starts_at + interval '1 hour',
-                   CASE WHEN t.starts_at < {now} THEN 'completed' ELSE 'scheduled' END,
-                   md5(random()::text || ct.id || '-' || n),
-                   CASE WHEN t.starts_at < {now} THEN t.starts_at + interval '1 hour' END,
-                   {now}, {now}, false, false
-            FROM contracts ct JOIN bg_student s ON s.id = ct.student_id,
-                 generate_series(0, {BACKGROUND_SESSIONS_PER_CONTRACT - 1}) n,
-                 LATERAL (SELECT date_trunc('hour', {now}) - interval '100 days'
-                          + ((n * {per_coach} + s.k / {BACKGROUND_COACHES})
-                             * interval '19 hours') AS starts_at) t;
-            INSERT INTO payments (session_id, student_id, coach_id, amount_minor, currency,
-                                  fee_minor, coach_net_minor, refunded_minor, status, gateway,
-                                  payment_intent_id, paid_at, release_at, released_at,
-                                  created_at, updated_at)
-            SELECT id, student_id, coach_id, 4000, 'EUR', 400, 3600, 0,
-                   CASE WHEN status = 'completed' THEN 'released' ELSE 'held' END, 'test',
-                   'pi_bg_' || id, created_at,
-                   CASE WHEN status = 'completed' THEN ends_at + interval '1 day' END,
-                   CASE WHEN status = 'completed' THEN ends_at + interval '1 day' END,
-                   {now}, {now}
-            FROM sessions;
-            INSERT INTO audit_events (actor_id, object_type, object_id, field, from_state,
-                                      to_state, reason, created_at)
-            SELECT student_id, 'sessions', id, 'status', NULL, 'pending_payment', 'booked',
-                   created_at FROM sessions;
-        """))
-        sql.execute(text("ANALYZE"))
-    engine.dispose()
+    """The database the bench books in: a fresh copy of the generated "large" data set
+    (``bench/dataset.py``), before the bench's own people are added."""
+    return dataset.copy_of("large", "booking")
 
 
 @dataclass
@@ -407,6 +315,14 @@ def measure(base: str, clients: list[Client]) -> tuple[float, list[float], int, 
     return wall, latencies, statuses.count(303), statuses.count(409)
 
 
+def table_rows(url: URL, table: str) -> int:
+    engine = create_engine(url)
+    with engine.connect() as sql:
+        count = sql.scalar(text(f"SELECT count(*) FROM {table}"))
+    engine.dispose()
+    return count
+
+
 def live_sessions(url: URL, coach_ids: list[int]) -> int:
     engine = create_engine(url)
     with engine.connect() as sql:
@@ -473,10 +389,10 @@ def main() -> None:
     one_clients = [Client(person["email"], person["contract_ids"],
                           [slot.isoformat() for slot in plan])
                    for person, plan in zip(one, one_plans, strict=True)]
-    print(f"   background: {BACKGROUND_COACHES} coaches, {BACKGROUND_STUDENTS} students, "
-          f"{BACKGROUND_STUDENTS * BACKGROUND_SESSIONS_PER_CONTRACT:,} sessions; each bench "
-          f"coach already has {CALENDAR_PAST + CALENDAR_FUTURE} sessions; gunicorn "
-          f"{WORKERS} workers, {CLIENTS} client processes")
+    print(f"   the large data set with {table_rows(url, 'sessions'):,} sessions and "
+          f"{table_rows(url, 'payments'):,} payments; each bench coach already has "
+          f"{CALENDAR_PAST + CALENDAR_FUTURE} sessions; gunicorn {WORKERS} workers, "
+          f"{CLIENTS} client processes")
     before_many, before_one = live_sessions(url, many_coaches), live_sessions(url, one_coach)
     meter = CpuMeter(url)
     with support.gunicorn(url, workers=WORKERS) as base:
