@@ -19,14 +19,17 @@ from skileez.policy import get_policy
 
 
 def blocking_intervals(coach_id: int, student_id: int | None = None,
-                       exclude_session_id: int | None = None) -> list[Interval]:
+                       exclude_session_id: int | None = None,
+                       within: Interval | None = None) -> list[Interval]:
     """Time the coach (or the student) is already busy, from whoever books it.
 
+    ``within`` keeps only what overlaps that span (None: everything still ahead), so a
+    week's page or one booking reads the sessions near it, not a popular coach's year.
     Sessions build on coaches, not the other way round, so sessions answer this
     through the event table (``skileez.sessions.listeners``) instead of being imported.
     """
     answers = announce("calendar_blocks", coach_id=coach_id, student_id=student_id,
-                       exclude_session_id=exclude_session_id)
+                       exclude_session_id=exclude_session_id, within=within)
     return [interval for answer in answers for interval in answer]
 
 
@@ -48,15 +51,15 @@ def _settings(coach_ids: list[int], profiles: dict | None = None) -> tuple[dict,
     return profiles, rules, time_off
 
 
-def _arguments(coach, settings: tuple[dict, dict, dict], blocking: list[Interval],
-               duration: timedelta, ignore_notice: bool = False) -> dict:
+def _arguments(coach, settings: tuple[dict, dict, dict], duration: timedelta,
+               ignore_notice: bool = False) -> dict:
+    """The slot engine's arguments for one coach, all but the busy time (``blocking``)."""
     profiles, rules, time_off = settings
     profile = profiles.get(coach.id)
     return {
         "rules": rules[coach.id],
         "timezone": coach.timezone,
         "time_off": time_off[coach.id],
-        "blocking": blocking,
         "buffer": timedelta(minutes=profile.buffer_minutes if profile else 0),
         "notice": timedelta(0) if ignore_notice
         else timedelta(hours=profile.min_notice_hours if profile else 0),
@@ -67,15 +70,33 @@ def _arguments(coach, settings: tuple[dict, dict, dict], blocking: list[Interval
     }
 
 
-def _engine_arguments(coach, duration: timedelta, student_id: int | None = None,
-                      exclude_session_id: int | None = None,
-                      ignore_notice: bool = False) -> dict:
+def calendar_arguments(coach, duration: timedelta, ignore_notice: bool = False) -> dict:
+    """What the slot engine needs besides the busy time: rules, time off and settings.
+
+    Nothing here is serialized by the coach's calendar lock (changing hours or time off
+    never takes it), so a booking reads these before taking the lock and asks for the
+    busy time separately (``busy_window``, ``open_starts``).
+    """
     # A page that loaded the coach with its profile has it already: not read again.
     loaded = "coach_profile" not in inspect(coach).unloaded
     profiles = {coach.id: coach.coach_profile} if loaded else None
-    return _arguments(coach, _settings([coach.id], profiles),
-                      blocking_intervals(coach.id, student_id, exclude_session_id),
-                      duration, ignore_notice)
+    return _arguments(coach, _settings([coach.id], profiles), duration, ignore_notice)
+
+
+def busy_window(arguments: dict, range_start: datetime, range_end: datetime) -> Interval:
+    """The only time whose sessions can close a start in [range_start, range_end): a slot
+    starting there ends by range_end + duration, and keeps the buffer clear either side."""
+    margin = arguments["buffer"]
+    return Interval(range_start - margin, range_end + arguments["duration"] + margin)
+
+
+def open_starts(arguments: dict, blocking: list[Interval], range_start: datetime,
+                range_end: datetime) -> list[datetime]:
+    """Open starts in the range, given the calendar's arguments and its busy time there."""
+    if not arguments["rules"]:
+        return []
+    return open_slots(range_start=range_start, range_end=range_end, blocking=blocking,
+                      **arguments)
 
 
 def coach_open_slots(coach, duration: timedelta, range_start: datetime, range_end: datetime,
@@ -87,19 +108,21 @@ def coach_open_slots(coach, duration: timedelta, range_start: datetime, range_en
     ``ignore_notice`` drops the coach's minimum booking notice, which governs new
     bookings, not moving an agreed session (that has its own one-hour rule).
     """
-    arguments = _engine_arguments(coach, duration, student_id, exclude_session_id,
-                                  ignore_notice)
+    arguments = calendar_arguments(coach, duration, ignore_notice)
     if not arguments["rules"]:
         return []
-    return open_slots(range_start=range_start, range_end=range_end, **arguments)
+    blocking = blocking_intervals(coach.id, student_id, exclude_session_id,
+                                  within=busy_window(arguments, range_start, range_end))
+    return open_starts(arguments, blocking, range_start, range_end)
 
 
 def coach_next_open_slot(coach, duration: timedelta) -> datetime | None:
-    arguments = _engine_arguments(coach, duration)
+    arguments = calendar_arguments(coach, duration)
     if not arguments["rules"]:
         return None
     now = arguments["now"]
-    return next_open_slot(range_start=now, range_end=now + arguments["horizon"], **arguments)
+    return next_open_slot(range_start=now, range_end=now + arguments["horizon"],
+                          blocking=blocking_intervals(coach.id), **arguments)
 
 
 def coaches_next_open_slots(durations: dict) -> dict[int, datetime | None]:
@@ -118,8 +141,9 @@ def coaches_next_open_slots(durations: dict) -> dict[int, datetime | None]:
             blocking[coach_id].extend(intervals)
     found = {}
     for coach in coaches:
-        arguments = _arguments(coach, settings, blocking[coach.id], durations[coach])
+        arguments = _arguments(coach, settings, durations[coach])
         now = arguments["now"]
         found[coach.id] = next_open_slot(range_start=now, range_end=now + arguments["horizon"],
+                                         blocking=blocking[coach.id],
                                          **arguments) if arguments["rules"] else None
     return found

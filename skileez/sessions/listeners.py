@@ -13,6 +13,6 @@ def booked_time_of_coaches(*, coach_ids: list[int]) -> dict[int, list[Interval]]
 
 
 @listen("calendar_blocks")
-def booked_time(*, coach_id: int, student_id: int | None,
-                exclude_session_id: int | None) -> list[Interval]:
-    return blocking_sessions(coach_id, student_id, exclude_session_id)
+def booked_time(*, coach_id: int, student_id: int | None, exclude_session_id: int | None,
+                within: Interval | None = None) -> list[Interval]:
+    return blocking_sessions(coach_id, student_id, exclude_session_id, within=within)
