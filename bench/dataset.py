@@ -150,8 +150,13 @@ def password_hash() -> str:
 
 def build(url: URL, plan: Size, stamp: str) -> None:
     """Schema by the migrations, then every table filled from the session plan."""
+    from skileez.extensions import db
+
     app = support.build_app(url)
-    del app  # the schema is what was wanted; the rows go in over plain SQL
+    with app.app_context():
+        # The schema is what was wanted; the rows go in over plain SQL. Its pooled
+        # connections are closed now, or a TEMPLATE copy of this database would refuse.
+        db.engine.dispose()
     now = datetime.now(UTC).replace(microsecond=0)
     params = {
         "now": now, "coaches": plan.coaches, "students": plan.students,
