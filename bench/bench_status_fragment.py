@@ -19,9 +19,11 @@ that anything the poll reads that grows with a person's history shows.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
+from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from bench import support
 
@@ -112,6 +114,63 @@ def build_data() -> int:
     return polled.id
 
 
+class ServerCPU:
+    """CPU time spent serving: the gunicorn processes on ``base``'s port and the
+    PostgreSQL backends connected to the bench database (the machine is shared, so
+    requests per second move with everyone else's load; the CPU a request costs does not).
+    Read from /proc; None where there is none."""
+
+    def __init__(self, base: str, url):
+        self.port = base.rsplit(":", 1)[1]
+        self.url = url
+
+    def seconds(self) -> tuple[float, float] | None:
+        """(app, database) CPU seconds so far."""
+        proc = Path("/proc")
+        if not proc.exists():
+            return None
+        app = [path.parent.name for path in proc.glob("[0-9]*/cmdline")
+               if self._is_server(path)]
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as connection:
+                database = [str(pid) for pid in connection.scalars(text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"))]
+        finally:
+            engine.dispose()
+        tick = os.sysconf("SC_CLK_TCK")
+        return (sum(self._cpu(proc / pid / "stat") for pid in app) / tick,
+                sum(self._cpu(proc / pid / "stat") for pid in database) / tick)
+
+    def _is_server(self, cmdline: Path) -> bool:
+        try:
+            command = cmdline.read_bytes()
+        except OSError:
+            return False
+        return b"gunicorn" in command and f"127.0.0.1:{self.port}".encode() in command
+
+    @staticmethod
+    def _cpu(stat: Path) -> int:
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0  # gone meanwhile
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def measure(cpu: ServerCPU, url: str, **options) -> tuple[float, tuple[float, float] | None]:
+    """Requests per second, and the (app, database) CPU milliseconds per request."""
+    before = cpu.seconds()
+    rate = support.wrk(url, seconds=SECONDS, **options)
+    after = cpu.seconds()
+    if before is None or after is None:
+        return rate, None
+    requests = rate * SECONDS
+    return rate, ((after[0] - before[0]) * 1e3 / requests,
+                  (after[1] - before[1]) * 1e3 / requests)
+
+
 def main() -> None:
     import requests
 
@@ -145,16 +204,27 @@ def main() -> None:
         else:
             print("   the fragment sends no validator: every poll is a full answer")
 
-        bare = support.wrk(f"{base}/bench/bare", cookie=cookie, seconds=SECONDS,
-                           headers=same_browser)
-        poll = support.wrk(live, cookie=cookie, seconds=SECONDS, headers=poll_headers)
-        full = support.wrk(live, cookie=cookie, seconds=SECONDS,
-                           headers={**HTMX_HEADERS, **same_browser})
+        cpu = ServerCPU(base, url)
+        bare, bare_cpu = measure(cpu, f"{base}/bench/bare", cookie=cookie,
+                                 headers=same_browser)
+        poll, poll_cpu = measure(cpu, live, cookie=cookie, headers=poll_headers)
+        full, full_cpu = measure(cpu, live, cookie=cookie,
+                                 headers={**HTMX_HEADERS, **same_browser})
     ratio = poll / bare
-    print(f"   GET /bench/bare, signed in:                    {bare:8.0f} req/s")
-    print(f"   GET /sessions/<id>/live, polled (as browsers): {poll:8.0f} req/s")
-    print(f"   GET /sessions/<id>/live, first answer (200):   {full:8.0f} req/s "
-          f"({full / bare:.2f}× bare)")
+
+    def cpu_words(ms: tuple[float, float] | None) -> str:
+        return "" if ms is None else (f"   CPU each: app {ms[0]:4.2f} ms, "
+                                      f"database {ms[1]:4.2f} ms")
+
+    print(f"   GET /bench/bare, signed in:                    {bare:8.0f} req/s"
+          + cpu_words(bare_cpu))
+    print(f"   GET /sessions/<id>/live, polled (as browsers): {poll:8.0f} req/s"
+          + cpu_words(poll_cpu))
+    print(f"   GET /sessions/<id>/live, first answer (200):   {full:8.0f} req/s"
+          + cpu_words(full_cpu) + f"   ({full / bare:.2f}× bare)")
+    if bare_cpu and poll_cpu:
+        print(f"   by server CPU (less moved by others' load): the poll is "
+              f"{sum(bare_cpu) / sum(poll_cpu):.2f}× a bare request")
     print(f"   status fragment ratio {ratio:.2f} (target ≥ 0.60): one server process answers "
           f"the polls of about {poll / 2 * 10:.0f} open session pages")
     support.record("status fragment ratio", f"{ratio:.2f}")

@@ -25,8 +25,8 @@ from flask import session as cookie_session
 from sqlalchemy import Row, bindparam, case, or_, select
 
 from skileez.auth.models import User
+from skileez.core.db import autocommit_read
 from skileez.core.timezones import humanize_changes_at
-from skileez.extensions import db
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle
 from skileez.sessions.models import RescheduleRequest, Session
@@ -72,8 +72,8 @@ def live_state(session_id: int, token: str) -> Row | None:
     that person takes part in the session, so a validator never tells anyone else that
     the session exists.
     """
-    return db.session.connection().execute(_STATE, {"session_id": session_id,
-                                                    "token": token}).first()
+    with autocommit_read() as connection:
+        return connection.execute(_STATE, {"session_id": session_id, "token": token}).first()
 
 
 def words_change_at(state, now: datetime) -> datetime | None:
