@@ -1,257 +1,230 @@
-"""What the session page's live status fragment costs: it is polled every 10 s by every open
-session page, by both participants, for as long as the session is not final.
+"""What the session page's status poll costs next to the cheapest answer the same server gives.
 
-Two figures. Throughput: one signed-in participant polling ``GET /sessions/<id>/live``
-(sequentially, through the Flask test client, for about two seconds) against a bare
-endpoint registered on the same app that only answers "ok", so the ratio is what the
-fragment adds over Flask's own per-request cost (sessions, security headers, the login
-hook). SQL per request: queries counted on the engine for one fragment request, for a
-student and a coach who have 1 session in all against a pair who have 100 (past and
-future, in every status, on four contracts, with ratings and reschedule requests). The
-polled session has the same shape in both, so the counts must be equal: a count that grows
-with the number of sessions is a bug, and the statements that differ are printed.
+Every open session page asks ``GET /sessions/<id>/live`` every 10 s, both participants, for
+as long as the session is not final: at real size it is the request the site answers most.
+Measured the way a browser meets it: a signed-in student, over HTTP with wrk, against the
+app under gunicorn on PostgreSQL, next to ``/bench/bare`` (an "ok" from the same app and
+middleware, with the same cookie). The ratio of the two is the figure.
 
-SQLite in a temporary directory, schema built by the migrations; nothing to set up.
+The poll is sent as the browser sends it once it has an answer in its cache: with htmx's
+headers and ``If-None-Match`` carrying the validator of the first answer. The first answer
+itself (the full fragment, 200) is measured too, for information: it is what each
+participant pays once per change of the session.
+
+The database is this benchmark's own (``skileez_bench_poll``, rebuilt on every run): a
+coach and a student with the polled session booked and paid through the real operations,
+thousands of sessions of theirs around it and thousands of other pairs' beside them, so
+that anything the poll reads that grows with a person's history shows.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-import tempfile
-import time
-from collections import Counter
-from contextlib import contextmanager
+import os
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, text
 
-PASSWORD = "bench-password"
-SECONDS = 2.0  # per throughput measurement
-SESSIONS_MANY = 100
-CONTRACTS_MANY = 4  # 25 sessions each; a contract holds at most 50
-# Statuses for the background sessions, cycled: past ones final, future ones live.
-PAST = ("completed", "cancelled", "missed", "completed", "expired")
-FUTURE = ("scheduled", "cancelled", "pending_payment", "scheduled")
-CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+from bench import support
 
+SUMMARY = ("status fragment ratio",)
+SECONDS = 5  # per wrk run
+PAIR_SESSIONS = 3_000  # the polled pair's other sessions, past and future
+OTHER_PAIRS = 20
+OTHER_SESSIONS = 150  # each other pair's
+CONTRACT_SESSIONS = 50  # the most one contract holds
+STUDENT = "student@bench.example"
+HTMX_HEADERS = {"HX-Request": "true", "HX-Target": "session-live",
+                "HX-Current-URL": "http://127.0.0.1/sessions/1"}
 
-def build_app(directory: Path):
-    """An app on a fresh SQLite file, with the schema the migrations build."""
-    from flask_migrate import upgrade
-
-    from skileez import create_app
-    from skileez.extensions import db
-
-    app = create_app({
-        "SKILEEZ_ENV": "testing",
-        "SECRET_KEY": "bench",
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{directory / 'bench.sqlite3'}",
-        "REDIS_URL": None,
-        "MAIL_SERVER": None,
-        "STRIPE_SECRET_KEY": None,
-        "RATELIMIT_STORAGE_URI": "memory://",
-        # Signing in is not what is measured here.
-        "ARGON2_TIME_COST": 1,
-        "ARGON2_MEMORY_COST": 8,
-        "ARGON2_PARALLELISM": 1,
-    })
-
-    def bare():
-        return "ok"
-
-    bare.skileez_public = True  # reachable without signing in, like any public view
-    # Registered before the first request, as Flask requires.
-    app.add_url_rule("/bench/bare", "bench_bare", bare)
-    with app.app_context():
-        logging.disable(logging.INFO)  # Alembic's line per revision would drown the figures
-        try:
-            upgrade()
-        finally:
-            logging.disable(logging.NOTSET)
-        db.session.remove()
-    return app
+# Background sessions, 3 hours apart (no two of one person overlap), their status by slot:
+# past ones final, future ones still going ahead or cancelled.
+BACKGROUND = text("""
+    INSERT INTO sessions (contract_id, number, coach_id, student_id, starts_at, ends_at,
+                          coach_block_end, status, meeting_room, confirmed_by_coach, late,
+                          started_at, completed_at, cancelled_at, missed_by,
+                          created_at, updated_at)
+    SELECT contract_ids[(k % array_length(contract_ids, 1)) + 1],
+           k / array_length(contract_ids, 1) + 2, :coach, :student, at, at + interval '1 hour',
+           at + interval '1 hour', status, 'bench-' || :coach || '-' || k, k % 3 = 0,
+           status = 'cancelled' AND k % 4 = 0,
+           CASE WHEN status = 'completed' THEN at END,
+           CASE WHEN status = 'completed' THEN at + interval '1 hour' END,
+           CASE WHEN status = 'cancelled' THEN at - interval '2 days' END,
+           CASE WHEN status = 'missed' THEN 'student' END,
+           at - interval '7 days', at - interval '7 days'
+    FROM (SELECT k, CAST(:contracts AS integer[]) AS contract_ids,
+                 CAST(:around AS timestamptz) + (k - :count / 2) * interval '3 hours'
+                 + CASE WHEN k >= :count / 2 THEN interval '30 days' ELSE interval '0' END AS at,
+                 CASE WHEN k < :count / 2
+                      THEN (ARRAY['completed', 'cancelled', 'missed', 'completed'])[k % 4 + 1]
+                      ELSE (ARRAY['scheduled', 'cancelled', 'scheduled'])[k % 3 + 1] END
+                      AS status
+          FROM generate_series(0, :count - 1) AS k) AS plan
+""")
 
 
-def make_pair(label: str, background: int) -> tuple[int, int, int]:
-    """A coach and a student with one polled session tomorrow plus ``background`` others.
-
-    Returns (coach id, student id, polled session id). The background sessions are made
-    with the ORM directly, in every status, spread over ``CONTRACTS_MANY`` contracts, so
-    that whatever the fragment might load for "all of this user's sessions" is large.
-    """
-    from skileez import clock
+def build_pair(label: str, sessions: int, around) -> tuple[object, object, list[int]]:
+    """A coach free every day and a student with enough contracts for ``sessions`` of theirs;
+    the sessions themselves are written in one statement."""
     from skileez.auth.operations import create_user
-    from skileez.coaches.operations import create_offering
+    from skileez.coaches.operations import add_rule, create_offering, update_profile
     from skileez.contracts.operations import accept, propose
     from skileez.extensions import db
-    from skileez.sessions.models import Rating, RescheduleRequest, Session
 
-    coach = create_user(name=f"Coach {label}", email=f"coach-{label}@bench.example",
-                        password=PASSWORD, role="coach", timezone="Europe/Berlin",
+    coach = create_user(name=f"Coach {label}", email=f"coach{label}@bench.example",
+                        password=support.PASSWORD, role="coach", timezone="Europe/Berlin",
                         welcome=False)
-    student = create_user(name=f"Student {label}", email=f"student-{label}@bench.example",
-                          password=PASSWORD, role="student", timezone="America/New_York",
-                          welcome=False)
+    student = create_user(name=f"Student {label}", email=f"student{label}@bench.example",
+                          password=support.PASSWORD, role="student",
+                          timezone="America/New_York", welcome=False)
+    update_profile(coach, headline="Every day", bio="", subjects="", buffer_minutes=0,
+                   min_notice_hours=0, horizon_days=365)
+    for weekday in range(7):
+        add_rule(coach, weekday=weekday, start_minute=0, end_minute=24 * 60 - 60)
     offering = create_offering(coach, title="Conversation practice", description="",
                                duration_minutes=60, price_minor=4990, currency="EUR")
-    contracts_count = CONTRACTS_MANY if background else 1
-    per_contract = max(1, -(-(background + 1) // contracts_count))
-    contracts = [accept(propose(student, offering, sessions_count=per_contract,
-                                message="Benchmark"), coach)
-                 for _ in range(contracts_count)]
-    db.session.flush()
+    contracts = [accept(propose(student, offering, sessions_count=CONTRACT_SESSIONS,
+                                message="Benchmark"), coach).id
+                 for _ in range(-(-(sessions + 1) // CONTRACT_SESSIONS))]
+    db.session.execute(BACKGROUND, {"coach": coach.id, "student": student.id,
+                                    "contracts": contracts, "around": around,
+                                    "count": sessions})
+    return coach, student, contracts
+
+
+def build_data() -> int:
+    """Every pair and its history; the polled session (tomorrow, booked and paid through the
+    operations, as a student does) is returned."""
+    from skileez import clock
+    from skileez.core.unit_of_work import transaction
+    from skileez.payments.operations import ensure_payment_intent, payment_succeeded
+    from skileez.sessions.operations import book
 
     now = clock.now().replace(minute=0, second=0, microsecond=0)
-    numbers = Counter()
-
-    def add(contract, starts_at, status, **values):
-        numbers[contract.id] += 1
-        session = Session(contract_id=contract.id, number=numbers[contract.id],
-                          coach_id=coach.id, student_id=student.id, starts_at=starts_at,
-                          ends_at=starts_at + timedelta(hours=1),
-                          coach_block_end=starts_at + timedelta(hours=1), status=status,
-                          **values)
-        db.session.add(session)
-        return session
-
-    polled = add(contracts[0], now + timedelta(days=1), "scheduled")
-    for k in range(background):
-        contract = contracts[k % contracts_count]
-        past = k % 2 == 0
-        starts_at = now + (timedelta(days=-2 - k) if past else timedelta(days=2 + k))
-        status = (PAST if past else FUTURE)[(k // 2) % (len(PAST) if past else len(FUTURE))]
-        values = {}
-        if status == "completed":
-            values = {"started_at": starts_at, "student_joined_at": starts_at,
-                      "coach_joined_at": starts_at, "completed_at": starts_at +
-                      timedelta(hours=1), "coach_notes": "Drills."}
-        elif status == "cancelled":
-            values = {"cancelled_by_id": student.id, "cancelled_at": starts_at -
-                      timedelta(days=3), "late": k % 3 == 0, "reason": "Busy"}
-        elif status == "missed":
-            values = {"missed_by": "student", "missed_reason": "No show"}
-        elif status == "pending_payment":
-            values = {"hold_expires_at": now + timedelta(minutes=15)}
-        session = add(contract, starts_at, status, **values)
-        db.session.flush()
-        if status == "completed":
-            db.session.add(Rating(session_id=session.id, rater_id=student.id,
-                                  ratee_id=coach.id, stars=5, tags=["clear"]))
-        if k % 7 == 0:
-            db.session.add(RescheduleRequest(
-                session_id=session.id, requested_by_id=student.id,
-                original_start=starts_at, proposed_start=starts_at + timedelta(days=1),
-                reason="Benchmark request", deadline=starts_at - timedelta(hours=1),
-                status="declined"))
-    db.session.commit()
-    return coach.id, student.id, polled.id
+    with transaction():
+        for number in range(OTHER_PAIRS):
+            build_pair(f"{number}", OTHER_SESSIONS, now)
+        _coach, student, contracts = build_pair("", PAIR_SESSIONS, now)
+    with transaction():
+        polled = book(student, contracts[0], now + timedelta(days=1, hours=3, minutes=30))
+    with transaction():
+        payment = ensure_payment_intent(polled.payment)
+        payment_succeeded(payment.payment_intent_id, charge_id="ch_bench")
+    return polled.id
 
 
-class Browser:
-    """A signed-in test client that sends what htmx sends with a poll."""
+class ServerCPU:
+    """CPU time spent serving: the gunicorn processes on ``base``'s port and the
+    PostgreSQL backends connected to the bench database (the machine is shared, so
+    requests per second move with everyone else's load; the CPU a request costs does not).
+    Read from /proc; None where there is none."""
 
-    def __init__(self, app, email: str):
-        self.http = app.test_client()
-        page = self.http.get("/login").get_data(as_text=True)
-        token = CSRF.search(page).group(1)
-        response = self.http.post("/login", data={"email": email, "password": PASSWORD,
-                                                  "csrf_token": token})
-        if response.status_code != 303:
-            raise RuntimeError(f"sign-in as {email} failed: {response.status_code}")
+    def __init__(self, base: str, url):
+        self.port = base.rsplit(":", 1)[1]
+        self.url = url
 
-    def get(self, url: str, *, expect: str | None = None):
-        response = self.http.get(url, headers={"HX-Request": "true",
-                                               "HX-Target": "session-live"})
-        if response.status_code != 200:
-            raise RuntimeError(f"GET {url} answered {response.status_code}")
-        if expect is not None and expect not in response.get_data(as_text=True):
-            raise RuntimeError(f"GET {url} did not contain {expect!r}")
-        return response
+    def seconds(self) -> tuple[float, float] | None:
+        """(app, database) CPU seconds so far."""
+        proc = Path("/proc")
+        if not proc.exists():
+            return None
+        app = [path.parent.name for path in proc.glob("[0-9]*/cmdline")
+               if self._is_server(path)]
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as connection:
+                database = [str(pid) for pid in connection.scalars(text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"))]
+        finally:
+            engine.dispose()
+        tick = os.sysconf("SC_CLK_TCK")
+        return (sum(self._cpu(proc / pid / "stat") for pid in app) / tick,
+                sum(self._cpu(proc / pid / "stat") for pid in database) / tick)
 
+    def _is_server(self, cmdline: Path) -> bool:
+        try:
+            command = cmdline.read_bytes()
+        except OSError:
+            return False
+        return b"gunicorn" in command and f"127.0.0.1:{self.port}".encode() in command
 
-@contextmanager
-def recorded_statements(engine):
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append(" ".join(statement.split()))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
-def per_second(call) -> tuple[float, int]:
-    """Requests per second of ``call`` made back to back for about SECONDS."""
-    for _ in range(20):  # warm up: template compilation, first connections
-        call()
-    count, began = 0, time.perf_counter()
-    deadline = began + SECONDS
-    while time.perf_counter() < deadline:
-        call()
-        count += 1
-    return count / (time.perf_counter() - began), count
+    @staticmethod
+    def _cpu(stat: Path) -> int:
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0  # gone meanwhile
+        return int(fields[11]) + int(fields[12])  # utime, stime
 
 
-def shape(statement: str) -> str:
-    """A statement with its column list folded, to tell which query is which."""
-    return re.sub(r"^SELECT .*? FROM", "SELECT … FROM", statement)[:160]
+def measure(cpu: ServerCPU, url: str, **options) -> tuple[float, tuple[float, float] | None]:
+    """Requests per second, and the (app, database) CPU milliseconds per request."""
+    before = cpu.seconds()
+    rate = support.wrk(url, seconds=SECONDS, **options)
+    after = cpu.seconds()
+    if before is None or after is None:
+        return rate, None
+    requests = rate * SECONDS
+    return rate, ((after[0] - before[0]) * 1e3 / requests,
+                  (after[1] - before[1]) * 1e3 / requests)
 
 
 def main() -> None:
-    from skileez.extensions import db
+    import requests
 
-    with tempfile.TemporaryDirectory(prefix="skileez-bench-") as directory:
-        app = build_app(Path(directory))
-        with app.app_context():
-            few = make_pair("one", 0)
-            many = make_pair("many", SESSIONS_MANY)
-            engine = db.engine
+    url = support.bench_database("poll", fresh=True)
+    app = support.build_app(url)
+    with app.app_context():
+        session_id = build_data()
+        from skileez.extensions import db
 
-        # SQL per fragment request, for each role, 1 session against 100.
-        counts: dict[tuple[str, str], list[str]] = {}
-        for label, (_coach_id, _student_id, session_id) in (("1", few), ("100", many)):
-            email_label = "one" if label == "1" else "many"
-            for role in ("student", "coach"):
-                client = Browser(app, f"{role}-{email_label}@bench.example")
-                url = f"/sessions/{session_id}/live"
-                client.get(url, expect='data-status="scheduled"')  # warm: caches, templates
-                with recorded_statements(engine) as statements:
-                    client.get(url, expect='data-status="scheduled"')
-                counts[(role, label)] = statements
-        for role in ("student", "coach"):
-            tables = ", ".join(re.search(r" FROM (\w+)", s).group(1) for s in counts[(role, "1")])
-            print(f"   {role}'s queries: {tables}")
-        for role in ("student", "coach"):
-            one, hundred = counts[(role, "1")], counts[(role, "100")]
-            print(f"   SQL per fragment request, {role}: {len(one)} with 1 session, "
-                  f"{len(hundred)} with {SESSIONS_MANY + 1} sessions"
-                  + ("" if len(one) == len(hundred) else "  <-- GROWS"))
-            if len(one) != len(hundred):
-                grown = Counter(map(shape, hundred)) - Counter(map(shape, one))
-                for statement, extra in grown.most_common():
-                    print(f"      +{extra}× {statement}")
+        db.session.remove()
+        db.engine.dispose()
+        print(f"   data: {PAIR_SESSIONS + 1} sessions of the polled pair, "
+              f"{OTHER_PAIRS * OTHER_SESSIONS} of {OTHER_PAIRS} other pairs")
 
-        # Throughput: the fragment against a bare endpoint, same app, same signed-in client.
-        client = Browser(app, "student-one@bench.example")
-        url = f"/sessions/{few[2]}/live"
-        fragment, fragment_n = per_second(lambda: client.get(url))
-        bare, bare_n = per_second(lambda: client.get("/bench/bare", expect="ok"))
-        print(f"   GET /sessions/<id>/live (student, signed in): {fragment:.0f} req/s "
-              f"({fragment_n} in {SECONDS:.0f} s, {1e3 / fragment:.2f} ms each)")
-        print(f"   GET /bench/bare (same app and client):        {bare:.0f} req/s "
-              f"({bare_n} in {SECONDS:.0f} s, {1e3 / bare:.2f} ms each)")
-        print(f"   the fragment costs {bare / fragment:.1f}× a bare request; one server "
-              f"process answers the polls of about {fragment * 10:.0f} open session pages "
-              f"(one poll per page every 10 s)")
+    with support.gunicorn(url) as base:
+        http = support.signed_in(base, STUDENT)
+        cookie = support.cookie_header(http)
+        # Sign-in is bound to the browser that made it (Flask-Login's strong session
+        # protection hashes the User-Agent): wrk must present the same one.
+        same_browser = {"User-Agent": http.headers["User-Agent"]}
+        live = f"{base}/sessions/{session_id}/live?seen=scheduled"
+        first = http.get(live, headers=HTMX_HEADERS, timeout=10)
+        if first.status_code != 200 or 'data-status="scheduled"' not in first.text:
+            raise RuntimeError(f"the fragment answered {first.status_code}: {first.text[:300]}")
+        validator = first.headers.get("ETag")
+        poll_headers = {**HTMX_HEADERS, **same_browser}
+        if validator:
+            poll_headers["If-None-Match"] = validator
+            again = requests.get(live, headers={**poll_headers, "Cookie": cookie}, timeout=10)
+            print(f"   a poll with the first answer's validator answers {again.status_code}")
+        else:
+            print("   the fragment sends no validator: every poll is a full answer")
 
-        with app.app_context():
-            db.engine.dispose()
+        cpu = ServerCPU(base, url)
+        bare, bare_cpu = measure(cpu, f"{base}/bench/bare", cookie=cookie,
+                                 headers=same_browser)
+        poll, poll_cpu = measure(cpu, live, cookie=cookie, headers=poll_headers)
+        full, full_cpu = measure(cpu, live, cookie=cookie,
+                                 headers={**HTMX_HEADERS, **same_browser})
+    ratio = poll / bare
 
+    def cpu_words(ms: tuple[float, float] | None) -> str:
+        return "" if ms is None else (f"   CPU each: app {ms[0]:4.2f} ms, "
+                                      f"database {ms[1]:4.2f} ms")
 
-if __name__ == "__main__":
-    main()
+    print(f"   GET /bench/bare, signed in:                    {bare:8.0f} req/s"
+          + cpu_words(bare_cpu))
+    print(f"   GET /sessions/<id>/live, polled (as browsers): {poll:8.0f} req/s"
+          + cpu_words(poll_cpu))
+    print(f"   GET /sessions/<id>/live, first answer (200):   {full:8.0f} req/s"
+          + cpu_words(full_cpu) + f"   ({full / bare:.2f}× bare)")
+    if bare_cpu and poll_cpu:
+        print(f"   by server CPU (less moved by others' load): the poll is "
+              f"{sum(bare_cpu) / sum(poll_cpu):.2f}× a bare request")
+    print(f"   status fragment ratio {ratio:.2f} (target ≥ 0.60): one server process answers "
+          f"the polls of about {poll / 2 * 10:.0f} open session pages")
+    support.record("status fragment ratio", f"{ratio:.2f}")

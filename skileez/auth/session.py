@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from skileez.auth.models import User
 from skileez.core.http import is_htmx
-from skileez.extensions import db
+from skileez.extensions import db, login_manager
 
 
 def init_login(app: Flask, login_manager: LoginManager) -> None:
@@ -35,6 +35,19 @@ def init_login(app: Flask, login_manager: LoginManager) -> None:
             return response
         flash("Please sign in to continue.", "info")
         return redirect(target)
+
+
+def signed_in_token() -> str | None:
+    """The sign-in token this request's session holds, when Flask-Login would take it as it
+    is: for an answer that checks it in a query of its own instead of loading the person
+    (which must also require an active account, as ``load_user`` does). None whenever
+    Flask-Login would do more than look the token up (a session made in another browser,
+    a sign-in carried by the remember cookie only): then Flask-Login decides, as always.
+    """
+    token = session.get("_user_id")
+    if not token or session.get("_id") != login_manager._session_identifier_generator():
+        return None
+    return token
 
 
 def start_session(user, remember: bool) -> None:

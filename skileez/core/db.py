@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection
+
 from skileez.extensions import db
 
 
@@ -25,3 +30,20 @@ def is_lock_conflict(error: Exception) -> bool:
     """A deadlock or serialization failure: another writer won; nothing was saved."""
     code = getattr(getattr(error, "orig", None), "sqlstate", None)
     return code in ("40P01", "40001")
+
+
+@contextmanager
+def autocommit_read() -> Iterator[Connection]:
+    """A connection for a read that needs no transaction of its own (a poll asking "has it
+    changed?"): in autocommit, so the read costs its statement and nothing else, not a
+    BEGIN before it and a ROLLBACK after. Nothing may be written through it.
+
+    Joined to a transaction someone else opened (a test's), it reads inside that one
+    instead, which is the only place the test's rows are.
+    """
+    bind = db.engine
+    if isinstance(bind, Connection):
+        yield db.session.connection()
+        return
+    with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        yield connection

@@ -86,3 +86,32 @@ def humanize_delta(target: datetime, now: datetime | None = None) -> str:
         n = int(seconds // 86400)
         amount = f"{n} days"
     return f"in {amount}" if future else f"{amount} ago"
+
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def humanize_changes_at(target: datetime, now: datetime | None = None) -> datetime:
+    """The first instant after ``now`` at which ``humanize_delta(target)`` may read otherwise.
+
+    The words count whole units of the distance (seconds near the moment, then minutes,
+    hours, days), so they change only where the distance crosses a whole number of the
+    unit in use. Ahead of ``target`` the distance shrinks: "in 3 hours" lasts while 3 to
+    4 hours are left, up to and including 3 hours exactly, so the next words begin one
+    microsecond later. Behind it, "3 hours ago" begins at exactly 3 hours. A page that
+    says a distance is the same until then, so a validator of it can include this.
+    """
+    now = now or clock.now()
+    seconds = (target - now).total_seconds()
+    if seconds >= 60:
+        unit = 60 if seconds < 3600 else 3600 if seconds < 48 * 3600 else 86400
+        whole = timedelta(seconds=unit * int(seconds // unit))
+        return target - whole + _MICROSECOND
+    if seconds >= 1:  # "in less than a minute", down to the last second
+        return target - timedelta(seconds=1) + _MICROSECOND
+    if seconds >= 0:
+        # The last second ahead and the first minute after both say "just now".
+        return target + timedelta(minutes=1)
+    elapsed = -seconds
+    unit = 60 if elapsed < 3600 else 3600 if elapsed < 48 * 3600 else 86400
+    return target + timedelta(seconds=unit * (int(elapsed // unit) + 1))

@@ -71,6 +71,9 @@ def transition(
     changes = {field: to_state, **(values or {})}
     if hasattr(model, "updated_at") and "updated_at" not in changes:
         changes["updated_at"] = clock.now()
+    if "version" in model.__table__.c:
+        # Readers that ask "has it changed?" compare this counter (see Session.version).
+        changes["version"] = model.version + 1
     db.session.flush()
     result = db.session.execute(
         update(model)

@@ -362,3 +362,25 @@ def can_add_to_calendar(session, user) -> Decision:
     if not meeting_is_on(session):
         return deny(_state(session))
     return ALLOWED
+
+
+def moments(session, request_deadline: datetime | None = None) -> list[datetime]:
+    """Every instant at which an answer above changes for this session with nothing written.
+
+    Each rule compares the clock with one of these (the start window opening and
+    closing, each notice deadline, the late-cancellation line, the start, when a no-show
+    can be reported, the hold running out, a pending request's answer deadline), and the
+    reason it gives names the same instant. Between two of them every ``can_…`` answer
+    stays as it is, apart from how far away the reason says its instant is. A rule that
+    compares the clock with anything else must add its instant here (a test checks).
+    """
+    policy = get_policy()
+    starts = session.starts_at
+    points = [*start_window(session), starts, session.ends_at, auto_close_at(session),
+              starts - policy.reschedule_notice_coach,
+              starts - policy.reschedule_notice_student,
+              starts - policy.reschedule_notice_student_late_floor,
+              starts - policy.late_cancellation_window,
+              starts + policy.mark_missed_after_start]
+    return points + [moment for moment in (session.hold_expires_at, session.started_at,
+                                           request_deadline) if moment is not None]

@@ -9,11 +9,24 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flask import abort, redirect, render_template, request, url_for
+from flask import (
+    abort,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from skileez import clock
+from skileez.auth.session import signed_in_token
 from skileez.coaches.availability import coach_open_slots
+from skileez.core.access import answered_before_sign_in
 from skileez.core.forms import Form
 from skileez.core.money import format_money, share
 from skileez.core.permissions import Decision
@@ -31,6 +44,7 @@ from skileez.sessions.forms import (
     RatingForm,
     RescheduleForm,
 )
+from skileez.sessions.live import live_state, validator
 from skileez.sessions.models import RescheduleRequest, Session
 from skileez.sessions.routes import session_history
 
@@ -53,19 +67,79 @@ def _refused(session: Session, form) -> str:
                            message=form_message(form))
 
 
+def _unchanged(session_id: int):
+    """A poll whose copy is still what the fragment says: 304 from one query, before the
+    signed-in person is loaded. Anything else (another state, no copy, no sign-in this
+    query can check, not a participant) goes on to ``live``, which answers as always."""
+    token = signed_in_token()
+    state = live_state(session_id, token) if token else None
+    if state is None:
+        return None
+    g.live_state = state
+    return _not_modified(state, clock.now())
+
+
 @bp.get("/<int:session_id>/live")
+@answered_before_sign_in(_unchanged)
 def live(session_id: int):
     """The status fragment: polls itself every 10 s until the session is final.
 
-    When the status moved since the page was drawn, the notes, payment and
-    timeline are stale too: they ride along as out-of-band swaps, so the other
-    person's page catches up without a reload.
+    Most polls find it as it was and are answered 304, by ``_unchanged`` before
+    anything else. When the status moved since the page was drawn, the notes,
+    payment and timeline are stale too: they ride along as out-of-band swaps, so
+    the other person's page catches up without a reload; that answer is a one-off
+    and carries no validator.
     """
-    session = participant_session(session_id)
+    state = g.get("live_state") or live_state(session_id, current_user.session_token)
+    if state is None:
+        abort(404)
+    # Taken before drawing: words drawn a moment later can only be newer than the
+    # validator says, which costs one more full answer, never a stale page.
+    now = clock.now()
+    unchanged = _not_modified(state, now)
+    if unchanged is not None:
+        return unchanged
+    changed = _status_moved(state)
+    session = _live_session(session_id)
+    response = make_response(render_template(
+        "sessions/_live.html", session=session, oob=changed,
+        history=session_history(session) if changed else None))
+    # After drawing: the form token the fragment carries may have been made just now.
+    tag = _validator_for(state, now)
+    return _with_validator(response, tag) if tag else response
+
+
+def _not_modified(state, now):
+    tag = _validator_for(state, now)
+    if tag is None or not request.if_none_match.contains_weak(tag):
+        return None
+    return _with_validator(current_app.response_class(status=304), tag)
+
+
+def _status_moved(state) -> bool:
     seen = request.args.get("seen")
-    changed = bool(seen) and seen != session.status
-    return render_template("sessions/_live.html", session=session, oob=changed,
-                           history=session_history(session) if changed else None)
+    return bool(seen) and seen != state.status
+
+
+def _validator_for(state, now) -> str | None:
+    return None if _status_moved(state) else validator(state, now)
+
+
+def _with_validator(response, tag: str):
+    response.set_etag(tag, weak=True)
+    # Kept by the browser, and asked about again before each use.
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+def _live_session(session_id: int) -> Session:
+    """The session with the people and requests the fragment names, in one query."""
+    return db.session.scalars(
+        select(Session).where(Session.id == session_id)
+        .options(joinedload(Session.coach), joinedload(Session.student),
+                 joinedload(Session.cancelled_by),
+                 joinedload(Session.reschedule_requests)
+                 .joinedload(RescheduleRequest.requested_by))).unique().one()
 
 
 def _simple_action(session_id: int, action, success: str):

@@ -77,6 +77,11 @@ class Session(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
                                                  onupdate=clock.now)
+    # One more on every write to the session, in the same statement (the transition helper
+    # and the attendance and notes updates do it): the session page's status poll answers
+    # "unchanged" from this column alone. A clock cannot serve: two writes in one frozen or
+    # coarse instant would look like none.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=db.text("1"))
 
     contract = relationship("Contract", backref=db.backref("sessions",
                                                            order_by="Session.starts_at"))

@@ -32,6 +32,8 @@ from skileez.sessions import lifecycle
 from skileez.sessions.models import RELEASED_STATUSES, Rating, RescheduleRequest, Session
 
 SLOT_TAKEN = "This time was just taken — pick another."
+# What a write to a session that bypasses the transition helper sets ``version`` to.
+NEXT_VERSION = Session.version + 1
 
 
 def _places_taken_and_last_number(contract_id: int) -> tuple[int, int]:
@@ -222,11 +224,12 @@ def join(session: Session, user) -> str:
     column = getattr(Session, f"{role}_joined_at")
     result = db.session.execute(
         update(Session).where(Session.id == session.id, column.is_(None))
-        .values({column.key: clock.now()}).execution_options(synchronize_session=False))
+        .values({column.key: clock.now(), "version": NEXT_VERSION})
+        .execution_options(synchronize_session=False))
     if result.rowcount:
         record_event(session, field=f"{role}_joined_at", from_state=None, to_state="joined",
                      actor=user, reason=f"{role} joined the meeting")
-        db.session.expire(session, [column.key])
+        db.session.expire(session, [column.key, "version"])
     return meeting_url(session)
 
 
@@ -466,11 +469,12 @@ def add_notes(session: Session, user, notes: str) -> None:
     role = lifecycle.role_of(session, user)
     column = getattr(Session, f"{role}_notes")
     result = db.session.execute(update(Session).where(Session.id == session.id,
-                                                      column.is_(None)).values({column.key: notes})
+                                                      column.is_(None))
+                                .values({column.key: notes, "version": NEXT_VERSION})
                                 .execution_options(synchronize_session=False))
     if not result.rowcount:
         raise Conflict("You have already written your notes.")
-    db.session.expire(session, [column.key])
+    db.session.expire(session, [column.key, "version"])
     record_event(session, field=column.key, from_state=None, to_state="written", actor=user,
                  reason=f"{role} added notes")
 
@@ -519,6 +523,11 @@ def rate(session: Session, user, *, stars: int, feedback: str, public: bool,
             db.session.flush()
     except IntegrityError:
         raise Conflict("You have already rated this session.") from None
+    # The session page no longer offers this person a rating: it has changed.
+    db.session.execute(update(Session).where(Session.id == session.id)
+                       .values(version=NEXT_VERSION)
+                       .execution_options(synchronize_session=False))
+    db.session.expire(session, ["version"])
     if user.id == session.student_id:
         _refresh_coach_rating(session.coach_id)
     return rating
