@@ -4,7 +4,7 @@ The session page's status poll answers "unchanged" (304) from this one column in
 drawing the fragment again; every write to a session adds one to it in the same statement.
 
 Revision ID: poll7f0c2a91
-Revises: 7b2e4f9a1c3d
+Revises: adm1c0e4b7f2
 Create Date: 2026-12-03 13:40:00.000000
 
 """
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'poll7f0c2a91'
-down_revision = '7b2e4f9a1c3d'
+down_revision = 'adm1c0e4b7f2'
 branch_labels = None
 depends_on = None
 
