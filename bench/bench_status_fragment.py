@@ -185,7 +185,7 @@ def main() -> None:
         print(f"   data: {PAIR_SESSIONS + 1} sessions of the polled pair, "
               f"{OTHER_PAIRS * OTHER_SESSIONS} of {OTHER_PAIRS} other pairs")
 
-    with support.gunicorn(url) as base:
+    with support.gunicorn(url, workers=4) as base:
         http = support.signed_in(base, STUDENT)
         cookie = support.cookie_header(http)
         # Sign-in is bound to the browser that made it (Flask-Login's strong session

@@ -72,8 +72,8 @@ def live_state(session_id: int, token: str) -> Row | None:
     that person takes part in the session, so a validator never tells anyone else that
     the session exists.
     """
-    with autocommit_read() as connection:
-        return connection.execute(_STATE, {"session_id": session_id, "token": token}).first()
+    return autocommit_read(lambda connection: connection.execute(
+        _STATE, {"session_id": session_id, "token": token}).first())
 
 
 def words_change_at(state, now: datetime) -> datetime | None:
