@@ -16,13 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from flask import g
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from skileez import clock
 from skileez.core.money import format_money, share
 from skileez.core.timezones import format_local
 from skileez.core.words import duration_words
 from skileez.extensions import db
+from skileez.notifications.operations import EMAIL_BATCH
 from skileez.payments.models import LedgerEntry, LedgerTransaction, Payment
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle
@@ -62,11 +65,17 @@ def _role(payment: Payment, viewer) -> str:
 
 def _released_split(payment: Payment) -> tuple[int, int] | None:
     """(coach share, fee) as posted by the release, or None if nothing was released."""
-    rows = db.session.execute(
-        select(LedgerEntry.account, LedgerEntry.amount_minor)
-        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
-        .where(LedgerTransaction.payment_id == payment.id, LedgerTransaction.kind == "release",
-               LedgerEntry.account.in_(("coach_payable", "platform_revenue")))).all()
+    batched = _batch_ledger(payment)
+    if batched is not None:
+        rows = [(account, amount) for kind, account, amount in batched
+                if kind == "release" and account in ("coach_payable", "platform_revenue")]
+    else:
+        rows = db.session.execute(
+            select(LedgerEntry.account, LedgerEntry.amount_minor)
+            .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
+            .where(LedgerTransaction.payment_id == payment.id,
+                   LedgerTransaction.kind == "release",
+                   LedgerEntry.account.in_(("coach_payable", "platform_revenue")))).all()
     if not rows:
         return None
     posted = dict.fromkeys(("coach_payable", "platform_revenue"), 0)
@@ -77,11 +86,33 @@ def _released_split(payment: Payment) -> tuple[int, int] | None:
 
 def _held_in_escrow(payment: Payment) -> int:
     """What escrow holds for this payment, by its ledger postings."""
+    batched = _batch_ledger(payment)
+    if batched is not None:
+        return sum(amount for _kind, account, amount in batched if account == "escrow")
     total = db.session.scalar(
         select(db.func.coalesce(db.func.sum(LedgerEntry.amount_minor), 0))
         .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
         .where(LedgerTransaction.payment_id == payment.id, LedgerEntry.account == "escrow"))
     return int(total or 0)
+
+
+def _batch_ledger(payment: Payment) -> list[tuple[str, str, int]] | None:
+    """(kind, account, sum) of the payment's postings, read in one query for the whole
+    batch of emails being rendered; None outside a batch or for a payment not in it."""
+    batch = g.get(EMAIL_BATCH)
+    if batch is None or payment.id not in batch.get("payment_ids", ()):
+        return None
+    if "ledger" not in batch:
+        batch["ledger"] = {}
+        for payment_id, kind, account, amount in db.session.execute(
+                select(LedgerTransaction.payment_id, LedgerTransaction.kind,
+                       LedgerEntry.account, db.func.sum(LedgerEntry.amount_minor))
+                .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
+                .where(LedgerTransaction.payment_id.in_(sorted(batch["payment_ids"])))
+                .group_by(LedgerTransaction.payment_id, LedgerTransaction.kind,
+                          LedgerEntry.account)):
+            batch["ledger"].setdefault(payment_id, []).append((kind, account, int(amount)))
+    return batch["ledger"].get(payment.id, [])
 
 
 def money_amounts(payment: Payment) -> MoneyAmounts:
@@ -194,7 +225,28 @@ def money_words(subject, viewer=None, now: datetime | None = None) -> MoneyWords
         viewer = current_user
     if isinstance(subject, Payment):
         payment = subject
+    elif not str(subject or "").isdigit():
+        payment = None
     else:
-        payment = db.session.scalar(select(Payment).where(Payment.session_id == subject)) \
-            if str(subject or "").isdigit() else None
+        payment = _payment_of_session(int(subject))
     return describe_money(payment, viewer, now) if payment is not None else None
+
+
+def _payment_of_session(session_id: int) -> Payment | None:
+    """The session's payment; while a batch of emails renders, the batch's payments (and
+    the people and sessions their words name) are loaded in a few queries at the first
+    call, instead of several queries per email."""
+    batch = g.get(EMAIL_BATCH)
+    if batch is None:
+        return db.session.scalar(select(Payment).where(Payment.session_id == session_id))
+    if "payments" not in batch:
+        ids = sorted({int(p["session_id"]) for p in batch["payloads"]
+                      if str(p.get("session_id") or "").isdigit()})
+        batch["payments"] = {payment.session_id: payment for payment in db.session.scalars(
+            select(Payment).where(Payment.session_id.in_(ids)).options(
+                selectinload(Payment.session), selectinload(Payment.coach),
+                selectinload(Payment.student), selectinload(Payment.refunds)))}
+        batch["payment_ids"] = {payment.id for payment in batch["payments"].values()}
+    if session_id in batch["payments"]:
+        return batch["payments"][session_id]
+    return db.session.scalar(select(Payment).where(Payment.session_id == session_id))
