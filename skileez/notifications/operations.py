@@ -7,9 +7,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from flask import current_app, g, render_template, url_for
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
 from skileez import clock
+from skileez.core.db import insert_many
 from skileez.core.queue import QUEUE_CLAIM, left_for_the_sweep
 from skileez.extensions import db
 from skileez.notifications.kinds import get_kind
@@ -57,24 +58,22 @@ def notify_many(kind_name: str, notices: Sequence[tuple[Any, dict]]) -> list[int
     if not notices:
         return []
     now = clock.now()
-    notification_ids = list(db.session.scalars(
-        insert(Notification).returning(Notification.id, sort_by_parameter_order=True),
-        [{"recipient_id": recipient.id, "kind": kind.name, "payload": dict(payload),
-          "created_at": now} for recipient, payload in notices]))
+    notification_ids = insert_many(Notification, [
+        {"recipient_id": recipient.id, "kind": kind.name, "payload": dict(payload),
+         "created_at": now} for recipient, payload in notices], key=("recipient_id", "payload"))
     if not kind.email:
         return notification_ids
     queued_until = None if left_for_the_sweep(len(notices)) else now + QUEUE_CLAIM
     rendered = render_emails(kind_name, [(recipient, dict(payload))
                                          for recipient, payload in notices])
-    outbox_ids = list(db.session.scalars(
-        insert(OutboxEmail).returning(OutboxEmail.id, sort_by_parameter_order=True),
-        [{"recipient_id": recipient.id, "notification_id": notification_id,
+    outbox_ids = insert_many(OutboxEmail, [
+        {"recipient_id": recipient.id, "notification_id": notification_id,
           "to_address": recipient.email, "subject": subject[:200], "text_body": text_body,
           "html_body": html_body, "kind": kind.name, "status": "pending", "attempts": 0,
           "next_attempt_at": now, "queued_until": queued_until, "created_at": now,
           "updated_at": now}
          for (recipient, _payload), notification_id, (subject, text_body, html_body)
-         in zip(notices, notification_ids, rendered, strict=True)]))
+         in zip(notices, notification_ids, rendered, strict=True)], key=("notification_id",))
     if queued_until is not None:
         queue_batch_delivery(outbox_ids, claimed_until=queued_until)
     return notification_ids
@@ -111,6 +110,11 @@ def render_emails(kind_name: str, notices: Sequence[tuple[Any, dict]]
     kind = get_kind(kind_name)
     base_url = current_app.config["PUBLIC_BASE_URL"]
     emails = []
+    # The kind's own templates or the generic ones, looked up once for the batch.
+    text_template, html_template = (
+        current_app.jinja_env.get_or_select_template([f"emails/{kind_name}.{ext}",
+                                                      f"emails/_generic.{ext}"])
+        for ext in ("txt", "html"))
     with current_app.test_request_context(base_url=base_url), email_batch(
             [payload for _recipient, payload in notices]):
         for recipient, payload in notices:
@@ -121,10 +125,8 @@ def render_emails(kind_name: str, notices: Sequence[tuple[Any, dict]]
             context["subject"] = subject
             context["summary"] = render_plain(kind.summary, **context)
             context["detail"] = render_plain(kind.detail, **context)
-            text_body = render_template([f"emails/{kind_name}.txt", "emails/_generic.txt"],
-                                        **context)
-            html_body = render_template([f"emails/{kind_name}.html",
-                                         "emails/_generic.html"], **context)
+            text_body = render_template(text_template, **context)
+            html_body = render_template(html_template, **context)
             emails.append((subject, text_body, html_body))
     return emails
 

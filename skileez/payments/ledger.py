@@ -35,6 +35,7 @@ from sqlalchemy import and_, case, event, exists, func, insert, literal, or_, se
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from skileez import clock
+from skileez.core.db import insert_many
 from skileez.extensions import db
 from skileez.payments.models import (
     ACCOUNTS,
@@ -176,11 +177,9 @@ def post_refunds(refunds: list[tuple[int, int, int, str]]) -> list[int]:
     if not checked:
         return []
     now = clock.now()
-    transaction_ids = list(db.session.scalars(
-        insert(LedgerTransaction).returning(LedgerTransaction.id,
-                                            sort_by_parameter_order=True),
-        [{"kind": "refund", "payment_id": payment_id, "refund_id": refund_id, "memo": "",
-          "created_at": now} for refund_id, payment_id, _lines in checked]))
+    transaction_ids = insert_many(LedgerTransaction, [
+        {"kind": "refund", "payment_id": payment_id, "refund_id": refund_id, "memo": "",
+         "created_at": now} for refund_id, payment_id, _lines in checked], key=("refund_id",))
     db.session.execute(insert(LedgerEntry), [
         {"transaction_id": transaction_id, "account": line.account, "coach_id": line.coach_id,
          "amount_minor": line.amount_minor, "currency": line.currency}

@@ -15,10 +15,11 @@ from datetime import datetime
 from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import case, select, update
 
 from skileez import clock
 from skileez.coaches.operations import profile_for
+from skileez.core.db import insert_many
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.money import format_money, share
 from skileez.core.permissions import ALLOWED, Decision, deny
@@ -353,12 +354,12 @@ def refund_many(refunds: list[tuple[Payment, int]], sessions: dict[int, Session]
             raise Conflict(LOST_REFUND_RACE)
     now = clock.now()
     queued_until = None if left_for_the_sweep(len(refunds)) else now + QUEUE_CLAIM
-    refund_ids = list(db.session.scalars(
-        insert(Refund).returning(Refund.id, sort_by_parameter_order=True),
-        [{"payment_id": payment.id, "amount_minor": amount, "currency": payment.currency,
-          "reason": reason, "status": "pending", "attempts": 0, "next_attempt_at": now,
-          "queued_until": queued_until, "created_by_id": getattr(actor, "id", None),
-          "created_at": now, "updated_at": now} for payment, amount in refunds]))
+    refund_ids = insert_many(Refund, [
+        {"payment_id": payment.id, "amount_minor": amount, "currency": payment.currency,
+         "reason": reason, "status": "pending", "attempts": 0, "next_attempt_at": now,
+         "queued_until": queued_until, "created_by_id": getattr(actor, "id", None),
+         "created_at": now, "updated_at": now} for payment, amount in refunds],
+        key=("payment_id",))
     record_creation_many(Refund, refund_ids, to_state="pending", actor=actor, reason=reason)
     ledger.post_refunds([(refund_id, payment.id, amount, payment.currency)
                          for refund_id, (payment, amount) in zip(refund_ids, refunds,
