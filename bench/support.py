@@ -76,7 +76,7 @@ def server_url() -> URL:
         os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER_URL)))
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
 
@@ -89,7 +89,8 @@ def bench_database(purpose: str, *, fresh: bool) -> URL:
     server = server_url()
     if server.get_backend_name() != "postgresql":
         raise Skip(f"BENCH_DATABASE_URL is not a PostgreSQL URL ({server.get_backend_name()})")
-    name = f"skileez_bench_{purpose}"
+    # A suffix keeps apart the databases of people benchmarking on one shared server.
+    name = f"skileez_bench_{purpose}{os.environ.get('BENCH_DATABASE_SUFFIX', '')}"
     url = server.set(database=name)
     admin = create_engine(server, isolation_level="AUTOCOMMIT",
                           connect_args={"connect_timeout": CONNECT_TIMEOUT})
@@ -110,7 +111,7 @@ def bench_database(purpose: str, *, fresh: bool) -> URL:
                 engine.dispose()
     except DBAPIError as exc:
         raise Skip(f"no usable PostgreSQL at {server.render_as_string()}: "
-                   f"{_first_line(exc)}") from exc
+                   f"{first_line(exc)}") from exc
     finally:
         admin.dispose()
     return url
@@ -176,17 +177,20 @@ def free_port() -> int:
 
 @contextmanager
 def gunicorn(url: URL | str, *, workers: int = 2, threads: int = 1,
-             **overrides) -> Iterator[str]:
+             environment: dict[str, str] | None = None, **overrides) -> Iterator[str]:
     """The app served by gunicorn on a loopback port (``bench/wsgi.py``); yields its base URL.
 
     ``/bench/bare`` answers "ok" through the same app and middleware, so a page's cost can
     be given as a ratio to Flask's own per-request cost in the same server.
+    ``environment`` adds variables for the server (``BENCH_STATEMENTS=1`` makes every
+    answer say how many SQL statements it ran; see bench/wsgi.py).
     """
     binary = Path(sys.executable).with_name("gunicorn")
     if not binary.exists():
         raise Skip("gunicorn is not installed in this environment")
     port = free_port()
-    env = dict(os.environ, BENCH_APP_CONFIG=json.dumps(app_config(url, **overrides)))
+    env = dict(os.environ, **(environment or {}),
+               BENCH_APP_CONFIG=json.dumps(app_config(url, **overrides)))
     process = subprocess.Popen(
         [str(binary), "bench.wsgi:app", "--bind", f"127.0.0.1:{port}",
          "--workers", str(workers), "--threads", str(threads), "--log-level", "warning",

@@ -10,6 +10,7 @@ from skileez.notifications.models import Notification, OutboxEmail
 from skileez.payments import ledger as _ledger  # noqa: F401
 from skileez.payments.models import (
     Dispute,
+    LedgerCheck,
     LedgerEntry,
     LedgerTransaction,
     Payment,
@@ -26,6 +27,7 @@ __all__ = [
     "CoachSubject",
     "Contract",
     "Dispute",
+    "LedgerCheck",
     "LedgerEntry",
     "LedgerTransaction",
     "Notification",

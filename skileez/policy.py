@@ -68,6 +68,11 @@ class Policy:
     # transaction), and how long one sweep keeps taking batches before it leaves the rest.
     sweep_batch: int = 500
     sweep_time_budget_seconds: int = 40
+    # Not in SPEC's table: how far back and ahead a private calendar feed reaches.
+    calendar_feed_past: timedelta = timedelta(days=90)
+    calendar_feed_ahead: timedelta = timedelta(days=365)
+    # Not in SPEC's table: how often the sweep runs the ledger invariant check.
+    ledger_check_interval: timedelta = _minutes(10)
 
     def offering_price_bounds(self, currency: str) -> tuple[int, int]:
         """(lowest, highest) price in the currency's major unit."""

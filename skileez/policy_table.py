@@ -77,6 +77,13 @@ MEANINGS: dict[str, str] = {
                    "backlog.",
     "sweep_time_budget_seconds": "How long one sweep keeps taking batches of due rows (in "
                                  "seconds); what is left waits for the next sweep.",
+    "calendar_feed_past": "A private calendar feed lists sessions that started at most this "
+                          "long ago.",
+    "calendar_feed_ahead": "A private calendar feed lists sessions starting at most this far "
+                           "ahead.",
+    "ledger_check_interval": "How often the sweep checks that the ledger balances and agrees "
+                             "with the payments and payouts; the admin money page shows the "
+                             "last result and can ask for a check at once.",
 }
 
 

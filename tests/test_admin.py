@@ -8,6 +8,9 @@ from skileez.auth.models import User
 from skileez.core.models import AuditEvent
 from skileez.extensions import db
 from skileez.notifications.models import OutboxEmail
+from skileez.payments.models import Dispute
+from tests.conftest import Client
+from tests.test_admin_query_budget import world  # noqa: F401
 
 
 def sign_in_admin(client, make_user):
@@ -130,3 +133,50 @@ def test_overview_counts_people_and_mail(app, client, make_user):
     make_user("coach")
     page = client.get("/admin/").get_data(as_text=True)
     assert "Students" in page and "Coaches" in page and "jobs run in-process" in page
+
+
+def test_payments_search_finds_people_numbers_and_whole_stripe_ids(app, client, make_user,
+                                                                   coaching, paid_session,
+                                                                   clock):
+    from datetime import UTC, datetime
+
+    from skileez.payments.models import Payment
+
+    sign_in_admin(client, make_user)
+    booked = paid_session(coaching["student"], coaching["contract"],
+                          datetime(2026, 3, 11, 9, 0, tzinfo=UTC))
+    with app.app_context():
+        payment = db.session.scalar(select(Payment).where(Payment.session_id == booked.id))
+        payment_id, intent = payment.id, payment.payment_intent_id
+
+    def found(q):
+        page = client.get("/admin/payments", query_string={"q": q})
+        assert page.status_code == 200
+        return f'href="/admin/payments/{payment_id}"' in page.get_data(as_text=True)
+
+    assert found("sam riv") and found("CLARA@") and found(str(payment_id)) and found(intent)
+    assert not found("nobody") and not found(str(payment_id + 1))
+    assert not found("99999999999999999999")  # past the column's range: no match, no error
+
+
+def test_a_refused_resolution_on_a_later_page_is_shown_beside_its_dispute(
+        make_app, world):  # noqa: F811
+    """Disputes are paginated: the form of a dispute on page 2 comes back on page 2, with
+    the message beside it, not on page 1 where the dispute is not."""
+    world.grow(2)  # two open disputes, newest first
+    app = make_app(PER_PAGE=1)
+    admin = Client(app)
+    admin.login("root@example.com")
+    with app.app_context():
+        oldest = db.session.scalar(select(Dispute.id).where(Dispute.status == "open")
+                                   .order_by(Dispute.created_at, Dispute.id))
+    second = admin.get("/admin/disputes?page=2").get_data(as_text=True)
+    assert f"Dispute #{oldest}" in second and "Page 2 of 2" in second
+    assert f'action="/admin/disputes/{oldest}/resolve?page=2"' in second
+    response = admin.post(f"/admin/disputes/{oldest}/resolve?page=2",
+                          {"resolution": "partial", "refund_amount": "5000", "note": ""},
+                          token_page="/admin/disputes?page=2")
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert f"Dispute #{oldest}" in page
+    assert "A partial refund must be more than nothing and less than the full amount." in page

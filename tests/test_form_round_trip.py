@@ -218,6 +218,7 @@ ACTION_FORMS = {
     "admin.resolve_dispute": "resolves a dispute",
     "admin.mail_retry": "sends an email again",
     "admin.job_action": "requeues or deletes a job",
+    "admin.ledger_check_now": "queues a ledger check (a button, no fields)",
 }
 
 

@@ -480,3 +480,33 @@ def test_add_to_calendar_file_for_one_session(app, world):
     assert as_user(app, "sam@example.com").get("/sessions/999999/calendar.ics").status_code \
         == 404
 
+
+
+def test_the_written_feed_reads_back_exactly_in_icalendar(app, world):
+    """The feed is written by hand for speed: what icalendar (and so calendar apps) read
+    back must be what was meant, for text that needs escaping and lines that need folding."""
+    from skileez.sessions.calendar import build_calendar
+
+    awkward = ("Zoë Ñúñez-Øverby; \"Coach\", Ph.D. \\ the second — 東京から " * 3).strip()
+    with app.app_context():
+        session = db.session.get(Session, world["ids"][8])
+        session.contract.title = "Grammar, idioms; and\nmore"
+        session.coach.name = awkward
+        viewer = session.student
+        body = build_calendar([session], viewer, lambda s: f"http://x.test/sessions/{s.id}",
+                              name="Skileez sessions")
+        updated_at, place_label, room = session.updated_at, session.place_label, \
+            session.meeting_room
+        db.session.rollback()
+    assert all(len(line) <= 75 for line in body.split(b"\r\n"))
+    assert body.endswith(b"END:VCALENDAR\r\n")
+    calendar = Calendar.from_ical(body)
+    assert str(calendar["X-WR-CALNAME"]) == "Skileez sessions"
+    [event] = calendar.walk("VEVENT")
+    assert str(event["SUMMARY"]) == f"Grammar, idioms; and\nmore with {awkward}"
+    assert str(event["DESCRIPTION"]) == (
+        f"{place_label} with {awkward}.\n\nJoin the meeting: https://meet.jit.si/{room}\n"
+        f"Session page: http://x.test/sessions/{world['ids'][8]}")
+    assert event.decoded("DTSTART") == utc(2026, 3, 12, 15, 0)
+    assert event.decoded("LAST-MODIFIED") == updated_at.replace(microsecond=0)
+    assert str(event["STATUS"]) == "CONFIRMED"

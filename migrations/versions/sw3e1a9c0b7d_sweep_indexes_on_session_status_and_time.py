@@ -5,7 +5,7 @@ Without them the sweep's "nothing due" reads scan the whole sessions table: its 
 grew with the table instead of with what is due.
 
 Revision ID: sw3e1a9c0b7d
-Revises: 7b2e4f9a1c3d
+Revises: adm1c0e4b7f2
 Create Date: 2026-12-03 13:40:00.000000
 
 """
@@ -14,7 +14,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'sw3e1a9c0b7d'
-down_revision = '7b2e4f9a1c3d'
+down_revision = 'adm1c0e4b7f2'
 branch_labels = None
 depends_on = None
 

@@ -45,7 +45,8 @@ def failed_jobs(limit: int = 100) -> list[FailedJob]:
             ended = job.ended_at
             if ended is not None and ended.tzinfo is None:
                 ended = ended.replace(tzinfo=UTC)
-            exc_info = job.latest_result().exc_string if job.latest_result() else None
+            result = job.latest_result()  # a Redis round trip each time it is asked
+            exc_info = result.exc_string if result else None
             found.append(FailedJob(
                 id=job.id, queue=name, description=job.description or job.func_name,
                 function=job.func_name, args=repr(job.args)[:200], ended_at=ended,

@@ -1,77 +1,142 @@
-"""Admin pages for money: payments, manual release and refund, disputes, ledger health."""
+"""Admin pages for money: payments, manual release and refund, disputes, ledger health.
+
+Every list here is one page read in a fixed number of queries, whatever the tables
+hold: what a row shows is loaded with it (``joinedload``/``selectinload``), never from
+the template. The ledger check is not run here: the page shows the last stored result
+(see ``payments.ledger.run_check``) and can ask for a new one.
+"""
 
 from __future__ import annotations
 
 from flask import abort, current_app, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import String, cast, func, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import func, or_, select, union
+from sqlalchemy.orm import joinedload, selectinload
 
 from skileez.admin.routes import bp
+from skileez.auth.forms import ConfirmForm
 from skileez.auth.models import User
 from skileez.core.errors import DomainError
 from skileez.core.http import choice_arg, like_pattern, text_arg
 from skileez.core.money import MoneyError, parse_amount
 from skileez.core.pagination import paginate
-from skileez.core.unit_of_work import see_other, submit
+from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import db
 from skileez.payments import ledger, operations
 from skileez.payments.forms import AdminMoneyForm, ResolveDisputeForm
 from skileez.payments.models import Dispute, LedgerTransaction, Payment, Payout, Refund
+from skileez.payments.words import money_words_for
+from skileez.sessions.models import Session
 
 PAYMENT_STATUSES = ("pending", "held", "released", "refunded", "partially_refunded",
                     "disputed", "failed")
+DISPUTE_STATUSES = ("open", "resolved")
+# The newest failed payouts and refunds shown above the list (each is retried on its own).
+FAILURES_SHOWN = 20
+# Postings shown on a payment's page: a payment has a handful; the cap keeps it bounded.
+LEDGER_ROWS_SHOWN = 100
 
 
 @bp.get("/payments")
 def payments():
     status = choice_arg("status", PAYMENT_STATUSES)
     query = text_arg("q")
-    student, coach = aliased(User), aliased(User)
-    statement = (select(Payment).join(student, Payment.student_id == student.id)
-                 .join(coach, Payment.coach_id == coach.id))
+    statement = select(Payment).options(joinedload(Payment.student), joinedload(Payment.coach))
     if status:
         statement = statement.where(Payment.status == status)
     if query:
-        pattern = like_pattern(query)
-        statement = statement.where(or_(
-            func.lower(student.name).like(pattern, escape="\\"),
-            student.email.like(pattern, escape="\\"),
-            func.lower(coach.name).like(pattern, escape="\\"),
-            coach.email.like(pattern, escape="\\"),
-            func.lower(func.coalesce(Payment.payment_intent_id, "")).like(pattern, escape="\\"),
-            cast(Payment.id, String) == query))
+        statement = statement.where(Payment.id.in_(_payments_matching(query)))
     page = paginate(statement.order_by(Payment.created_at.desc(), Payment.id.desc()),
-                       per_page=current_app.config["PER_PAGE"])
-    failing_payouts = db.session.scalars(select(Payout).where(Payout.status == "failed")
-                                         .order_by(Payout.updated_at.desc()).limit(20)).all()
-    failing_refunds = db.session.scalars(select(Refund).where(Refund.status == "failed")
-                                         .order_by(Refund.updated_at.desc()).limit(20)).all()
+                    per_page=current_app.config["PER_PAGE"])
+    failing_payouts = db.session.scalars(
+        select(Payout).where(Payout.status == "failed").options(joinedload(Payout.coach))
+        .order_by(Payout.updated_at.desc()).limit(FAILURES_SHOWN)).all()
+    failing_refunds = db.session.scalars(
+        select(Refund).where(Refund.status == "failed")
+        .order_by(Refund.updated_at.desc()).limit(FAILURES_SHOWN)).all()
     reconciled = None
     if request.args.get("reconcile"):
         reconciled = operations.reconcile_with_gateway()
     return render_template("admin/payments.html", page=page, status=status, q=query,
-                           statuses=PAYMENT_STATUSES, problems=ledger.check_invariants(),
-                           reconciled=reconciled,
-                           failing_payouts=failing_payouts, failing_refunds=failing_refunds)
+                           statuses=PAYMENT_STATUSES, reconciled=reconciled,
+                           failing_payouts=failing_payouts, failing_refunds=failing_refunds,
+                           **_ledger_check_state())
+
+
+def _payments_matching(query: str):
+    """Ids of the payments whose student or coach matches ``query`` (name or email, any
+    part), or whose number or Stripe PaymentIntent id it is (whole: what an admin pastes).
+
+    One indexed lookup per way of matching, united: an OR across them, or a substring
+    match on the Stripe id, would read every payment.
+    """
+    pattern = like_pattern(query)
+    people = select(User.id).where(or_(func.lower(User.name).like(pattern, escape="\\"),
+                                       User.email.like(pattern, escape="\\")))
+    ways = [select(Payment.id).where(Payment.student_id.in_(people)),
+            select(Payment.id).where(Payment.coach_id.in_(people)),
+            select(Payment.id).where(Payment.payment_intent_id == query)]
+    if query.isascii() and query.isdigit() and int(query) < 2**31:  # an id the column holds
+        ways.append(select(Payment.id).where(Payment.id == int(query)))
+    return union(*ways)
+
+
+def _ledger_check_state() -> dict:
+    return {"last_check": ledger.last_finished_check(), "pending_check": ledger.pending_check(),
+            "check_form": ConfirmForm()}
+
+
+@bp.get("/payments/ledger-check")
+def ledger_check():
+    """The ledger check's card alone: the page polls it while a check is on its way."""
+    return render_template("admin/_ledger_check.html", **_ledger_check_state())
+
+
+@bp.post("/payments/ledger-check")
+def ledger_check_now():
+    """Queue a ledger check (run at once in this process when there is no Redis)."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    with transaction():
+        check, queued = ledger.request_check(actor=current_user)
+    db.session.refresh(check)
+    target = url_for("admin.payments")
+    if check.is_finished:
+        if check.error:
+            return see_other(target, "The ledger check could not finish; the error is shown "
+                                     "below.", "warning")
+        if check.passed:
+            return see_other(target, "The ledger was checked just now: no problems found.")
+        return see_other(target, "The ledger was checked just now and has problems; they are "
+                                 "listed below.", "danger")
+    if queued:
+        return see_other(target, "A ledger check has been queued. Its result appears here as "
+                                 "soon as a worker has run it.", "info")
+    return see_other(target, "A ledger check is already on its way; its result appears here "
+                             "as soon as it has run.", "info")
 
 
 def _payment(payment_id: int) -> Payment:
-    payment = db.session.get(Payment, payment_id)
+    payment = db.session.get(Payment, payment_id, options=(
+        joinedload(Payment.student), joinedload(Payment.coach),
+        joinedload(Payment.session).joinedload(Session.contract),
+        joinedload(Payment.payout), selectinload(Payment.refunds)))
     if payment is None:
         abort(404)
     return payment
 
 
 def _payment_page(payment: Payment, form=None) -> str:
+    T = LedgerTransaction
+    # Its postings, its payout's and its refunds': three indexed lookups (an OR across
+    # them would make PostgreSQL read the whole ledger).
+    posting_ids = union(
+        select(T.id).where(T.payment_id == payment.id),
+        select(T.id).join(Payout, T.payout_id == Payout.id).where(Payout.payment_id == payment.id),
+        select(T.id).join(Refund, T.refund_id == Refund.id).where(Refund.payment_id == payment.id))
     transactions = db.session.scalars(
-        select(LedgerTransaction).where(or_(
-            LedgerTransaction.payment_id == payment.id,
-            LedgerTransaction.payout_id.in_(select(Payout.id).where(
-                Payout.payment_id == payment.id)),
-            LedgerTransaction.refund_id.in_(select(Refund.id).where(
-                Refund.payment_id == payment.id))))
-        .order_by(LedgerTransaction.id)).all()
+        select(T).where(T.id.in_(posting_ids)).options(selectinload(T.entries))
+        .order_by(T.id).limit(LEDGER_ROWS_SHOWN)).all()
     return render_template("admin/payment.html", payment=payment, transactions=transactions,
                            form=form or AdminMoneyForm())
 
@@ -108,11 +173,23 @@ def payment_action(payment_id: int, action: str):
 
 @bp.get("/disputes")
 def disputes():
-    status = choice_arg("status", ("open", "resolved")) or "open"
-    items = db.session.scalars(select(Dispute).where(Dispute.status == status)
-                               .order_by(Dispute.created_at.desc()).limit(200)).all()
-    return render_template("admin/disputes.html", disputes=items, status=status,
-                           form=ResolveDisputeForm())
+    return _disputes_page(choice_arg("status", DISPUTE_STATUSES) or "open", ResolveDisputeForm())
+
+
+def _disputes_page(status: str, form, form_for: int | None = None) -> str:
+    """One page of disputes with everything their cards show, loaded in a fixed few queries."""
+    statement = (
+        select(Dispute).where(Dispute.status == status)
+        .options(joinedload(Dispute.resolved_by),
+                 joinedload(Dispute.payment).options(
+                     joinedload(Payment.student), joinedload(Payment.coach),
+                     joinedload(Payment.session).joinedload(Session.contract),
+                     selectinload(Payment.refunds)))
+        .order_by(Dispute.created_at.desc(), Dispute.id.desc()))
+    page = paginate(statement, per_page=current_app.config["PER_PAGE"])
+    money_for = money_words_for([d.payment for d in page.items], current_user)
+    return render_template("admin/disputes.html", page=page, money_for=money_for, status=status,
+                           statuses=DISPUTE_STATUSES, form=form, form_for=form_for)
 
 
 @bp.post("/disputes/<int:dispute_id>/resolve")
@@ -133,13 +210,7 @@ def resolve_dispute(dispute_id: int):
         operations.resolve_dispute(dispute, current_user, resolution=form.resolution.data,
                                    refund_minor=refund_minor, note=form.note.data or "")
 
-    def page() -> str:
-        items = db.session.scalars(select(Dispute).where(Dispute.status == "open")
-                                   .order_by(Dispute.created_at.desc())).all()
-        return render_template("admin/disputes.html", disputes=items, status="open",
-                               form=form, form_for=dispute_id)
-
-    return submit(form, resolve, page=page,
+    return submit(form, resolve, page=lambda: _disputes_page("open", form, dispute_id),
                   done=lambda _: see_other(url_for("admin.disputes"),
                                            f"Dispute #{dispute_id} resolved; both people "
                                            "have been told."))

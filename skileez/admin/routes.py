@@ -28,6 +28,8 @@ from skileez.notifications.models import OutboxEmail
 bp = require_role(Blueprint("admin", __name__, url_prefix="/admin"), "admin")
 
 MAIL_STATUSES = ("pending", "sending", "sent", "failed")
+# An email's history is a few attempts; the cap keeps a pathological one bounded.
+MAIL_HISTORY_SHOWN = 100
 
 
 @bp.get("/")
@@ -128,7 +130,7 @@ def mail_detail(email_id: int):
     history = db.session.scalars(
         select(AuditEvent).where(AuditEvent.object_type == OutboxEmail.__tablename__,
                                  AuditEvent.object_id == email.id)
-        .order_by(AuditEvent.created_at, AuditEvent.id)).all()
+        .order_by(AuditEvent.created_at, AuditEvent.id).limit(MAIL_HISTORY_SHOWN)).all()
     return render_template("admin/mail_detail.html", email=email, history=history,
                            form=ConfirmForm())
 

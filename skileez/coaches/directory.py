@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, exists, func, or_, select
+from sqlalchemy.orm import contains_eager
 
 from skileez.auth.models import User
-from skileez.coaches.availability import coach_next_open_slot
+from skileez.coaches.availability import coaches_next_open_slots
 from skileez.coaches.models import CoachProfile, CoachSubject, Offering
 from skileez.core.http import like_pattern
 from skileez.core.money import CURRENCY_EXPONENTS
@@ -52,6 +53,8 @@ def directory_statement(filters: DirectoryFilters):
     statement = (
         select(User)
         .join(CoachProfile, CoachProfile.user_id == User.id)
+        # Each card shows the profile and its subjects: loaded with the page, not per card.
+        .options(contains_eager(User.coach_profile).selectinload(CoachProfile.subjects))
         .where(User.role == "coach", User.status == "active",
                exists().where(*offering_conditions))
     )
@@ -83,20 +86,32 @@ class CoachCard:
     next_slot: datetime | None
 
 
-def coach_card(coach: User, currency: str = "") -> CoachCard:
-    offerings = active_offerings(coach.id)
-    cheapest: dict[str, int] = {}
-    for offering in offerings:
-        if currency and offering.currency != currency:
-            continue
-        cheapest[offering.currency] = min(cheapest.get(offering.currency, offering.price_minor),
-                                          offering.price_minor)
-    shortest = min((o.duration_minutes for o in offerings), default=None)
-    next_slot = coach_next_open_slot(coach, timedelta(minutes=shortest)) if shortest else None
-    return CoachCard(coach=coach, profile=coach.coach_profile,
-                     from_prices=sorted(((v, k) for k, v in cheapest.items()),
-                                        key=lambda p: p[1]),
-                     next_slot=next_slot)
+def coach_cards(coaches: list[User], currency: str = "") -> list[CoachCard]:
+    """The directory's cards for a page of coaches, in a fixed number of queries: their
+    offerings at once, and the slot engine fed for all of them together."""
+    offerings: dict[int, list[Offering]] = {coach.id: [] for coach in coaches}
+    for offering in db.session.scalars(
+            select(Offering).where(Offering.coach_id.in_(list(offerings)),
+                                   Offering.status == "active")
+            .order_by(Offering.price_minor, Offering.id)):
+        offerings[offering.coach_id].append(offering)
+    shortest = {coach: timedelta(minutes=min(o.duration_minutes for o in offerings[coach.id]))
+                for coach in coaches if offerings[coach.id]}
+    next_slots = coaches_next_open_slots(shortest)
+    cards = []
+    for coach in coaches:
+        cheapest: dict[str, int] = {}
+        for offering in offerings[coach.id]:
+            if currency and offering.currency != currency:
+                continue
+            cheapest[offering.currency] = min(cheapest.get(offering.currency,
+                                                           offering.price_minor),
+                                              offering.price_minor)
+        cards.append(CoachCard(coach=coach, profile=coach.coach_profile,
+                               from_prices=sorted(((v, k) for k, v in cheapest.items()),
+                                                  key=lambda p: p[1]),
+                               next_slot=next_slots.get(coach.id)))
+    return cards
 
 
 def active_offerings(coach_id: int) -> list[Offering]:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from flask import Blueprint, abort, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from skileez import clock
 from skileez.auth.models import User
@@ -16,11 +17,11 @@ from skileez.coaches.directory import (
     SORTS,
     DirectoryFilters,
     active_offerings,
-    coach_card,
+    coach_cards,
     directory_statement,
 )
 from skileez.coaches.forms import OfferingForm, ProfileForm, RuleForm, TimeOffForm
-from skileez.coaches.models import WEEKDAYS, AvailabilityRule, Offering, TimeOff
+from skileez.coaches.models import WEEKDAYS, AvailabilityRule, CoachProfile, Offering, TimeOff
 from skileez.contracts.models import Contract
 from skileez.core.access import public, require_login, role_route
 from skileez.core.forms import Form
@@ -64,7 +65,7 @@ def index():
             price_errors.append(f"{'Minimum' if name == 'min_price' else 'Maximum'} price: "
                                 f"{error}")
     page = paginate(directory_statement(filters), per_page=12)
-    cards = [coach_card(coach, filters.currency) for coach in page.items]
+    cards = coach_cards(page.items, filters.currency)
     template = "coaches/_results.html" if is_htmx() else "coaches/index.html"
     return render_template(template, page=page, cards=cards, filters=filters, sorts=SORTS,
                            currencies=SUPPORTED_CURRENCIES, price_errors=price_errors,
@@ -74,7 +75,8 @@ def index():
 
 
 def _listed_coach(coach_id: int) -> User:
-    coach = db.session.get(User, coach_id)
+    coach = db.session.get(User, coach_id, options=[
+        joinedload(User.coach_profile).selectinload(CoachProfile.subjects)])
     if coach is None or not coach.is_coach or not coach.is_active:
         abort(404)
     return coach
@@ -107,7 +109,8 @@ def profile(coach_id: int):
         preview = coach_open_slots(coach, timedelta(minutes=shortest), now,
                                    now + timedelta(days=PREVIEW_DAYS))[:12]
     return render_template("coaches/profile.html", coach=coach, contract=contract,
-                           profile=operations.profile_for(coach), offerings=offerings,
+                           profile=coach.coach_profile or operations.profile_for(coach),
+                           offerings=offerings,
                            preview=preview, preview_days=PREVIEW_DAYS,
                            reviews=public_reviews(coach.id))
 
@@ -208,7 +211,9 @@ def _availability_context(rule_form=None, time_off_form=None):
         .order_by(TimeOff.starts_at)).all()
     return {"rules_by_day": by_day, "weekdays": WEEKDAYS, "time_off": time_off,
             "rule_form": rule_form or RuleForm(), "time_off_form": time_off_form or TimeOffForm(),
-            "delete_form": Form(), "profile": operations.profile_for(current_user)}
+            # Through the relationship, so the preview's slot engine finds it loaded.
+            "delete_form": Form(),
+            "profile": current_user.coach_profile or operations.profile_for(current_user)}
 
 
 def _availability_page(rule_form=None, time_off_form=None, **context) -> str:

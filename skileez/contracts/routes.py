@@ -10,6 +10,7 @@ from skileez.coaches.models import Offering
 from skileez.contracts import operations
 from skileez.contracts.forms import ProposalForm, ResponseForm
 from skileez.contracts.models import Contract, Proposal
+from skileez.contracts.queries import listed_contracts, listed_proposals
 from skileez.core.access import require_login, role_required
 from skileez.core.forms import Form
 from skileez.core.http import choice_arg, is_htmx
@@ -49,8 +50,8 @@ def index():
     statement = select(Contract).where(_mine(Contract))
     if status:
         statement = statement.where(Contract.status == status)
-    page = paginate(statement.order_by(Contract.created_at.desc(), Contract.id.desc()),
-                       per_page=20)
+    page = paginate(listed_contracts(statement.order_by(Contract.created_at.desc(),
+                                                        Contract.id.desc())), per_page=20)
     pending = db.session.scalar(select(func.count()).select_from(Proposal).where(
         _mine(Proposal), Proposal.status == "pending"))
     return render_template("contracts/index.html", page=page, status=status,
@@ -112,8 +113,8 @@ def proposals():
     statement = select(Proposal).where(_mine(Proposal))
     if status:
         statement = statement.where(Proposal.status == status)
-    page = paginate(statement.order_by(Proposal.created_at.desc(), Proposal.id.desc()),
-                       per_page=20)
+    page = paginate(listed_proposals(statement.order_by(Proposal.created_at.desc(),
+                                                        Proposal.id.desc())), per_page=20)
     return render_template("contracts/proposals.html", page=page, status=status,
                            statuses=PROPOSAL_STATUSES)
 

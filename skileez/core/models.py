@@ -30,7 +30,11 @@ class AuditEvent(db.Model):
 
     actor = relationship("User", foreign_keys=[actor_id], lazy="joined")
 
-    __table_args__ = (Index("ix_audit_events_object", "object_type", "object_id"),)
+    __table_args__ = (
+        Index("ix_audit_events_object", "object_type", "object_id"),
+        # The admin dashboard's latest changes, newest first.
+        Index("ix_audit_events_created", "created_at", "id"),
+    )
 
     @property
     def actor_label(self) -> str:

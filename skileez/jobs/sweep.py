@@ -38,6 +38,7 @@ HANDLER_MODULES = (
     "skileez.contracts.deadlines",
     "skileez.sessions.deadlines",
     "skileez.payments.deadlines",
+    "skileez.jobs.ledger_check",
 )
 
 

@@ -29,6 +29,8 @@ class Notification(db.Model):
 
     __table_args__ = (
         Index("ix_notifications_recipient_unread", "recipient_id", "read_at"),
+        # The notifications page: one person's, newest first, a page at a time.
+        Index("ix_notifications_recipient_created", "recipient_id", "created_at", "id"),
     )
 
     @property
@@ -88,6 +90,9 @@ class OutboxEmail(db.Model):
         CheckConstraint("status IN ('pending', 'sending', 'sent', 'failed')",
                         name="status_known"),
         Index("ix_outbox_emails_due", "status", "next_attempt_at"),
+        # The admin mailbox, newest first: all of it, or one status.
+        Index("ix_outbox_emails_created", "created_at", "id"),
+        Index("ix_outbox_emails_status_created", "status", "created_at", "id"),
     )
 
     @property

@@ -23,22 +23,43 @@ and when is never lost.
 Like every write in Skileez, the posting functions add and flush but never
 commit: the posting commits (or rolls back) with the state change that caused it.
 ``check_invariants`` answers, with SQL aggregates, whether the books agree with
-themselves and with the payments and payouts they describe.
+themselves and with the payments and payouts they describe. It reads the whole
+ledger, so pages never call it: ``run_check`` (a job, queued by ``request_check`` on
+the sweep's schedule or when an admin asks) runs it and keeps the result in a
+``LedgerCheck`` row, which the money page shows.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, case, event, exists, func, insert, literal, or_, select
-from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+from sqlalchemy import (
+    Connection,
+    and_,
+    case,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, joinedload
 
 from skileez import clock
 from skileez.core.db import insert_many
+from skileez.core.queue import enqueue_after_commit, job
+from skileez.core.unit_of_work import transaction
 from skileez.extensions import db
 from skileez.payments.models import (
     ACCOUNTS,
+    LedgerCheck,
     LedgerEntry,
     LedgerTransaction,
     Payment,
@@ -573,3 +594,140 @@ def _payout_mismatches() -> list[str]:
             problems.append(f"{label} has {int(n_paid_out)} {currency} paid out in the "
                             f"ledger, expected {int(want_paid_out)}.")
     return problems
+
+
+# --- the check, off the request path ---------------------------------------------
+
+#: Problems kept with a check's result; the count says how many there were in all.
+PROBLEMS_KEPT = 50
+#: How long a running check holds its row; a worker that died lets another take over.
+CHECK_LEASE = timedelta(minutes=30)
+#: Checks asked for longer ago than this are deleted by the next check (not the newest result).
+CHECK_HISTORY = timedelta(days=30)
+
+
+def pending_check(now: datetime | None = None) -> LedgerCheck | None:
+    """The newest check waiting for a worker or running, while its claim is live."""
+    now = now or clock.now()
+    return db.session.scalar(
+        select(LedgerCheck)
+        .where(LedgerCheck.finished_at.is_(None),
+               or_(LedgerCheck.queued_until > now, LedgerCheck.claimed_until > now))
+        .order_by(LedgerCheck.requested_at.desc(), LedgerCheck.id.desc()).limit(1))
+
+
+def last_finished_check() -> LedgerCheck | None:
+    """The result to show: of the finished checks, the one that started last, so it read
+    the newest state of the books (two overlapping checks may finish in either order)."""
+    return db.session.scalar(
+        select(LedgerCheck).where(LedgerCheck.finished_at.is_not(None))
+        .options(joinedload(LedgerCheck.requested_by))
+        .order_by(LedgerCheck.started_at.desc(), LedgerCheck.id.desc()).limit(1))
+
+
+def request_check(*, actor=None, source: str = "admin") -> tuple[LedgerCheck, bool]:
+    """Queue a check unless one is already waiting or running; returns (check, queued).
+
+    The row is claimed in this transaction and the job dispatched when it commits (to
+    RQ where Redis is set, run in this process otherwise), like every other job. Two
+    requests at the same moment may both queue one: each run writes only its own row,
+    so that costs a second read of the ledger, never a wrong result.
+    """
+    waiting = pending_check()
+    if waiting is not None:
+        return waiting, False
+    check = LedgerCheck(source=source, requested_by_id=getattr(actor, "id", None),
+                        requested_at=clock.now())
+    db.session.add(check)
+    db.session.flush()
+    enqueue_after_commit(run_check, check.id, claim=(LedgerCheck, check.id))
+    return check, True
+
+
+def request_check_if_due(interval: timedelta) -> int:
+    """The sweep's schedule: queue a check when none was asked for within ``interval``."""
+    last = db.session.scalar(select(func.max(LedgerCheck.requested_at)))
+    if last is not None and last > clock.now() - interval:
+        return 0
+    _, queued = request_check(source="schedule")
+    return int(queued)
+
+
+@job
+def run_check(check_id: int) -> int | None:
+    """Run ``check_invariants`` for one requested check and keep its result.
+
+    The row is claimed first (compare-and-set), so a duplicate job finds it claimed or
+    finished and does nothing. The check reads one snapshot of the database, so money
+    moving while it runs cannot show up as a mismatch between two of its queries. The
+    result is written only by the holder of the claim. Returns the number of problems
+    (None if another job had the row). An error is recorded on the row and re-raised
+    so the worker records the failure too.
+    """
+    with transaction():
+        claim = _claim_check(check_id)
+    if claim is None:
+        return None
+    started = time.perf_counter()
+    try:
+        with transaction():
+            _read_one_snapshot()
+            problems = check_invariants()
+    except Exception as error:
+        with transaction():
+            _finish_check(check_id, claim, started, error=f"{type(error).__name__}: {error}")
+        raise
+    _finish_check(check_id, claim, started, problems=problems)
+    return len(problems)
+
+
+def _claim_check(check_id: int) -> datetime | None:
+    now = clock.now()
+    until = now + CHECK_LEASE
+    result = db.session.execute(
+        update(LedgerCheck)
+        .where(LedgerCheck.id == check_id, LedgerCheck.finished_at.is_(None),
+               or_(LedgerCheck.claimed_until.is_(None), LedgerCheck.claimed_until <= now))
+        .values(claimed_until=until, started_at=now, queued_until=None)
+        .execution_options(synchronize_session=False))
+    return until if result.rowcount == 1 else None
+
+
+def _read_one_snapshot() -> None:
+    """Make this transaction's reads one consistent snapshot of the database.
+
+    PostgreSQL's default (read committed) gives each statement its own snapshot;
+    repeatable read gives the whole transaction one. SQLite in WAL mode reads one
+    snapshot inside an explicit transaction. Only a transaction of our own can be
+    set up this way: joined to one someone else opened (a test's), it is left alone.
+    """
+    if isinstance(db.session.get_bind(), Connection):
+        return
+    if db.engine.dialect.name == "postgresql":
+        db.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    elif db.engine.dialect.name == "sqlite":
+        db.session.connection().exec_driver_sql("BEGIN")
+
+
+def _finish_check(check_id: int, claim: datetime, started: float, *,
+                  problems: list[str] | None = None, error: str | None = None) -> None:
+    now = clock.now()
+    db.session.execute(
+        update(LedgerCheck)
+        .where(LedgerCheck.id == check_id, LedgerCheck.claimed_until == claim,
+               LedgerCheck.finished_at.is_(None))
+        .values(finished_at=now, claimed_until=None,
+                duration_ms=round((time.perf_counter() - started) * 1000),
+                problem_count=None if problems is None else len(problems),
+                problems=None if problems is None else problems[:PROBLEMS_KEPT],
+                error=error[:2000] if error else None)
+        .execution_options(synchronize_session=False))
+    # Old results go, and so do requests whose job never ran (Redis lost it); the newest
+    # result stays however old it is, so the page never forgets the last answer it had.
+    newest = (select(LedgerCheck.id).where(LedgerCheck.finished_at.is_not(None))
+              .order_by(LedgerCheck.started_at.desc(), LedgerCheck.id.desc()).limit(1)
+              .scalar_subquery())
+    db.session.execute(delete(LedgerCheck)
+                       .where(LedgerCheck.requested_at < now - CHECK_HISTORY,
+                              LedgerCheck.id != newest)
+                       .execution_options(synchronize_session=False))

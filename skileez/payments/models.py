@@ -78,6 +78,8 @@ class Payment(db.Model):
         CheckConstraint("status IN ('pending', 'held', 'released', 'refunded', "
                         "'partially_refunded', 'disputed', 'failed')", name="status_known"),
         Index("ix_payments_release", "status", "release_at"),
+        # The admin list, newest first, a page at a time.
+        Index("ix_payments_created", "created_at", "id"),
     )
 
     @property
@@ -221,6 +223,8 @@ class Dispute(db.Model):
 
     __table_args__ = (
         CheckConstraint("status IN ('open', 'resolved')", name="status_known"),
+        # The admin's open and resolved lists, newest first.
+        Index("ix_disputes_status_created", "status", "created_at"),
         Index("uq_disputes_one_open", "payment_id", unique=True,
               postgresql_where=text("status = 'open'"), sqlite_where=text("status = 'open'")),
     )
@@ -297,3 +301,55 @@ class LedgerEntry(db.Model):
                         "'platform_revenue', 'refunds', 'paid_out')", name="account_known"),
         Index("ix_ledger_entries_account", "account", "currency"),
     )
+
+
+class LedgerCheck(db.Model):
+    """One run of the ledger invariant check: asked for, then run once by a job.
+
+    The check reads the whole ledger, so it runs off the request path (on the sweep's
+    schedule, or when an admin asks) and the money page shows the last result. Each run
+    has its own row and writes its result once, so two checks at once never overwrite
+    each other: the page shows whichever finished last.
+    """
+
+    __tablename__ = "ledger_checks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # 'schedule' (the sweep) or 'admin' (someone pressed "Check now").
+    source: Mapped[str] = mapped_column(String(10))
+    requested_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    # A job for this row is waiting in a queue until then (see core.queue.claim_queued).
+    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A job is running the check until then; only that job may write the result.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    # How many problems were found; ``problems`` keeps the first few (a JSON list).
+    problem_count: Mapped[int | None] = mapped_column(Integer)
+    problems: Mapped[list | None] = mapped_column(db.JSON)
+    # The check itself could not finish (the database went away, say).
+    error: Mapped[str | None] = mapped_column(Text)
+
+    requested_by = relationship("User")
+
+    __table_args__ = (
+        CheckConstraint("source IN ('schedule', 'admin')", name="source_known"),
+        Index("ix_ledger_checks_started_at", "started_at"),
+        Index("ix_ledger_checks_requested_at", "requested_at"),
+    )
+
+    @property
+    def is_finished(self) -> bool:
+        return self.finished_at is not None
+
+    @property
+    def passed(self) -> bool:
+        return self.is_finished and self.error is None and self.problem_count == 0
+
+    @property
+    def problems_left_out(self) -> int:
+        """Problems found but not kept (only the first few are stored and shown)."""
+        return max((self.problem_count or 0) - len(self.problems or ()), 0)

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from flask import current_app
 from sqlalchemy import case, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from skileez import clock
 from skileez.coaches.operations import profile_for
@@ -68,6 +69,9 @@ def create_payment(session: Session, contract) -> Payment:
                       gateway=get_gateway().name, created_at=clock.now())
     db.session.add(payment)
     db.session.flush()
+    # The new session had no payment before this one: say so, and ``session.payment`` is
+    # known without a query (booking's answer links to it).
+    set_committed_value(session, "payment", payment)
     record_creation(payment, actor=session.student, reason="awaiting payment")
     return payment
 

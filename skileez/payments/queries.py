@@ -1,30 +1,74 @@
-"""Read-only money views: a coach's earnings."""
+"""Read-only money views: a coach's earnings, a student's payments."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, literal, select, union_all
+from sqlalchemy.orm import joinedload, raiseload, selectinload
 
+from skileez.core.pagination import paginate
 from skileez.extensions import db
+from skileez.payments import words
 from skileez.payments.models import Payment, Payout
+from skileez.sessions.models import Session
+
+# The earnings page lists this many payouts, newest first; the totals cover them all.
+PAYOUTS_SHOWN = 100
+PAYMENTS_PER_PAGE = 20
+PAYOUT_STATES_OWED = ("payable", "pending", "failed")
+
+
+def _listed(statement):
+    """What a payments list shows of each row, loaded with it rather than row by row."""
+    return statement.options(
+        joinedload(Payment.session).joinedload(Session.contract),
+        joinedload(Payment.student), joinedload(Payment.coach),
+        selectinload(Payment.refunds),
+        # Anything else a row asked for would be one query per row: refused, not loaded.
+        raiseload("*"))
+
+
+def _totals(coach) -> dict[str, dict[str, int]]:
+    """Held, paid and payable per currency, summed by the database in one statement."""
+    held = (select(Payment.currency, literal("held").label("kind"),
+                   func.sum(Payment.amount_minor - Payment.refunded_minor).label("total"))
+            .where(Payment.coach_id == coach.id, Payment.status.in_(Payment.ESCROW_STATES))
+            .group_by(Payment.currency))
+    paid = (select(Payout.currency, literal("paid").label("kind"),
+                   func.sum(Payout.amount_minor).label("total"))
+            .where(Payout.coach_id == coach.id, Payout.status == "paid")
+            .group_by(Payout.currency))
+    payable = (select(Payout.currency, literal("payable").label("kind"),
+                      func.sum(Payout.amount_minor).label("total"))
+               .where(Payout.coach_id == coach.id, Payout.status.in_(PAYOUT_STATES_OWED))
+               .group_by(Payout.currency))
+    totals: dict[str, dict[str, int]] = {}
+    for currency, kind, total in db.session.execute(union_all(held, paid, payable)):
+        bucket = totals.setdefault(currency, {"held": 0, "paid": 0, "payable": 0})
+        bucket[kind] += int(total or 0)
+    return dict(sorted(totals.items()))
 
 
 def coach_earnings(coach) -> dict:
-    """Held (by release date), paid out, and payable balances, per currency."""
-    held = list(db.session.scalars(
+    """Held (soonest release first, a page at a time), paid out, and payable balances."""
+    held = paginate(_listed(
         select(Payment).where(Payment.coach_id == coach.id,
                               Payment.status.in_(Payment.ESCROW_STATES))
-        .order_by(Payment.release_at.is_(None), Payment.release_at, Payment.id)))
+        .order_by(Payment.release_at.is_(None), Payment.release_at, Payment.id)),
+        per_page=PAYMENTS_PER_PAGE)
+    words.prefetch(held.items)
     payouts = list(db.session.scalars(
         select(Payout).where(Payout.coach_id == coach.id)
-        .order_by(Payout.created_at.desc(), Payout.id.desc()).limit(100)))
-    totals: dict[str, dict[str, int]] = {}
-    for payment in held:
-        bucket = totals.setdefault(payment.currency, {"held": 0, "paid": 0, "payable": 0})
-        bucket["held"] += payment.remaining_minor
-    for payout in payouts:
-        bucket = totals.setdefault(payout.currency, {"held": 0, "paid": 0, "payable": 0})
-        if payout.status == "paid":
-            bucket["paid"] += payout.amount_minor
-        elif payout.status in ("payable", "pending", "failed"):
-            bucket["payable"] += payout.amount_minor
-    return {"held": held, "payouts": payouts, "totals": totals}
+        .options(joinedload(Payout.payment).joinedload(Payment.session)
+                 .joinedload(Session.contract),
+                 joinedload(Payout.payment).joinedload(Payment.student))
+        .order_by(Payout.created_at.desc(), Payout.id.desc()).limit(PAYOUTS_SHOWN)))
+    return {"held": held, "payouts": payouts, "totals": _totals(coach)}
+
+
+def student_payments(student):
+    """The student's payments, newest first, a page at a time."""
+    page = paginate(_listed(select(Payment).where(Payment.student_id == student.id)
+                            .order_by(Payment.created_at.desc(), Payment.id.desc())),
+                    per_page=PAYMENTS_PER_PAGE)
+    words.prefetch(page.items)
+    return page

@@ -16,12 +16,10 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from sqlalchemy import select
 
 from skileez.coaches.operations import profile_for
 from skileez.core.access import public, require_login, role_required
 from skileez.core.http import is_htmx
-from skileez.core.pagination import paginate
 from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import csrf, db
 from skileez.payments import operations, queries, words
@@ -50,10 +48,8 @@ def index():
         return render_template("payments/earnings.html", **queries.coach_earnings(current_user),
                                profile=profile_for(current_user),
                                stripe=get_gateway().name == "stripe")
-    page = paginate(select(Payment).where(Payment.student_id == current_user.id)
-                       .order_by(Payment.created_at.desc(), Payment.id.desc()),
-                       per_page=20)
-    return render_template("payments/history.html", page=page)
+    return render_template("payments/history.html",
+                           page=queries.student_payments(current_user))
 
 
 def _payment_for_participant(payment_id: int) -> Payment:

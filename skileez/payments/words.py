@@ -13,11 +13,12 @@ the viewer's zone with the zone named.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import g
-from sqlalchemy import select
+from flask import g, has_app_context
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import selectinload
 
 from skileez import clock
@@ -63,61 +64,65 @@ def _role(payment: Payment, viewer) -> str:
     return "admin"
 
 
-def _released_split(payment: Payment) -> tuple[int, int] | None:
-    """(coach share, fee) as posted by the release, or None if nothing was released."""
-    batched = _batch_ledger(payment)
-    if batched is not None:
-        rows = [(account, amount) for kind, account, amount in batched
-                if kind == "release" and account in ("coach_payable", "platform_revenue")]
-    else:
-        rows = db.session.execute(
-            select(LedgerEntry.account, LedgerEntry.amount_minor)
+@dataclass(frozen=True)
+class LedgerFigures:
+    """What the ledger says about one payment: escrow's balance and the release's split."""
+
+    held: int = 0
+    released: tuple[int, int] | None = None  # (coach share, fee) once released
+
+
+def _ledger_statement(payment_ids):
+    """Escrow balances and release postings of these payments, in one grouped query."""
+    return (select(LedgerTransaction.payment_id, LedgerTransaction.kind, LedgerEntry.account,
+                   db.func.sum(LedgerEntry.amount_minor))
             .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
-            .where(LedgerTransaction.payment_id == payment.id,
-                   LedgerTransaction.kind == "release",
-                   LedgerEntry.account.in_(("coach_payable", "platform_revenue")))).all()
-    if not rows:
-        return None
-    posted = dict.fromkeys(("coach_payable", "platform_revenue"), 0)
-    for account, amount in rows:
-        posted[account] += amount
-    return posted["coach_payable"], posted["platform_revenue"]
+            .where(LedgerTransaction.payment_id.in_(payment_ids),
+                   or_(LedgerEntry.account == "escrow",
+                       and_(LedgerTransaction.kind == "release",
+                            LedgerEntry.account.in_(("coach_payable", "platform_revenue")))))
+            .group_by(LedgerTransaction.payment_id, LedgerTransaction.kind,
+                      LedgerEntry.account))
 
 
-def _held_in_escrow(payment: Payment) -> int:
-    """What escrow holds for this payment, by its ledger postings."""
-    batched = _batch_ledger(payment)
-    if batched is not None:
-        return sum(amount for _kind, account, amount in batched if account == "escrow")
-    total = db.session.scalar(
-        select(db.func.coalesce(db.func.sum(LedgerEntry.amount_minor), 0))
-        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
-        .where(LedgerTransaction.payment_id == payment.id, LedgerEntry.account == "escrow"))
-    return int(total or 0)
+def ledger_figures(payment_ids) -> dict[int, LedgerFigures]:
+    """The ledger's figures for each of these payments, from one query whatever their number."""
+    held: dict[int, int] = {}
+    released: dict[int, dict[str, int]] = {}
+    for payment_id, kind, account, total in db.session.execute(
+            _ledger_statement(list(payment_ids))):
+        if account == "escrow":
+            held[payment_id] = held.get(payment_id, 0) + int(total or 0)
+        if kind == "release" and account != "escrow":
+            released.setdefault(payment_id, dict.fromkeys(
+                ("coach_payable", "platform_revenue"), 0))[account] += int(total or 0)
+    return {payment_id: LedgerFigures(
+        held=held.get(payment_id, 0),
+        released=(released[payment_id]["coach_payable"],
+                  released[payment_id]["platform_revenue"])
+        if payment_id in released else None) for payment_id in payment_ids}
 
 
-def _batch_ledger(payment: Payment) -> list[tuple[str, str, int]] | None:
-    """(kind, account, sum) of the payment's postings, read in one query for the whole
-    batch of emails being rendered; None outside a batch or for a payment not in it."""
-    batch = g.get(EMAIL_BATCH)
-    if batch is None or payment.id not in batch.get("payment_ids", ()):
-        return None
-    if "ledger" not in batch:
-        batch["ledger"] = {}
-        for payment_id, kind, account, amount in db.session.execute(
-                select(LedgerTransaction.payment_id, LedgerTransaction.kind,
-                       LedgerEntry.account, db.func.sum(LedgerEntry.amount_minor))
-                .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
-                .where(LedgerTransaction.payment_id.in_(sorted(batch["payment_ids"])))
-                .group_by(LedgerTransaction.payment_id, LedgerTransaction.kind,
-                          LedgerEntry.account)):
-            batch["ledger"].setdefault(payment_id, []).append((kind, account, int(amount)))
-    return batch["ledger"].get(payment.id, [])
+_PREFETCHED = "_money_ledger_figures"
+
+
+def prefetch(payments) -> None:
+    """Read the ledger for every payment a list page shows in one query, instead of one
+    per row when each row's ``money_words`` is asked; kept for this request only."""
+    ids = [payment.id for payment in payments]
+    if ids and has_app_context():
+        g.setdefault(_PREFETCHED, {}).update(ledger_figures(ids))
+
+
+def _figures(payment: Payment) -> LedgerFigures:
+    """Prefetched by the page's list if it did, else read for this payment alone."""
+    cached = g.get(_PREFETCHED, {}).get(payment.id) if has_app_context() else None
+    return cached if cached is not None else ledger_figures([payment.id])[payment.id]
 
 
 def money_amounts(payment: Payment) -> MoneyAmounts:
-    released = _released_split(payment)
-    held = _held_in_escrow(payment) if payment.paid_at else 0
+    figures = _figures(payment)
+    released = figures.released
     if released is not None:
         coach_share, fee = released
     else:
@@ -126,12 +131,17 @@ def money_amounts(payment: Payment) -> MoneyAmounts:
         coach_share = base - fee
     return MoneyAmounts(currency=payment.currency, price=payment.amount_minor,
                         paid=payment.amount_minor if payment.paid_at else 0,
-                        refunded=payment.refunded_minor, held=held,
+                        refunded=payment.refunded_minor,
+                        held=figures.held if payment.paid_at else 0,
                         coach_share=coach_share, fee=fee)
 
 
 def describe_money(payment: Payment, viewer, now: datetime | None = None) -> MoneyWords:
-    """Headline and sentence for this payment's money, as ``viewer`` should read it now."""
+    """Headline and sentence for this payment's money, as ``viewer`` should read it now.
+
+    A list page calls ``prefetch`` (or ``money_words_for``) first, so its rows' amounts
+    come from one query.
+    """
     now = now or clock.now()
     role = _role(payment, viewer)
     tz = getattr(viewer, "timezone", None) or "UTC"
@@ -246,7 +256,17 @@ def _payment_of_session(session_id: int) -> Payment | None:
             select(Payment).where(Payment.session_id.in_(ids)).options(
                 selectinload(Payment.session), selectinload(Payment.coach),
                 selectinload(Payment.student), selectinload(Payment.refunds)))}
-        batch["payment_ids"] = {payment.id for payment in batch["payments"].values()}
+        prefetch(batch["payments"].values())
     if session_id in batch["payments"]:
         return batch["payments"][session_id]
     return db.session.scalar(select(Payment).where(Payment.session_id == session_id))
+
+
+def money_words_for(payments: Iterable[Payment], viewer, now: datetime | None = None
+                    ) -> dict[int, MoneyWords]:
+    """``describe_money`` for every payment of a list, with one query for all the amounts.
+
+    The payments should come with their session, people and refunds loaded."""
+    payments = list(payments)
+    prefetch(payments)
+    return {payment.id: describe_money(payment, viewer, now) for payment in payments}

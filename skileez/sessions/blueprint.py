@@ -18,9 +18,13 @@ from skileez.sessions.models import Session
 bp = require_login(Blueprint("sessions", __name__, url_prefix="/sessions"))
 
 
-def participant_session(session_id: int) -> Session:
-    """The session, if the signed-in person is its coach or student; 404 for everyone else."""
-    session = db.session.get(Session, session_id)
+def participant_session(session_id: int, options=()) -> Session:
+    """The session, if the signed-in person is its coach or student; 404 for everyone else.
+
+    ``options`` are loader options for what the page shows of it (its payment, people),
+    so that they come with the session instead of one query each from the template.
+    """
+    session = db.session.get(Session, session_id, options=options)
     if session is None or not session.is_participant(current_user):
         abort(404)
     return session

@@ -147,7 +147,12 @@ class Session(db.Model):
     @property
     def place_label(self) -> str:
         """'Session 3 of 5', or what became of a booking that no longer holds a place."""
-        place = self.place_number
+        return self.place_label_among(self.contract.place_numbers())
+
+    def place_label_among(self, place_numbers: dict[int, int]) -> str:
+        """``place_label`` from the contract's ``place_numbers()`` worked out once, for a
+        list of many of its sessions (a feed would otherwise sort the contract per row)."""
+        place = place_numbers.get(self.id)
         if place is not None:
             return f"Session {place} of {self.contract.total_sessions}"
         return {"cancelled": "Cancelled session", "expired": "Expired booking",

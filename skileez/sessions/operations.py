@@ -10,9 +10,13 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import joinedload
 
 from skileez import clock
-from skileez.coaches.availability import coach_open_slots
+from skileez.coaches.availability import (
+    busy_window,
+    calendar_arguments,
+    coach_open_slots,
+    open_starts,
+)
 from skileez.coaches.models import CoachProfile
-from skileez.coaches.operations import profile_for
 from skileez.coaches.slots import Interval
 from skileez.contracts.models import Contract, fully_booked_message
 from skileez.core.db import is_lock_conflict, lock_coach_calendar
@@ -36,52 +40,65 @@ from skileez.sessions.models import RELEASED_STATUSES, Rating, RescheduleRequest
 SLOT_TAKEN = "This time was just taken — pick another."
 
 
-def booked_count(contract_id: int) -> int:
-    """Sessions that use up the contract: everything not cancelled, expired or missed."""
-    return db.session.scalar(select(func.count()).select_from(Session).where(
-        Session.contract_id == contract_id, Session.status.not_in(RELEASED_STATUSES))) or 0
+def _places_taken_and_last_number(contract_id: int) -> tuple[int, int]:
+    """The contract's places in use (every session not cancelled, expired or missed) and
+    its highest session number, in one statement: booking asks both under the lock."""
+    taken, last = db.session.execute(
+        select(func.count().filter(Session.status.not_in(RELEASED_STATUSES)),
+               func.max(Session.number)).where(Session.contract_id == contract_id)).one()
+    return taken or 0, last or 0
 
 
 def book(student, contract_id: int, starts_at: datetime) -> Session:
     """Create a session awaiting payment, holding the slot for the policy's payment hold.
 
     Three layers keep two people from getting one slot: the slot is re-checked
-    against the live calendar; the write is serialized (SQLite) or the contract
-    row is locked (PostgreSQL) so the count of booked sessions cannot be raced;
-    and the database refuses an overlapping insert (exclusion constraints on
-    PostgreSQL, the serialized transaction on SQLite). Whoever loses sees
-    ``SLOT_TAKEN`` and nothing is created. On SQLite the caller runs this in a
-    serialized transaction (``core.unit_of_work.transaction(serialized=True)``).
+    against the live calendar; the contract row is locked (PostgreSQL) or the write
+    serialized (SQLite) so the count of booked places cannot be raced; and the
+    database refuses an overlapping insert (exclusion constraints on PostgreSQL, the
+    serialized transaction on SQLite). Whoever loses sees ``SLOT_TAKEN`` and nothing
+    is created. On SQLite the caller runs this in a serialized transaction
+    (``core.unit_of_work.transaction(serialized=True)``).
+
+    Every booking of one coach waits for that coach's calendar lock, so it is taken
+    last, just before the insert: it is there so that racing inserts queue instead of
+    deadlocking inside the exclusion constraints (``lock_coach_calendar``), not to
+    make the re-check exact, which the constraints already are. Under it run only
+    the inserts and the commit. A refused insert is not wrapped in a savepoint:
+    ``Conflict`` ends the unit of work, which rolls everything back.
     """
-    contract = db.session.scalar(select(Contract).where(Contract.id == contract_id)
-                                 .with_for_update())
+    contract = db.session.get(Contract, contract_id)
     if contract is None or contract.student_id != student.id:
         raise LookupError(contract_id)
-    lock_coach_calendar(contract.coach_id)
-    if contract.status != "active":
-        raise Conflict(f"This contract is {contract.status}; no more sessions can be booked.")
+    # Read under the row lock, not from the contract the page loaded: a contract ended a
+    # moment ago is seen as ended.
+    status = db.session.scalar(select(Contract.status).where(Contract.id == contract_id)
+                               .with_for_update())
+    if status != "active":
+        raise Conflict(f"This contract is {status}; no more sessions can be booked.")
+    duration = timedelta(minutes=contract.duration_minutes)
+    calendar = calendar_arguments(contract.coach, duration)
     # Holds that ran out free their calendar time and their place in the contract first.
     expire_stale_holds(coach_id=contract.coach_id, student_id=student.id)
-    if booked_count(contract.id) >= contract.total_sessions:
+    taken, last_number = _places_taken_and_last_number(contract.id)
+    if taken >= contract.total_sessions:
         raise Conflict(fully_booked_message(contract.total_sessions))
-    policy = get_policy()
-    now = clock.now()
-    duration = timedelta(minutes=contract.duration_minutes)
-    open_now = coach_open_slots(contract.coach, duration, starts_at,
-                                starts_at + timedelta(seconds=1), student_id=student.id)
-    if starts_at not in open_now:
+    end_of_check = starts_at + timedelta(seconds=1)
+    blocking = blocking_sessions(contract.coach_id, student.id,
+                                 within=busy_window(calendar, starts_at, end_of_check))
+    if starts_at not in open_starts(calendar, blocking, starts_at, end_of_check):
         raise Conflict(SLOT_TAKEN)
-    buffer = timedelta(minutes=profile_for(contract.coach).buffer_minutes)
-    number = (db.session.scalar(select(func.max(Session.number))
-                                .where(Session.contract_id == contract.id)) or 0) + 1
-    session = Session(contract_id=contract.id, number=number, coach_id=contract.coach_id,
-                      student_id=student.id, starts_at=starts_at, ends_at=starts_at + duration,
-                      coach_block_end=starts_at + duration + buffer, status="pending_payment",
-                      hold_expires_at=now + policy.payment_hold, created_at=now)
+    now = clock.now()
+    lock_coach_calendar(contract.coach_id)
+    session = Session(contract_id=contract.id, number=last_number + 1,
+                      coach_id=contract.coach_id, student_id=student.id, starts_at=starts_at,
+                      ends_at=starts_at + duration,
+                      coach_block_end=starts_at + duration + calendar["buffer"],
+                      status="pending_payment",
+                      hold_expires_at=now + get_policy().payment_hold, created_at=now)
+    db.session.add(session)
     try:
-        with db.session.begin_nested():
-            db.session.add(session)
-            db.session.flush()
+        db.session.flush()
     except IntegrityError:
         raise Conflict(SLOT_TAKEN) from None
     except OperationalError as error:
@@ -147,24 +164,44 @@ def sessions_for_notices(ids: list[int]) -> list[Session]:
                  joinedload(Session.student))))
 
 
-def blocking_sessions(coach_id: int, student_id: int | None,
-                      exclude_session_id: int | None = None) -> list:
-    """Busy intervals for the slot engine: the coach's and the student's live sessions."""
+def _still_blocking() -> list:
+    """Sessions that keep their time busy now: live ones, not an unpaid hold that ran out
+    (even before the sweep sees it), and not long over."""
     now = clock.now()
+    return [Session.ends_at > now - timedelta(days=1), Session.status.not_in(RELEASED_STATUSES),
+            or_(Session.status != "pending_payment", Session.hold_expires_at > now)]
+
+
+def blocking_sessions(coach_id: int, student_id: int | None,
+                      exclude_session_id: int | None = None,
+                      within: Interval | None = None) -> list:
+    """Busy intervals for the slot engine: the coach's and the student's live sessions,
+    those overlapping ``within`` only when it is given."""
     people = [Session.coach_id == coach_id]
     if student_id is not None:
         people.append(Session.student_id == student_id)
     conditions = []
     if exclude_session_id is not None:
         conditions.append(Session.id != exclude_session_id)
+    if within is not None:
+        # The lower bound on the start lets the (person, starts_at) indexes bound the scan;
+        # no session lasts a day (offerings are 15 to 240 minutes, a check constraint).
+        conditions += [Session.starts_at < within.end, Session.ends_at > within.start,
+                       Session.starts_at > within.start - timedelta(days=1)]
     rows = db.session.execute(
         select(Session.starts_at, Session.ends_at).where(
-            or_(*people), Session.ends_at > now - timedelta(days=1), *conditions,
-            Session.status.not_in(RELEASED_STATUSES),
-            # An unpaid hold that ran out no longer blocks, even before the sweep sees it.
-            or_(Session.status != "pending_payment", Session.hold_expires_at > now))
-    ).all()
+            or_(*people), *conditions, *_still_blocking())).all()
     return [Interval(start, end) for start, end in rows]
+
+
+def blocking_sessions_of_coaches(coach_ids: list[int]) -> dict[int, list]:
+    """``blocking_sessions`` of many coaches in one query, by coach."""
+    found: dict[int, list] = {coach_id: [] for coach_id in coach_ids}
+    for coach_id, start, end in db.session.execute(
+            select(Session.coach_id, Session.starts_at, Session.ends_at).where(
+                Session.coach_id.in_(coach_ids), *_still_blocking())):
+        found[coach_id].append(Interval(start, end))
+    return found
 
 
 # --- the life cycle after payment ------------------------------------------------------

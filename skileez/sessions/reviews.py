@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from skileez.extensions import db
 from skileez.sessions.models import Rating, Session
@@ -14,4 +15,5 @@ def public_reviews(coach_id: int, limit: int = 10) -> list:
         select(Rating).join(Session, Session.id == Rating.session_id)
         .where(Rating.ratee_id == coach_id, Rating.rater_id == Session.student_id,
                Rating.public.is_(True), Rating.feedback != "")
+        .options(joinedload(Rating.rater))  # each review names its rater
         .order_by(Rating.created_at.desc()).limit(limit)))

@@ -7,8 +7,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from flask import abort, make_response, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
+from sqlalchemy.orm import joinedload, selectinload
 
 from skileez import clock
+from skileez.auth.models import User
 from skileez.coaches.availability import coach_next_open_slot, coach_open_slots
 from skileez.coaches.operations import profile_for
 from skileez.contracts.models import Contract
@@ -24,7 +26,7 @@ from skileez.policy import get_policy
 from skileez.sessions import lifecycle, operations
 from skileez.sessions.blueprint import bp, participant_session
 from skileez.sessions.forms import BookForm
-from skileez.sessions.models import RELEASED_STATUSES, Session
+from skileez.sessions.models import Session
 
 
 def session_history(session: Session) -> list[AuditEvent]:
@@ -45,9 +47,17 @@ def session_history(session: Session) -> list[AuditEvent]:
         .order_by(AuditEvent.created_at, AuditEvent.id)))
 
 
+# What the session page shows besides the session, loaded with it.
+SESSION_PAGE_LOADS = (joinedload(Session.contract), joinedload(Session.payment),
+                      joinedload(Session.coach).joinedload(User.coach_profile),
+                      joinedload(Session.student),
+                      # A session has a few of each: joined, not one more query apiece.
+                      joinedload(Session.reschedule_requests), joinedload(Session.ratings))
+
+
 @bp.get("/<int:session_id>")
 def detail(session_id: int):
-    session = participant_session(session_id)
+    session = participant_session(session_id, options=SESSION_PAGE_LOADS)
     return render_template("sessions/detail.html", session=session,
                            history=session_history(session), policy=get_policy())
 
@@ -55,7 +65,14 @@ def detail(session_id: int):
 # --- booking --------------------------------------------------------------------------
 
 def _student_contract(contract_id: int) -> Contract:
-    contract = db.session.get(Contract, contract_id)
+    # The coach with their profile (notice, horizon, buffer) come with the contract: the
+    # booking pages and the slot engine read both. The contract's sessions (places taken)
+    # too when a page will be shown; a booking POST leaves them to ``operations.book``,
+    # which counts places under the contract's row lock.
+    loads = [joinedload(Contract.coach).joinedload(User.coach_profile)]
+    if request.method == "GET":
+        loads.append(selectinload(Contract.sessions))
+    contract = db.session.get(Contract, contract_id, options=loads)
     if contract is None or not contract.is_participant(current_user):
         abort(404)
     if current_user.id != contract.student_id:
@@ -86,7 +103,8 @@ def _week_start(text: str | None, tz: str, last: date | None = None) -> date:
 def book(contract_id: int):
     contract = _student_contract(contract_id)
     tz = current_user.timezone
-    horizon_end = clock.now() + timedelta(days=profile_for(contract.coach).horizon_days)
+    profile = contract.coach.coach_profile or profile_for(contract.coach)
+    horizon_end = clock.now() + timedelta(days=profile.horizon_days)
     can_book = contract.can_book(current_user)
     if not can_book:
         # Every place is taken (or the contract ended): say so, and offer no times.
@@ -149,15 +167,36 @@ def _parse_start(text: str | None) -> datetime:
 
 
 def _own_hold(contract, starts_at: datetime) -> Session | None:
-    """The student's own unpaid booking of this very time, if they can still pay it."""
-    candidates = db.session.scalars(select(Session).where(
-        Session.contract_id == contract.id, Session.starts_at == starts_at,
-        Session.status.not_in(RELEASED_STATUSES))).all()
-    return next((s for s in candidates if lifecycle.can_pay(s, current_user)), None)
+    """The student's own unpaid booking of this very time, if they can still pay it.
+
+    Read from ``contract.sessions``, which ``can_book`` has loaded already.
+    """
+    return next((s for s in contract.sessions if s.starts_at == starts_at
+                 and s.blocks_calendar and lifecycle.can_pay(s, current_user)), None)
+
+
+def _booking_state(contract, starts_at: datetime, refusal: str | None = None) -> dict:
+    """Whether the page offers to book this time, and if not why: the student holds it
+    already (then it points at paying), or the contract has no place, or ``refusal``
+    (what the booking that was just refused said)."""
+    can_book = contract.can_book(current_user)
+    own_hold = _own_hold(contract, starts_at)
+    conflict = refusal or (None if can_book else can_book.reason)
+    if own_hold is not None:
+        # Booking it again would only be refused as taken: point at paying instead.
+        conflict = "You already hold this time. Pay for it to keep it."
+        can_book = deny(conflict)
+    return {"can_book": can_book, "own_hold": own_hold, "conflict": conflict}
 
 
 @bp.route("/book/<int:contract_id>/confirm", methods=["GET", "POST"])
 def confirm(contract_id: int):
+    """The confirmation page, and booking from it.
+
+    A POST goes straight to ``operations.book``, which decides under its locks whether
+    the time and a place are still free; what the page says
+    about it (held already, fully booked) is worked out only when a page is shown.
+    """
     contract = _student_contract(contract_id)
     form = BookForm()
     starts_at = _parse_start(form.starts_at.data if request.method == "POST"
@@ -168,29 +207,23 @@ def confirm(contract_id: int):
     context = {"contract": contract, "form": form, "starts_at": starts_at,
                "ends_at": starts_at + timedelta(minutes=contract.duration_minutes),
                "fee": fee, "net": contract.price_minor - fee, "policy": policy,
-               "free_until": starts_at - policy.late_cancellation_window,
-               "can_book": contract.can_book(current_user),
-               "own_hold": _own_hold(contract, starts_at)}
-    if context["own_hold"] is not None:
-        # Booking it again would only be refused as taken: point at paying instead.
-        context["can_book"] = deny("You already hold this time. Pay for it to keep it.")
-    if not context["can_book"]:
-        context["conflict"] = context["can_book"].reason
+               "free_until": starts_at - policy.late_cancellation_window}
 
     def page() -> str:
-        if form.form_errors:
-            # Said once, beside the booking it refuses (not also as a flash).
-            context.update(conflict=form.form_errors[-1],
-                           can_book=contract.can_book(current_user))
+        # A refusal is said once, beside the booking it refuses (not also as a flash).
+        context.update(_booking_state(contract, starts_at,
+                                      form.form_errors[-1] if form.form_errors else None))
         return render_template("sessions/confirm.html", **context)
 
-    def book_it() -> Session:
+    def book_it() -> int:
         try:
-            return operations.book(current_user, contract.id, starts_at)
+            session = operations.book(current_user, contract.id, starts_at)
         except LookupError:
             abort(404)
+        # Taken before the commit, which would expire the session and cost two reloads.
+        return session.payment.id
 
     # Serialized: the check that the slot is free and the insert are one decision.
-    return submit(form, book_it, page=page, serialized=True, allowed=context["can_book"],
-                  done=lambda session: see_other(url_for("payments.pay",
-                                                         payment_id=session.payment.id)))
+    return submit(form, book_it, page=page, serialized=True,
+                  done=lambda payment_id: see_other(url_for("payments.pay",
+                                                            payment_id=payment_id)))
