@@ -64,8 +64,10 @@ class Policy:
     offering_price_per_currency: dict = field(default_factory=dict)
     # Not in SPEC's table: the grid open slots are offered on, from each rule's start.
     slot_step: timedelta = _minutes(30)
-    # Not in SPEC's table: how many due rows each deadline handler acts on per sweep.
-    sweep_batch: int = 200
+    # Not in SPEC's table: how many due rows each deadline handler acts on per batch (one
+    # transaction), and how long one sweep keeps taking batches before it leaves the rest.
+    sweep_batch: int = 500
+    sweep_time_budget_seconds: int = 40
     # Not in SPEC's table: how far back and ahead a private calendar feed reaches.
     calendar_feed_past: timedelta = timedelta(days=90)
     calendar_feed_ahead: timedelta = timedelta(days=365)

@@ -72,8 +72,11 @@ MEANINGS: dict[str, str] = {
                                    "above for them.",
     "slot_step": "Open times are offered on this grid, counted from the start of each weekly "
                  "hours rule.",
-    "sweep_batch": "Most due rows one deadline handler acts on per sweep; a backlog is worked "
-                   "off a batch per run, so no transaction stays open over all of it.",
+    "sweep_batch": "Most due rows one deadline handler acts on in one transaction; a sweep "
+                   "takes batch after batch, so no transaction stays open over a whole "
+                   "backlog.",
+    "sweep_time_budget_seconds": "How long one sweep keeps taking batches of due rows (in "
+                                 "seconds); what is left waits for the next sweep.",
     "calendar_feed_past": "A private calendar feed lists sessions that started at most this "
                           "long ago.",
     "calendar_feed_ahead": "A private calendar feed lists sessions starting at most this far "

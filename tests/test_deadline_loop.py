@@ -1,8 +1,9 @@
-"""The one deadline loop every handler uses: a batch per sweep, each row on its own.
+"""The one deadline loop every handler uses: batch after batch within a time budget.
 
-A backlog larger than the batch is worked off over the next sweeps (nothing is lost,
-no transaction spans the whole backlog); a row someone else moved a moment ago is
-skipped and takes nothing else down with it.
+A backlog larger than a batch is drained in one sweep, a transaction per batch, while
+the sweep's time budget lasts; once it is spent the rest waits for the next sweeps
+(nothing is lost, no transaction spans the whole backlog). A row someone else moved a
+moment ago is skipped and takes nothing else down with it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from skileez.jobs.sweep import sweep
 from skileez.notifications.models import Notification
 
 
-def small_batches(app, size: int) -> None:
+def small_batches(app, size: int, *, budget_seconds: int | None = None) -> None:
     policy = app.extensions["skileez_policy"]
-    app.extensions["skileez_policy"] = dataclasses.replace(policy, sweep_batch=size)
+    changes = {"sweep_batch": size}
+    if budget_seconds is not None:
+        changes["sweep_time_budget_seconds"] = budget_seconds
+    app.extensions["skileez_policy"] = dataclasses.replace(policy, **changes)
 
 
 @pytest.fixture
@@ -39,9 +43,18 @@ def statuses(app, ids) -> list[str]:
         return [db.session.get(Proposal, proposal_id).status for proposal_id in ids]
 
 
-def test_a_backlog_larger_than_a_batch_is_worked_off_over_the_next_sweeps(
-        app, clock, three_proposals):
+def test_a_backlog_larger_than_a_batch_is_drained_in_one_sweep(app, clock, three_proposals):
     small_batches(app, 2)
+    clock.advance(timedelta(days=8))
+    with app.app_context():
+        assert sweep()["expire_proposals"] == 3
+        assert sweep()["expire_proposals"] == 0
+    assert statuses(app, three_proposals) == ["expired"] * 3
+
+
+def test_once_the_time_budget_is_spent_the_rest_waits_for_the_next_sweeps(
+        app, clock, three_proposals):
+    small_batches(app, 2, budget_seconds=0)
     clock.advance(timedelta(days=8))
     with app.app_context():
         assert sweep()["expire_proposals"] == 2
@@ -108,7 +121,7 @@ def test_an_unexpected_error_stops_the_handler_and_the_sweep_rolls_it_back(
 
 def test_reminders_are_counted_against_the_batch(app, clock, coaching, paid_session):
     """The reminder handler reads more sessions than it may remind; the batch caps reminders."""
-    small_batches(app, 1)
+    small_batches(app, 1, budget_seconds=0)
     thursday = datetime(2026, 3, 12, tzinfo=UTC)
     for hour in (9, 11):  # 10:00 and 12:00 in Berlin, booked two days ahead
         paid_session(coaching["student"], coaching["contract"], thursday.replace(hour=hour))

@@ -33,8 +33,14 @@ EMAILS, REFUNDS = 500, 20
 
 
 def queue_lengths(redis_url):
+    """Jobs waiting for payouts; for mail, the emails the waiting jobs will send (the
+    sweep hands a batch of emails to one job), each at most once."""
     connection = Redis.from_url(redis_url)
-    return {name: Queue(name, connection=connection).count for name in ("mail", "payouts")}
+    emails = [outbox_id for job in Queue("mail", connection=connection).jobs
+              for outbox_id in (job.args[0] if isinstance(job.args[0], list)
+                                else [job.args[0]])]
+    assert len(emails) == len(set(emails)), "an email is queued twice"
+    return {"mail": len(emails), "payouts": Queue("payouts", connection=connection).count}
 
 
 def unsent(app):

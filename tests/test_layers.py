@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # What lower packages announce, and who must be listening once an app exists.
 ANNOUNCEMENTS = {
     "session_booked": "skileez.payments.listeners",
-    "hold_expired": "skileez.payments.listeners",
-    "session_closed": "skileez.payments.listeners",
+    "holds_expired": "skileez.payments.listeners",
+    "sessions_closed": "skileez.payments.listeners",
     "calendar_blocks": "skileez.sessions.listeners",
     "account_created": "skileez.coaches.listeners",
 }

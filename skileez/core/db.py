@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flask import current_app
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, insert
 from sqlalchemy.exc import DBAPIError
 
 from skileez.extensions import db
 
 T = TypeVar("T")
+
+
+def insert_many(model: Any, rows: list[dict], *, key: tuple[str, ...]) -> list[int]:
+    """Insert ``rows`` in one statement (per thousand rows); their new ids, in ``rows``' order.
+
+    A multi-row ``INSERT … RETURNING`` does not promise its rows back in order, and
+    SQLAlchemy's way of making it (``sort_by_parameter_order``) falls back to one
+    statement per row on SQLite; so the ids come back with the ``key`` columns and are
+    matched to the rows given. Rows equal in ``key`` are interchangeable, so any match
+    is right.
+    """
+    if not rows:
+        return []
+    returned = db.session.execute(insert(model).returning(
+        model.id, *(getattr(model, name) for name in key)), rows).all()
+    ids_by_key: dict[str, list[int]] = defaultdict(list)
+    for row_id, *values in returned:
+        ids_by_key[_key(values)].append(row_id)
+    return [ids_by_key[_key([row[name] for name in key])].pop() for row in rows]
+
+
+def _key(values: list) -> str:
+    return json.dumps(values, sort_keys=True, default=str)
 
 
 def lock_coach_calendar(coach_id: int) -> None:

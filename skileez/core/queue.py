@@ -99,16 +99,26 @@ def claim_queued(model: Any, row_id: int) -> datetime | None:
     claimed already. Runs in the caller's transaction: the claim and the change that
     asks for the job commit together.
     """
+    until, claimed = claim_queued_many(model, [row_id])
+    return until if claimed else None
+
+
+def claim_queued_many(model: Any, row_ids: Iterable[int]) -> tuple[datetime, list[int]]:
+    """``claim_queued`` for a batch in one UPDATE: the claim's end and the ids it took."""
     now = clock.now()
     until = now + QUEUE_CLAIM
-    result = db.session.execute(
-        update(model).where(model.id == row_id,
+    row_ids = list(row_ids)
+    if not row_ids:
+        return until, []
+    claimed = db.session.scalars(
+        update(model).where(model.id.in_(row_ids),
                             or_(model.queued_until.is_(None), model.queued_until <= now))
-        .values(queued_until=until).execution_options(synchronize_session=False))
-    return until if result.rowcount == 1 else None
+        .values(queued_until=until).returning(model.id)
+        .execution_options(synchronize_session=False)).all()
+    return until, sorted(claimed)
 
 
-def _release_queued(app: Flask, model: Any, row_id: int, until: datetime) -> None:
+def _release_queued(app: Flask, model: Any, row_ids: list[int], until: datetime) -> None:
     """The job could not be handed over: the next sweep may queue it, without waiting.
 
     Runs after the commit, so on its own connection; only our own claim is released.
@@ -116,11 +126,11 @@ def _release_queued(app: Flask, model: Any, row_id: int, until: datetime) -> Non
     try:
         with app.app_context(), db.engine.begin() as connection:
             table = model.__table__
-            connection.execute(update(table).where(table.c.id == row_id,
+            connection.execute(update(table).where(table.c.id.in_(row_ids),
                                                    table.c.queued_until == until)
                                .values(queued_until=None))
     except Exception:
-        log.exception("Could not release the queue claim on %s %s", model.__name__, row_id)
+        log.exception("Could not release the queue claim on %s %s", model.__name__, row_ids)
 
 
 def enqueue_after_commit(func: Callable, *args: Any, queue: str = "default",
@@ -131,33 +141,64 @@ def enqueue_after_commit(func: Callable, *args: Any, queue: str = "default",
     a sweep meanwhile does not queue a second job for it; if the row is claimed
     already, a job is waiting for it and none is added (returns False).
     """
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
     release = None
     if claim is not None:
         db.session.flush()
         until = claim_queued(*claim)
         if until is None:
             return False
-        release = (claim[0], claim[1], until)
-    session = db.session()
-    session.info.setdefault(_SESSION_KEY, []).append(
-        (app, func, args, queue, options, release))
+        release = (claim[0], [claim[1]], until)
+    _after_commit(func, args, queue, options, release)
     return True
 
 
-def dispatch_claimed(func: Callable, model: Any, row_ids: Iterable[int], *,
-                     queue: str = "default", **options: Any) -> int:
-    """The sweep's hand-over: one job per due row, queued when the sweep's transaction commits.
+def _after_commit(func: Callable, args: tuple, queue: str, options: dict,
+                  release: tuple[Any, list[int], datetime] | None) -> None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    session = db.session()
+    session.info.setdefault(_SESSION_KEY, []).append(
+        (app, func, args, queue, options, release))
 
-    Rows another job already holds are skipped, so a backlog never grows by the
-    sweep; a row whose job cannot be handed over (Redis down) is released for the
-    next sweep. Returns how many jobs were queued.
+
+def enqueue_claimed(func: Callable, model: Any, row_ids: Iterable[int], *, until: datetime,
+                    queue: str = "default", batch: bool = False, **options: Any) -> None:
+    """Dispatch jobs after commit for rows already claimed as queued until ``until``.
+
+    One job per row, or with ``batch`` one job taking the list of ids. A job that
+    cannot be handed over (Redis down) releases its rows' claim, so the next sweep
+    queues them again.
     """
-    queued = 0
-    for row_id in row_ids:
-        if enqueue_after_commit(func, row_id, queue=queue, claim=(model, row_id), **options):
-            queued += 1
-    return queued
+    row_ids = list(row_ids)
+    if batch and row_ids:
+        _after_commit(func, (row_ids,), queue, options, (model, row_ids, until))
+    elif not batch:
+        for row_id in row_ids:
+            _after_commit(func, (row_id,), queue, options, (model, [row_id], until))
+
+
+def dispatch_claimed(func: Callable, model: Any, row_ids: Iterable[int], *,
+                     queue: str = "default", batch: bool = False, **options: Any) -> int:
+    """The sweep's hand-over: jobs for due rows, queued when the sweep's transaction commits.
+
+    The rows are claimed in one statement; rows another job already holds are
+    skipped, so a backlog never grows by the sweep. Returns how many rows were queued.
+    """
+    db.session.flush()
+    until, claimed = claim_queued_many(model, row_ids)
+    enqueue_claimed(func, model, claimed, until=until, queue=queue, batch=batch, **options)
+    return len(claimed)
+
+
+def left_for_the_sweep(count: int) -> bool:
+    """Whether jobs for ``count`` rows written together wait for the sweep's handlers.
+
+    With RQ every job goes to a worker at commit. In-process, a job runs on the
+    thread that committed; for a batch (the sweep's) that would run hundreds of
+    deliveries between one batch and the next, so the rows are left unclaimed and
+    due, and the handler that sends them drains them in batches within the sweep's
+    time budget. A single row (a person's action) is still sent at commit.
+    """
+    return count > 1 and current_app.config["JOBS_BACKEND"] != "rq"
 
 
 def dispatch(app: Flask, func: Callable, args: tuple, queue: str = "default",

@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
+from collections.abc import Collection
 
-from skileez.core.deadlines import HANDLERS, HandlerFn, deadline_handler
+from skileez.core.deadlines import (
+    HANDLERS,
+    HandlerFn,
+    batch_size,
+    deadline_handler,
+    handlers_in_order,
+    time_budget,
+)
 from skileez.core.queue import job
 from skileez.core.unit_of_work import transaction
-
-__all__ = ["HANDLERS", "HandlerFn", "SweepError", "deadline_handler", "load_handlers",
-           "sweep"]
 
 __all__ = ["HANDLERS", "HandlerFn", "SweepError", "deadline_handler", "load_handlers",
            "sweep"]
@@ -47,18 +53,33 @@ def load_handlers() -> dict[str, HandlerFn]:
 
 
 @job
-def sweep() -> dict[str, int]:
-    """Run every deadline handler, each in its own transaction.
+def sweep(only: Collection[str] | None = None) -> dict[str, int]:
+    """Run every deadline handler (or those named in ``only``), batch after batch.
 
-    One handler's failure rolls back only its own batch: the others still act,
-    and the sweep raises at the end so RQ records what went wrong.
+    Each batch is its own transaction: one handler's failure rolls back only its
+    current batch, the others still act, and the sweep raises at the end so RQ
+    records what went wrong. A handler is run again while its last batch was full
+    (there is probably more) and the sweep's time budget lasts; a short batch means
+    it is done, or that rows were taken by someone else, which the next sweep
+    sees. When the budget is spent, every
+    handler still gets one batch, so a large backlog of one kind never starves the
+    others, and what is left waits for the next sweep.
     """
+    load_handlers()
+    stop_at = time.monotonic() + time_budget()
     results: dict[str, int] = {}
     failures: list[str] = []
-    for name, handler in load_handlers().items():
+    for name, handler in handlers_in_order():
+        if only is not None and name not in only:
+            continue
+        results[name] = 0
         try:
-            with transaction():
-                results[name] = handler()
+            while True:
+                with transaction():
+                    acted = handler()
+                results[name] += acted
+                if acted < batch_size() or time.monotonic() >= stop_at:
+                    break
         except Exception as exc:
             log.exception("Deadline handler %s failed", name)
             failures.append(f"{name}: {exc!r}")

@@ -44,6 +44,7 @@ from sqlalchemy import (
     event,
     exists,
     func,
+    insert,
     literal,
     or_,
     select,
@@ -52,6 +53,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, joinedload
 
 from skileez import clock
+from skileez.core.db import insert_many
 from skileez.core.queue import enqueue_after_commit, job
 from skileez.core.unit_of_work import transaction
 from skileez.extensions import db
@@ -167,6 +169,49 @@ def _post(
     to zero, and a transaction with no (non-zero) entries. Zero lines (a 0 fee, say)
     are dropped: they move nothing and would only clutter statements.
     """
+    lines = _checked(kind, entries)
+    transaction = LedgerTransaction(
+        kind=kind,
+        payment_id=_id_of(payment),
+        payout_id=_id_of(payout),
+        refund_id=_id_of(refund),
+        memo=memo[:255],
+    )
+    for line in lines:
+        LedgerEntry(transaction=transaction, account=line.account, coach_id=line.coach_id,
+                    amount_minor=line.amount_minor, currency=line.currency)
+    db.session.add(transaction)
+    db.session.flush()
+    return transaction
+
+
+def post_refunds(refunds: list[tuple[int, int, int, str]]) -> list[int]:
+    """``post_refund`` for a batch of (refund id, payment id, amount, currency).
+
+    Two inserts whatever the batch's size: the transactions, then their entries,
+    each checked as ``_post`` checks one. Returns the transaction ids.
+    """
+    checked = [(refund_id, payment_id, _checked("refund", [
+        Line("escrow", -_non_negative(amount, "refund amount"), currency),
+        Line("refunds", amount, currency)])) for refund_id, payment_id, amount, currency
+        in refunds]
+    if not checked:
+        return []
+    now = clock.now()
+    transaction_ids = insert_many(LedgerTransaction, [
+        {"kind": "refund", "payment_id": payment_id, "refund_id": refund_id, "memo": "",
+         "created_at": now} for refund_id, payment_id, _lines in checked], key=("refund_id",))
+    db.session.execute(insert(LedgerEntry), [
+        {"transaction_id": transaction_id, "account": line.account, "coach_id": line.coach_id,
+         "amount_minor": line.amount_minor, "currency": line.currency}
+        for transaction_id, (_refund, _payment, lines) in zip(transaction_ids, checked,
+                                                                strict=True)
+        for line in lines])
+    return transaction_ids
+
+
+def _checked(kind: str, entries: Iterable[Line | tuple[Any, ...]]) -> list[Line]:
+    """The entries of one transaction as lines, refused with ``ValueError`` if invalid."""
     if kind not in KINDS:
         raise ValueError(f"Unknown ledger transaction kind {kind!r}.")
     lines = [Line(*entry) for entry in entries]
@@ -188,20 +233,7 @@ def _post(
     total = sum(line.amount_minor for line in lines)
     if total != 0:
         raise ValueError(f"Ledger entries of a {kind} transaction sum to {total}, not 0.")
-
-    transaction = LedgerTransaction(
-        kind=kind,
-        payment_id=_id_of(payment),
-        payout_id=_id_of(payout),
-        refund_id=_id_of(refund),
-        memo=memo[:255],
-    )
-    for line in lines:
-        LedgerEntry(transaction=transaction, account=line.account, coach_id=line.coach_id,
-                    amount_minor=line.amount_minor, currency=line.currency)
-    db.session.add(transaction)
-    db.session.flush()
-    return transaction
+    return lines
 
 
 def _id_of(obj: Any) -> int | None:

@@ -11,14 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from skileez.core.events import listen
-from skileez.core.money import share
-from skileez.extensions import db
-from skileez.payments.operations import (
-    create_payment,
-    payment_abandoned,
-    refund,
-    schedule_release,
-)
+from skileez.payments.operations import create_payment, payments_abandoned, settle_escrows
 
 
 @listen("session_booked")
@@ -26,27 +19,17 @@ def open_payment(*, session, contract) -> None:
     create_payment(session, contract)
 
 
-@listen("hold_expired")
-def abandon_payment(*, session, notice: str = "booking_expired") -> None:
-    if session.payment is not None:
-        payment_abandoned(session.payment, notice=notice)
+@listen("holds_expired")
+def abandon_payments(*, sessions, notice: str = "booking_expired") -> None:
+    payments_abandoned(sessions, notice=notice)
 
 
-@listen("session_closed")
-def settle_escrow(*, session, refund_share: Decimal | int, actor, reason: str,
+@listen("sessions_closed")
+def settle_escrow(*, sessions, refund_share: Decimal | int, actor, reason: str,
                   release_from: datetime) -> int:
-    """Refund the student's share of what escrow holds; release the rest on schedule.
+    """Refund each student's share of what escrow holds; release the rest on schedule.
 
-    Returns what was refunded, in minor units (the session's message quotes it).
+    Returns what was refunded in all, in minor units (a session's message quotes it).
     """
-    payment = session.payment
-    if payment is None or not payment.is_in_undisputed_escrow:
-        return 0
-    refunded = share(payment.remaining_minor, refund_share)
-    if refunded:
-        refund(payment, refunded, actor=actor, reason=reason)
-        db.session.refresh(payment)
-    if payment.remaining_minor:
-        # What is not refunded goes to the coach on the normal schedule.
-        schedule_release(payment, completed_at=release_from)
-    return refunded
+    return settle_escrows(sessions, refund_share, actor=actor, reason=reason,
+                          release_from=release_from)

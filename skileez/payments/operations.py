@@ -10,22 +10,37 @@ can never charge, refund or pay twice. The commits around those calls are in
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
+from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from skileez import clock
 from skileez.coaches.operations import profile_for
+from skileez.core.db import insert_many
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.money import format_money, share
 from skileez.core.permissions import ALLOWED, Decision, deny
-from skileez.core.queue import enqueue_after_commit, job
-from skileez.core.transitions import record_creation, transition
+from skileez.core.queue import (
+    QUEUE_CLAIM,
+    enqueue_after_commit,
+    enqueue_claimed,
+    job,
+    left_for_the_sweep,
+)
+from skileez.core.transitions import (
+    expire_loaded,
+    record_creation,
+    record_creation_many,
+    transition,
+    transition_many,
+)
 from skileez.core.words import duration_words
 from skileez.extensions import db
-from skileez.notifications.operations import notify
+from skileez.notifications.operations import notify, notify_many
 from skileez.payments import ledger
 from skileez.payments.attempts import ProviderAttempt
 from skileez.payments.gateway import CardDeclined, GatewayError, IntentResult, get_gateway
@@ -182,22 +197,25 @@ ABANDONED_BECAUSE = {
 }
 
 
-def payment_abandoned(payment: Payment, *, notice: str = "booking_expired") -> None:
-    """The hold ended without payment; record it so the history says why, and tell the
-    student with ``notice`` (the hold ran out, or the coach released it)."""
-    if payment.status == "pending":
-        transition(payment, "failed", reason="hold ended before payment",
-                   values={"failure_message": ABANDONED_BECAUSE[notice]})
-    if payment.session is not None:
-        notify(payment.student, notice, payment.session.notification_payload())
+def payments_abandoned(sessions: list[Session], *, notice: str = "booking_expired") -> None:
+    """The holds of ``sessions`` ended without payment; record it so the history says why,
+    and tell each student with ``notice`` (the hold ran out, or the coach released it).
+
+    A batch costs the same few statements as one: a read of the payments, one
+    compare-and-set over the pending ones, one batch of notifications.
+    """
+    payments = db.session.execute(select(Payment.id, Payment.session_id, Payment.status)
+                                  .where(Payment.session_id.in_([s.id for s in sessions]))
+                                  ).all()
+    transition_many(Payment, [row.id for row in payments if row.status == "pending"],
+                    "failed", expected="pending", reason="hold ended before payment",
+                    values={"failure_message": ABANDONED_BECAUSE[notice]})
+    paid_for = {row.session_id for row in payments}
+    notify_many(notice, [(session.student, session.notification_payload())
+                         for session in sessions if session.id in paid_for])
 
 
 # --- escrow release and payout ----------------------------------------------------------
-
-def schedule_release(payment: Payment, *, completed_at: datetime) -> None:
-    payment.release_at = completed_at + get_policy().escrow_release_delay
-    db.session.flush()
-
 
 def _open_dispute(payment: Payment) -> Dispute | None:
     return db.session.scalar(select(Dispute).where(Dispute.payment_id == payment.id,
@@ -301,22 +319,90 @@ def refund(payment: Payment, amount_minor: int, *, reason: str, actor=None,
         raise DomainError(f"Refund between {_money(1, payment.currency)} and "
                           f"{_money(payment.remaining_minor, payment.currency)}.",
                           field="amount")
-    refunded = payment.refunded_minor + amount_minor
-    target = "refunded" if refunded == payment.amount_minor else "partially_refunded"
-    transition(payment, target, actor=actor, reason=reason, expected=payment.status,
-               values={"refunded_minor": refunded})
-    item = Refund(payment_id=payment.id, amount_minor=amount_minor, currency=payment.currency,
-                  reason=reason, status="pending", next_attempt_at=clock.now(),
-                  created_by_id=getattr(actor, "id", None))
-    db.session.add(item)
-    db.session.flush()
-    record_creation(item, actor=actor, reason=reason)
-    ledger.post_refund(item)
-    notify(payment.student, "refund_issued",
-           payment.session.notification_payload(
-               amount=_money(amount_minor, payment.currency), reason=reason))
-    enqueue_after_commit(execute_refund, item.id, queue="payouts", claim=(Refund, item.id))
-    return item
+    [refund_id] = refund_many([(payment, amount_minor)], {payment.session_id: payment.session},
+                              reason=reason, actor=actor)
+    return db.session.get(Refund, refund_id)
+
+
+LOST_REFUND_RACE = ("This payment was changed by someone else a moment ago. Reload the page "
+                    "to see its current state.")
+
+
+def refund_many(refunds: list[tuple[Payment, int]], sessions: dict[int, Session], *,
+                reason: str, actor=None) -> list[int]:
+    """Record refunds of ``(payment, amount)`` from escrow, in a few statements per batch.
+
+    Each payment moves by compare-and-set on the status it was read in (grouped by
+    from → to state, so at most a handful of updates whatever the batch's size); if
+    any was changed by someone else meanwhile, ``Conflict`` is raised and the caller
+    rolls back (the sweep then acts on that batch row by row). Then, in one insert
+    each: the refund rows, their audit events, their ledger postings and the
+    students' notifications. Stripe is called by ``execute_refund`` jobs after commit
+    (in-process, a batch waits for the sweep's ``retry_refunds``). Returns the refund
+    ids, in the order given. ``sessions`` maps each payment's session id to its
+    session, loaded with the people its notification names.
+    """
+    if not refunds:
+        return []
+    groups: dict[tuple[str, str], list[tuple[Payment, int]]] = defaultdict(list)
+    for payment, amount in refunds:
+        target = ("refunded" if payment.refunded_minor + amount == payment.amount_minor
+                  else "partially_refunded")
+        groups[(payment.status, target)].append((payment, amount))
+    for (expected, target), group in groups.items():
+        amounts = {payment.id: amount for payment, amount in group}
+        won = transition_many(Payment, list(amounts), target, expected=expected, actor=actor,
+                              reason=reason, values={"refunded_minor": Payment.refunded_minor
+                                                     + case(amounts, value=Payment.id)})
+        if len(won) != len(amounts):
+            raise Conflict(LOST_REFUND_RACE)
+    now = clock.now()
+    queued_until = None if left_for_the_sweep(len(refunds)) else now + QUEUE_CLAIM
+    refund_ids = insert_many(Refund, [
+        {"payment_id": payment.id, "amount_minor": amount, "currency": payment.currency,
+         "reason": reason, "status": "pending", "attempts": 0, "next_attempt_at": now,
+         "queued_until": queued_until, "created_by_id": getattr(actor, "id", None),
+         "created_at": now, "updated_at": now} for payment, amount in refunds],
+        key=("payment_id",))
+    record_creation_many(Refund, refund_ids, to_state="pending", actor=actor, reason=reason)
+    ledger.post_refunds([(refund_id, payment.id, amount, payment.currency)
+                         for refund_id, (payment, amount) in zip(refund_ids, refunds,
+                                                                 strict=True)])
+    notify_many("refund_issued", [
+        (sessions[payment.session_id].student, sessions[payment.session_id]
+         .notification_payload(amount=_money(amount, payment.currency), reason=reason))
+        for payment, amount in refunds])
+    if queued_until is not None:
+        enqueue_claimed(execute_refund, Refund, refund_ids, until=queued_until,
+                        queue="payouts")
+    return refund_ids
+
+
+def settle_escrows(sessions: list[Session], refund_share: Decimal | int, *, actor,
+                   reason: str, release_from: datetime) -> int:
+    """The sessions are over: refund each student's share of what escrow holds, and
+    schedule the rest for release to the coach on the normal schedule.
+
+    Payments not in undisputed escrow (never paid, disputed, already settled) are
+    left alone. Returns what was refunded in all, in minor units.
+    """
+    by_id = {session.id: session for session in sessions}
+    payments = list(db.session.scalars(select(Payment).where(
+        Payment.session_id.in_(list(by_id)),
+        Payment.status.in_(Payment.UNDISPUTED_ESCROW_STATES)).order_by(Payment.id)))
+    remaining = {payment.id: payment.remaining_minor for payment in payments}
+    refunds = [(payment, share(remaining[payment.id], refund_share)) for payment in payments]
+    refunds = [(payment, amount) for payment, amount in refunds if amount]
+    refund_many(refunds, by_id, reason=reason, actor=actor)
+    refunded = {payment.id: amount for payment, amount in refunds}
+    to_release = [payment_id for payment_id, left in remaining.items()
+                  if left - refunded.get(payment_id, 0)]
+    if to_release:
+        db.session.execute(update(Payment).where(Payment.id.in_(to_release))
+                           .values(release_at=release_from + get_policy().escrow_release_delay)
+                           .execution_options(synchronize_session=False))
+        expire_loaded(Payment, to_release, ["release_at"])
+    return sum(refunded.values())
 
 
 class RefundAttempt(ProviderAttempt):

@@ -19,12 +19,14 @@ from datetime import datetime
 
 from flask import g, has_app_context
 from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import selectinload
 
 from skileez import clock
 from skileez.core.money import format_money, share
 from skileez.core.timezones import format_local
 from skileez.core.words import duration_words
 from skileez.extensions import db
+from skileez.notifications.operations import EMAIL_BATCH
 from skileez.payments.models import LedgerEntry, LedgerTransaction, Payment
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle
@@ -233,10 +235,31 @@ def money_words(subject, viewer=None, now: datetime | None = None) -> MoneyWords
         viewer = current_user
     if isinstance(subject, Payment):
         payment = subject
+    elif not str(subject or "").isdigit():
+        payment = None
     else:
-        payment = db.session.scalar(select(Payment).where(Payment.session_id == subject)) \
-            if str(subject or "").isdigit() else None
+        payment = _payment_of_session(int(subject))
     return describe_money(payment, viewer, now) if payment is not None else None
+
+
+def _payment_of_session(session_id: int) -> Payment | None:
+    """The session's payment; while a batch of emails renders, the batch's payments (and
+    the people and sessions their words name) are loaded in a few queries at the first
+    call, instead of several queries per email."""
+    batch = g.get(EMAIL_BATCH)
+    if batch is None:
+        return db.session.scalar(select(Payment).where(Payment.session_id == session_id))
+    if "payments" not in batch:
+        ids = sorted({int(p["session_id"]) for p in batch["payloads"]
+                      if str(p.get("session_id") or "").isdigit()})
+        batch["payments"] = {payment.session_id: payment for payment in db.session.scalars(
+            select(Payment).where(Payment.session_id.in_(ids)).options(
+                selectinload(Payment.session), selectinload(Payment.coach),
+                selectinload(Payment.student), selectinload(Payment.refunds)))}
+        prefetch(batch["payments"].values())
+    if session_id in batch["payments"]:
+        return batch["payments"][session_id]
+    return db.session.scalar(select(Payment).where(Payment.session_id == session_id))
 
 
 def money_words_for(payments: Iterable[Payment], viewer, now: datetime | None = None

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from skileez import clock
 from skileez.core.deadlines import act_on_each, deadline_handler, due
+from skileez.core.errors import Conflict
 from skileez.core.timezones import humanize_delta
 from skileez.extensions import db
 from skileez.notifications.operations import notify
@@ -20,10 +21,12 @@ from skileez.policy import get_policy
 from skileez.sessions import lifecycle
 from skileez.sessions.models import Reminder, RescheduleRequest, Session
 from skileez.sessions.operations import (
+    UNATTENDED_REASON,
     auto_decide_reschedule,
     complete,
     expire_stale_holds,
     mark_missed,
+    mark_unattended,
 )
 
 
@@ -53,15 +56,24 @@ def auto_complete() -> int:
 
 @deadline_handler("auto_missed")
 def auto_missed() -> int:
-    """Never started, 30 minutes after the scheduled end: nobody attended."""
+    """Never started, 30 minutes after the scheduled end: nobody attended.
+
+    One batch at once (``mark_unattended``); if a payment in it changed meanwhile,
+    the batch is undone and taken row by row, so that one row stands aside alone.
+    """
     cutoff = clock.now() - get_policy().auto_close_after_end
     # A pending reschedule request is decided by its deadline (at the latest 1 h before the
     # start), well before this, so only scheduled sessions can be due here.
-    sessions = due(select(Session).where(
+    ids = due(select(Session.id).where(
         Session.status == "scheduled", Session.ends_at <= cutoff)
         .order_by(Session.ends_at))
-    return act_on_each(sessions, lambda s: mark_missed(s, missed_by="unattended",
-                                                       reason="Nobody started the session."))
+    try:
+        with db.session.begin_nested():
+            return len(mark_unattended(ids))
+    except Conflict:
+        return act_on_each(db.session.scalars(select(Session).where(Session.id.in_(ids))),
+                           lambda s: mark_missed(s, missed_by="unattended",
+                                                 reason=UNATTENDED_REASON))
 
 
 def _reminder_kind(before) -> str:

@@ -103,6 +103,9 @@ class Session(db.Model):
         Index("ix_sessions_coach_time", "coach_id", "starts_at"),
         Index("ix_sessions_student_time", "student_id", "starts_at"),
         Index("ix_sessions_hold", "status", "hold_expires_at"),
+        # What the sweep reads when nothing is due: sessions to close, sessions to remind.
+        Index("ix_sessions_status_end", "status", "ends_at"),
+        Index("ix_sessions_status_start", "status", "starts_at"),
     )
 
     @property

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import joinedload
 
 from skileez import clock
 from skileez.coaches.availability import (
@@ -19,14 +20,19 @@ from skileez.coaches.models import CoachProfile
 from skileez.coaches.slots import Interval
 from skileez.contracts.models import Contract, fully_booked_message
 from skileez.core.db import is_lock_conflict, lock_coach_calendar
-from skileez.core.deadlines import act_on_each, due
+from skileez.core.deadlines import due
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.events import announce
 from skileez.core.money import format_money
-from skileez.core.transitions import record_creation, record_event, transition
+from skileez.core.transitions import (
+    record_creation,
+    record_event,
+    transition,
+    transition_many,
+)
 from skileez.core.words import duration_words
 from skileez.extensions import db
-from skileez.notifications.operations import notify
+from skileez.notifications.operations import notify, notify_many
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle
 from skileez.sessions.models import RELEASED_STATUSES, Rating, RescheduleRequest, Session
@@ -111,7 +117,7 @@ def expire_hold(session: Session) -> None:
     transition(session, "expired", reason="payment hold expired",
                where=(Session.hold_expires_at <= clock.now(),),
                values={"hold_expires_at": None})
-    announce("hold_expired", session=session)
+    announce("holds_expired", sessions=[session])
 
 
 def release_hold(session: Session, coach, *, reason: str) -> None:
@@ -123,12 +129,18 @@ def release_hold(session: Session, coach, *, reason: str) -> None:
     _require(lifecycle.can_release_hold(session, coach))
     transition(session, "expired", actor=coach, reason=reason, expected="pending_payment",
                values={"hold_expires_at": None})
-    announce("hold_expired", session=session, notice="booking_released")
+    announce("holds_expired", sessions=[session], notice="booking_released")
 
 
 def expire_stale_holds(*, coach_id: int | None = None, student_id: int | None = None) -> int:
-    """Expire unpaid holds that ran out, so they stop blocking the calendar right away."""
-    conditions = [Session.status == "pending_payment", Session.hold_expires_at <= clock.now()]
+    """Expire one batch of unpaid holds that ran out, so they stop blocking the calendar.
+
+    Set-based: one compare-and-set for the batch (``transition_many``); a hold that
+    was paid or released a moment ago is not among the winners and is left alone.
+    Returns how many expired.
+    """
+    now = clock.now()
+    conditions = [Session.status == "pending_payment", Session.hold_expires_at <= now]
     people = []
     if coach_id is not None:
         people.append(Session.coach_id == coach_id)
@@ -136,8 +148,22 @@ def expire_stale_holds(*, coach_id: int | None = None, student_id: int | None = 
         people.append(Session.student_id == student_id)
     if people:
         conditions.append(or_(*people))
-    return act_on_each(due(select(Session).where(*conditions)
-                           .order_by(Session.hold_expires_at)), expire_hold)
+    ids = due(select(Session.id).where(*conditions).order_by(Session.hold_expires_at))
+    won = transition_many(Session, ids, "expired", expected="pending_payment",
+                          reason="payment hold expired",
+                          where=(Session.hold_expires_at <= now,),
+                          values={"hold_expires_at": None})
+    if won:
+        announce("holds_expired", sessions=sessions_for_notices(won))
+    return len(won)
+
+
+def sessions_for_notices(ids: list[int]) -> list[Session]:
+    """The sessions of ``ids`` with what their notification payloads name, in two queries."""
+    return list(db.session.scalars(
+        select(Session).where(Session.id.in_(ids)).order_by(Session.id)
+        .options(joinedload(Session.contract), joinedload(Session.coach),
+                 joinedload(Session.student))))
 
 
 def _still_blocking() -> list:
@@ -431,7 +457,7 @@ def _close(session: Session, refund_share, *, actor, reason: str,
     remains released to the coach on the normal schedule from ``release_from``.
     Returns the amount refunded, in minor units.
     """
-    return sum(announce("session_closed", session=session, refund_share=refund_share,
+    return sum(announce("sessions_closed", sessions=[session], refund_share=refund_share,
                         actor=actor, reason=reason, release_from=release_from))
 
 
@@ -504,6 +530,36 @@ def mark_missed(session: Session, *, missed_by: str, reason: str, actor=None) ->
             notify(person, "session_missed", payload)
     else:
         notify(_other(session, actor), "session_missed", payload)
+
+
+UNATTENDED_REASON = "Nobody started the session."
+
+
+def mark_unattended(session_ids: list[int]) -> list[int]:
+    """The sweep's no-show: scheduled sessions nobody started, as a batch.
+
+    ``mark_missed`` for ``missed_by="unattended"`` in a few statements per batch: one
+    compare-and-set over the sessions, the escrow settled for the winners at once,
+    both people told in one batch of notifications. A session someone moved a moment
+    ago is not among the winners; a payment changed meanwhile raises ``Conflict``
+    (the caller then goes row by row). Returns the ids marked missed.
+    """
+    now = clock.now()
+    won = transition_many(Session, session_ids, "missed", expected="scheduled",
+                          reason="nobody started the session",
+                          values={"missed_by": "unattended", "missed_reason": UNATTENDED_REASON,
+                                  "marked_missed_by_id": None})
+    if not won:
+        return won
+    sessions = sessions_for_notices(won)
+    announce("sessions_closed", sessions=sessions,
+             refund_share=getattr(get_policy(), MISSED_REFUND["unattended"]), actor=None,
+             reason="session not attended", release_from=now)
+    notify_many("session_missed", [
+        (person, session.notification_payload(missed_by="unattended",
+                                              reason=UNATTENDED_REASON))
+        for session in sessions for person in (session.student, session.coach)])
+    return won
 
 
 def rate(session: Session, user, *, stars: int, feedback: str, public: bool,
