@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,8 +24,10 @@ from skileez.core.models import AuditEvent
 from skileez.core.transitions import transition_many
 from skileez.extensions import db
 from skileez.jobs.sweep import sweep
+from skileez.notifications.compose import UnwritableEmail, render_email
 from skileez.notifications.mail import deliver_batch
 from skileez.notifications.models import Notification, OutboxEmail
+from skileez.notifications.operations import notify_many
 from skileez.payments.models import LedgerTransaction, Payment, Refund
 from skileez.sessions.deadlines import auto_missed, expire_payment_holds
 from skileez.sessions.models import Session
@@ -105,7 +107,7 @@ def test_one_batch_of_unattended_sessions_costs_the_same_statements_for_two_rows
         paid_session(coaching["student"], contract, start)
     clock.freeze(later[-1] + timedelta(hours=1, minutes=31))
     six = statements_of(app, auto_missed, 6)
-    assert two == six == 25
+    assert two == six == 19
     with app.app_context():
         missed = db.session.scalars(select(Session).where(Session.status == "missed")).all()
         payments = db.session.scalars(select(Payment).where(
@@ -138,28 +140,31 @@ def test_a_sweep_with_nothing_due_costs_the_same_few_statements_however_much_is_
     assert len(empty) == len(stored) == 30
 
 
-def test_a_batch_of_local_emails_is_sent_in_the_same_statements_for_two_or_six(
+def test_a_batch_of_local_emails_is_written_and_sent_in_the_same_statements_for_two_or_six(
         app, clock, make_user):
-    person = make_user()
+    people = [make_user(name=f"Person {n}") for n in range(8)]
 
-    def write(count: int) -> list[int]:
+    def write(who: list) -> list[int]:
         with app.app_context():
-            now = clock.now()
-            rows = [OutboxEmail(recipient_id=person.id, to_address=person.email,
-                                subject=f"Hello {n}", text_body="-", html_body="-",
-                                kind="test", status="pending", next_attempt_at=now,
-                                created_at=now) for n in range(count)]
-            db.session.add_all(rows)
+            notify_many("welcome", [(db.session.merge(person), {"role": "student"})
+                                    for person in who])
             db.session.commit()
-            return [row.id for row in rows]
+            return db.session.scalars(select(OutboxEmail.id).where(
+                OutboxEmail.recipient_id.in_([person.id for person in who]))).all()
 
     def send(ids: list[int]) -> int:
         with counted_statements(app) as statements, app.app_context():
             assert deliver_batch(ids) == len(ids)
         return len(statements)
 
-    two, six = write(2), write(6)
-    assert send(two) == send(six) == 6  # two updates, two audit inserts, the commit
+    two, six = write(people[:2]), write(people[2:])
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(OutboxEmail).where(
+            OutboxEmail.text_body.is_(None))) == 8  # the batch left them to be written
+    # Written: the emails and their notifications with recipients read, the bodies
+    # updated (one executemany), the commit; sent: two updates, two audit inserts, the
+    # commit; here each commit is a savepoint's begin and release (the test's transaction).
+    assert send(two) == send(six) == 11
     with app.app_context():
         sent = db.session.scalars(select(OutboxEmail).order_by(OutboxEmail.id)).all()
         attempts = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
@@ -167,8 +172,65 @@ def test_a_batch_of_local_emails_is_sent_in_the_same_statements_for_two_or_six(
         assert deliver_batch(two + six) == 0  # run twice: nothing is sent again
     assert [(email.status, email.transport, email.attempts) for email in sent] == [
         ("sent", "local", 1)] * 8
+    assert [email.subject for email in sent] == [
+        f"Welcome to Skileez, Person {n}" for n in range(8)]
+    assert all("Find a coach" in email.text_body and "Find a coach" in email.html_body
+               for email in sent)
     assert len({email.message_id for email in sent}) == 8
     assert attempts == 16  # pending → sending → sent, each audited
+
+
+def test_an_email_written_at_delivery_says_what_it_would_have_said_when_recorded(
+        app, clock, coaching, make_contract, paid_session):
+    """The sweep's emails, written by the mail worker, are the ones ``notify`` writes at
+    once: same subject, same text, same HTML, for every kind the sweep sends."""
+    contract = make_contract(coaching["student"], coaching["offering"], sessions=20)
+    for start in hours(WEDNESDAY, 2):
+        paid_session(coaching["student"], contract, start)
+    clock.freeze(hours(WEDNESDAY, 2)[-1] + timedelta(hours=1, minutes=31))
+    with app.app_context():
+        assert sweep(only=("auto_missed",)) == {"auto_missed": 2}
+        rows = db.session.scalars(select(OutboxEmail).where(OutboxEmail.text_body.is_(None))
+                                  .order_by(OutboxEmail.id)).all()
+        assert sorted(row.kind for row in rows) == [
+            "refund_issued", "refund_issued", *["session_missed"] * 4]
+        assert all(row.subject is None and row.html_body is None for row in rows)
+        expected = {row.id: render_email(row.kind, row.recipient,
+                                         db.session.get(Notification, row.notification_id)
+                                         .payload) for row in rows}
+        assert sweep(only=("send_due_mail",)) == {"send_due_mail": len(rows)}
+        db.session.expire_all()
+        sent = db.session.scalars(select(OutboxEmail).where(OutboxEmail.id.in_(expected))
+                                  .order_by(OutboxEmail.id)).all()
+        assert {row.id: (row.subject, row.text_body, row.html_body) for row in sent} == expected
+        assert {row.status for row in sent} == {"sent"}
+        assert any("refund" in subject.lower() for subject, _text, _html in expected.values())
+
+
+def test_an_email_that_can_no_longer_be_written_fails_alone_and_says_why(
+        app, clock, make_user):
+    """Its notification deleted before it was sent: that email ends failed with the reason
+    an admin can read; the others of its batch are written and sent."""
+    people = [make_user(name=f"Person {n}") for n in range(3)]
+    with app.app_context():
+        notify_many("welcome", [(db.session.merge(person), {"role": "coach"})
+                                for person in people])
+        db.session.commit()
+        ids = db.session.scalars(select(OutboxEmail.id).order_by(OutboxEmail.id)).all()
+        orphan = db.session.get(OutboxEmail, ids[1])
+        db.session.delete(db.session.get(Notification, orphan.notification_id))
+        db.session.commit()
+        for _attempt in range(app.config["MAIL_MAX_ATTEMPTS"]):
+            with suppress(UnwritableEmail):
+                deliver_batch(ids)
+            db.session.execute(OutboxEmail.__table__.update().values(
+                next_attempt_at=clock.now()))  # every retry due now
+            db.session.commit()
+        db.session.expire_all()
+        rows = db.session.scalars(select(OutboxEmail).order_by(OutboxEmail.id)).all()
+    assert [row.status for row in rows] == ["sent", "failed", "sent"]
+    assert "no notification" in rows[1].last_error
+    assert rows[0].subject == "Welcome to Skileez, Person 0"
 
 
 @pytest.mark.redis

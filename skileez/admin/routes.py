@@ -22,7 +22,7 @@ from skileez.core.models import AuditEvent
 from skileez.core.pagination import paginate
 from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import db
-from skileez.notifications import mail
+from skileez.notifications import compose, mail
 from skileez.notifications.models import OutboxEmail
 
 bp = require_role(Blueprint("admin", __name__, url_prefix="/admin"), "admin")
@@ -132,14 +132,15 @@ def mail_detail(email_id: int):
                                  AuditEvent.object_id == email.id)
         .order_by(AuditEvent.created_at, AuditEvent.id).limit(MAIL_HISTORY_SHOWN)).all()
     return render_template("admin/mail_detail.html", email=email, history=history,
-                           form=ConfirmForm())
+                           written=compose.preview(email), form=ConfirmForm())
 
 
 @bp.get("/mail/<int:email_id>/html")
 def mail_html(email_id: int):
     """The HTML part, sandboxed: no scripts, no forms, shown inside an iframe."""
     email = _email_or_404(email_id)
-    response = current_app.response_class(email.html_body, mimetype="text/html")
+    written = compose.preview(email)
+    response = current_app.response_class(written[2] if written else "", mimetype="text/html")
     response.headers["Content-Security-Policy"] = (
         "sandbox; default-src 'none'; img-src data: https:; style-src 'unsafe-inline'; "
         "frame-ancestors 'self'")

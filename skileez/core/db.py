@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import current_app
-from sqlalchemy import Connection, Engine, create_engine, insert
+from sqlalchemy import Connection, Engine, bindparam, create_engine, func, insert, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
 from skileez.extensions import db
@@ -17,7 +18,7 @@ T = TypeVar("T")
 
 
 def insert_many(model: Any, rows: list[dict], *, key: tuple[str, ...]) -> list[int]:
-    """Insert ``rows`` in one statement (per thousand rows); their new ids, in ``rows``' order.
+    """Insert ``rows`` in one statement; their new ids, in ``rows``' order.
 
     A multi-row ``INSERT … RETURNING`` does not promise its rows back in order, and
     SQLAlchemy's way of making it (``sort_by_parameter_order``) falls back to one
@@ -27,12 +28,43 @@ def insert_many(model: Any, rows: list[dict], *, key: tuple[str, ...]) -> list[i
     """
     if not rows:
         return []
-    returned = db.session.execute(insert(model).returning(
-        model.id, *(getattr(model, name) for name in key)), rows).all()
+    returning = (model.id, *(getattr(model, name) for name in key))
+    if db.engine.dialect.name == "postgresql":
+        returned = db.session.execute(_unnest_insert(model, rows).returning(*returning)).all()
+    else:
+        returned = db.session.execute(insert(model).returning(*returning), rows).all()
     ids_by_key: dict[str, list[int]] = defaultdict(list)
     for row_id, *values in returned:
         ids_by_key[_key(values)].append(row_id)
     return [ids_by_key[_key([row[name] for name in key])].pop() for row in rows]
+
+
+def insert_rows(model: Any, rows: list[dict]) -> None:
+    """Insert ``rows`` (all with the same keys) in one statement, whatever their number."""
+    if not rows:
+        return
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(_unnest_insert(model, rows))
+    else:
+        db.session.execute(insert(model), rows)
+
+
+def _unnest_insert(model: Any, rows: list[dict]):
+    """``INSERT … SELECT * FROM unnest(:column_1, :column_2, …)``: one array per column.
+
+    Thousands of rows as a multi-row VALUES are thousands of placeholders, which the
+    driver parses and SQLAlchemy renders on every batch (most of a sweep's time went
+    there); as arrays they are one placeholder per column, and the statement is the same
+    whatever the batch's size. Each array has its column's type, so the column's own
+    conversions (aware UTC times, JSON) apply to every element.
+    """
+    table = model.__table__
+    names = list(rows[0])
+    arrays = func.unnest(*(
+        bindparam(f"unnest_{name}", [row[name] for row in rows],
+                  type_=postgresql.ARRAY(table.c[name].type))
+        for name in names)).table_valued(*names).render_derived(name="batch")
+    return insert(table).from_select(names, select(arrays))
 
 
 def _key(values: list) -> str:

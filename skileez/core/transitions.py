@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import update
 
 from skileez import clock
+from skileez.core.db import insert_rows
 from skileez.core.errors import Conflict
 from skileez.core.models import AuditEvent
 from skileez.core.permissions import ALLOWED, Decision, deny
@@ -124,7 +125,7 @@ def transition_many(
     ))
     if not won:
         return won
-    db.session.execute(insert(AuditEvent), [
+    insert_rows(AuditEvent, [
         _audit_row(model, row_id, field=field, from_state=expected, to_state=to_state,
                    actor=actor, reason=reason) for row_id in won])
     expire_loaded(model, won, list(changes))
@@ -185,7 +186,7 @@ def record_creation_many(model: type, ids: Collection[int], *, to_state: Any,
                          field: str = "status") -> None:
     """``record_creation`` for rows inserted in a batch: one insert of their audit events."""
     if ids:
-        db.session.execute(insert(AuditEvent), [
+        insert_rows(AuditEvent, [
             _audit_row(model, row_id, field=field, from_state=None, to_state=to_state,
                        actor=actor, reason=reason) for row_id in ids])
 

@@ -10,6 +10,7 @@ MAIL_MAX_ATTEMPTS and then marks the email failed for an admin to see.
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import ssl
 from datetime import timedelta
@@ -18,7 +19,7 @@ from email.utils import make_msgid
 
 from flask import current_app
 from rq import Retry, get_current_job
-from sqlalchemy import String, cast, literal, or_
+from sqlalchemy import String, cast, literal, or_, select
 
 from skileez import clock
 from skileez.core.errors import Conflict
@@ -32,9 +33,12 @@ from skileez.core.queue import (
 from skileez.core.transitions import transition, transition_many
 from skileez.core.unit_of_work import transaction
 from skileez.extensions import db
+from skileez.notifications.compose import write_unwritten
 from skileez.notifications.models import RETRY_REFUSED, OutboxEmail
 
 CLAIM_DURATION = timedelta(minutes=5)
+
+log = logging.getLogger(__name__)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -76,7 +80,7 @@ def deliver(outbox_id: int) -> str:
     the claim is committed before the send, so a second job for the same row
     finds it taken instead of sending it again; a failure is committed before
     the error is re-raised for RQ, so the attempt and its backoff survive the
-    job's rollback. The "sent" mark is committed by the job itself.
+    job's rollback. The "sent" mark is committed as soon as the send returns.
     """
     email = db.session.get(OutboxEmail, outbox_id)
     if email is None or email.status in ("sent", "failed"):
@@ -90,14 +94,20 @@ def deliver(outbox_id: int) -> str:
     except Conflict:
         return "claimed elsewhere"  # another job won the compare-and-set; nothing written
     try:
+        with transaction():
+            write_unwritten([email])
         transport, message_id = _send(email)
     except Exception as exc:
         with transaction():
             _record_failure(email, exc)
         raise
-    transition(email, "sent", values={"sent_at": clock.now(), "transport": transport,
-                                      "message_id": message_id, "claimed_until": None,
-                                      "last_error": None})
+    # Committed here, not left to the job: in a batch a later email's failure re-raises
+    # and rolls the job back, and an email sent must never look unsent (it would be sent
+    # again once its claim ran out).
+    with transaction():
+        transition(email, "sent", values={"sent_at": clock.now(), "transport": transport,
+                                          "message_id": message_id, "claimed_until": None,
+                                          "last_error": None})
     return transport
 
 
@@ -114,7 +124,7 @@ def deliver_batch(outbox_ids: list[int]) -> int:
     """
     outbox_ids = sorted(set(outbox_ids))
     sent: list[int] = []
-    if not current_app.config["MAIL_SERVER"]:
+    if _write_batch(outbox_ids) and not current_app.config["MAIL_SERVER"]:
         sent = _deliver_locally(outbox_ids)
     first_failure: Exception | None = None
     for outbox_id in sorted(set(outbox_ids) - set(sent)):
@@ -128,11 +138,28 @@ def deliver_batch(outbox_ids: list[int]) -> int:
     return len(sent)
 
 
+def _write_batch(outbox_ids: list[int]) -> bool:
+    """Write the batch's unwritten emails together (one render per kind, what they quote
+    loaded once). False if that failed: each email is then written on its own in
+    ``deliver``, where a failure is recorded on that email's row alone."""
+    try:
+        with transaction():
+            write_unwritten(db.session.scalars(select(OutboxEmail).where(
+                OutboxEmail.id.in_(outbox_ids), OutboxEmail.text_body.is_(None),
+                OutboxEmail.status.in_(("pending", "sending")))).all())
+    except Exception:
+        log.warning("Writing a batch of %d emails failed; writing them one by one",
+                    len(outbox_ids), exc_info=True)
+        return False
+    return True
+
+
 def _deliver_locally(outbox_ids: list[int]) -> list[int]:
     now = clock.now()
     taken = transition_many(
         OutboxEmail, outbox_ids, "sending", expected="pending",
-        where=(OutboxEmail.next_attempt_at <= now,),
+        # Never an email still unwritten (its batch's writing failed after all).
+        where=(OutboxEmail.next_attempt_at <= now, OutboxEmail.text_body.is_not(None)),
         values={"claimed_until": now + CLAIM_DURATION, "queued_until": None,
                 "attempts": OutboxEmail.attempts + 1},
         reason="attempt in a batch")

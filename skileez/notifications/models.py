@@ -65,9 +65,11 @@ class OutboxEmail(db.Model):
         ForeignKey("notifications.id", ondelete="SET NULL")
     )
     to_address: Mapped[str] = mapped_column(String(254))
-    subject: Mapped[str] = mapped_column(String(200))
-    text_body: Mapped[str] = mapped_column(Text)
-    html_body: Mapped[str] = mapped_column(Text)
+    # None until written: a batch's emails are written where they are sent
+    # (``compose.write_unwritten``), a single notification's when it is recorded.
+    subject: Mapped[str | None] = mapped_column(String(200))
+    text_body: Mapped[str | None] = mapped_column(Text)
+    html_body: Mapped[str | None] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(String(60))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
@@ -94,6 +96,13 @@ class OutboxEmail(db.Model):
         Index("ix_outbox_emails_created", "created_at", "id"),
         Index("ix_outbox_emails_status_created", "status", "created_at", "id"),
     )
+
+    @property
+    def subject_shown(self) -> str:
+        """The subject, or what the email is about while it waits to be written."""
+        if self.subject is not None:
+            return self.subject
+        return f"{self.kind.replace('_', ' ').capitalize()} (written when it is sent)"
 
     @property
     def awaits_retry(self) -> bool:

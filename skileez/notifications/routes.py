@@ -11,7 +11,7 @@ from skileez.core.http import is_htmx
 from skileez.core.pagination import paginate
 from skileez.core.unit_of_work import see_other, transaction
 from skileez.extensions import db
-from skileez.notifications import operations
+from skileez.notifications import compose, operations
 from skileez.notifications.models import Notification
 
 bp = require_login(Blueprint("notifications", __name__, url_prefix="/notifications"))
@@ -35,7 +35,7 @@ def notification_summary_filter(notification: Notification) -> str:
 
 @bp.app_template_filter("notification_link")
 def notification_link_filter(notification: Notification) -> str | None:
-    return operations.notification_link(notification.kind, notification.payload)
+    return compose.notification_link(notification.kind, notification.payload)
 
 
 @bp.get("/")
@@ -68,7 +68,7 @@ def mark_read(notification_id: int):
     if is_htmx():
         response = render_template("notifications/_item.html", n=notification)
         return response, 200, {"HX-Trigger": "notifications-changed"}
-    target = operations.notification_link(notification.kind, notification.payload) \
+    target = compose.notification_link(notification.kind, notification.payload) \
         if request.form.get("follow") else None
     return see_other(target or url_for("notifications.index"))
 

@@ -44,7 +44,6 @@ from sqlalchemy import (
     event,
     exists,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -53,7 +52,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, joinedload
 
 from skileez import clock
-from skileez.core.db import insert_many
+from skileez.core.db import insert_many, insert_rows
 from skileez.core.queue import enqueue_after_commit, job
 from skileez.core.unit_of_work import transaction
 from skileez.extensions import db
@@ -201,7 +200,7 @@ def post_refunds(refunds: list[tuple[int, int, int, str]]) -> list[int]:
     transaction_ids = insert_many(LedgerTransaction, [
         {"kind": "refund", "payment_id": payment_id, "refund_id": refund_id, "memo": "",
          "created_at": now} for refund_id, payment_id, _lines in checked], key=("refund_id",))
-    db.session.execute(insert(LedgerEntry), [
+    insert_rows(LedgerEntry, [
         {"transaction_id": transaction_id, "account": line.account, "coach_id": line.coach_id,
          "amount_minor": line.amount_minor, "currency": line.currency}
         for transaction_id, (_refund, _payment, lines) in zip(transaction_ids, checked,

@@ -26,7 +26,7 @@ from skileez.core.money import format_money, share
 from skileez.core.timezones import format_local
 from skileez.core.words import duration_words
 from skileez.extensions import db
-from skileez.notifications.operations import EMAIL_BATCH
+from skileez.notifications.compose import EMAIL_BATCH
 from skileez.payments.models import LedgerEntry, LedgerTransaction, Payment
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle
