@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from flask import current_app
-from sqlalchemy import Connection, Engine, bindparam, create_engine, func, insert, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Connection, Engine, TypeDecorator, create_engine, insert, text
 from sqlalchemy.exc import DBAPIError
 
 from skileez.extensions import db
@@ -30,7 +30,8 @@ def insert_many(model: Any, rows: list[dict], *, key: tuple[str, ...]) -> list[i
         return []
     returning = (model.id, *(getattr(model, name) for name in key))
     if db.engine.dialect.name == "postgresql":
-        returned = db.session.execute(_unnest_insert(model, rows).returning(*returning)).all()
+        returned = db.session.execute(_recordset_insert(
+            model, rows, returning=("id", *key))).all()
     else:
         returned = db.session.execute(insert(model).returning(*returning), rows).all()
     ids_by_key: dict[str, list[int]] = defaultdict(list)
@@ -44,27 +45,51 @@ def insert_rows(model: Any, rows: list[dict]) -> None:
     if not rows:
         return
     if db.engine.dialect.name == "postgresql":
-        db.session.execute(_unnest_insert(model, rows))
+        db.session.execute(_recordset_insert(model, rows))
     else:
         db.session.execute(insert(model), rows)
 
 
-def _unnest_insert(model: Any, rows: list[dict]):
-    """``INSERT … SELECT * FROM unnest(:column_1, :column_2, …)``: one array per column.
+def _recordset_insert(model: Any, rows: list[dict], returning: tuple = ()):
+    """``INSERT … SELECT … FROM json_to_recordset(:rows)``: the whole batch as one JSON
+    parameter.
 
     Thousands of rows as a multi-row VALUES are thousands of placeholders, which the
     driver parses and SQLAlchemy renders on every batch (most of a sweep's time went
-    there); as arrays they are one placeholder per column, and the statement is the same
-    whatever the batch's size. Each array has its column's type, so the column's own
-    conversions (aware UTC times, JSON) apply to every element.
+    there); as arrays, one per column, the driver quotes every element. As one JSON
+    document the batch is encoded by the standard library's C encoder and parsed by the
+    server, and the statement is the same whatever the batch's size. Each value first
+    passes its column type's own conversion (aware UTC times); the record's column types
+    are the table's, so the server casts each field as an ordinary insert would.
     """
     table = model.__table__
+    dialect = db.engine.dialect
     names = list(rows[0])
-    arrays = func.unnest(*(
-        bindparam(f"unnest_{name}", [row[name] for row in rows],
-                  type_=postgresql.ARRAY(table.c[name].type))
-        for name in names)).table_valued(*names).render_derived(name="batch")
-    return insert(table).from_select(names, select(arrays))
+    columns = [table.c[name] for name in names]
+    convert = [(name, column.type.process_bind_param)
+               for name, column in zip(names, columns, strict=True)
+               if isinstance(column.type, TypeDecorator)]
+    if convert:
+        rows = [dict(row) for row in rows]
+        for row in rows:
+            for name, process in convert:
+                row[name] = process(row[name], dialect)
+    quoted = [dialect.identifier_preparer.quote(name) for name in names]
+    fields = ", ".join(f"{name} {column.type.compile(dialect)}"
+                       for name, column in zip(quoted, columns, strict=True))
+    listed = ", ".join(quoted)
+    sql = (f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({listed}) "
+           f"SELECT {listed} FROM json_to_recordset(CAST(:rows AS json)) AS batch({fields})")
+    if returning:
+        sql += " RETURNING " + ", ".join(
+            dialect.identifier_preparer.quote(name) for name in returning)
+    return text(sql).bindparams(rows=json.dumps(rows, default=_json_value))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} cannot be inserted in a batch")
 
 
 def _key(values: list) -> str:
