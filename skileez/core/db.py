@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from typing import Any, TypeVar
 
 from flask import current_app
-from sqlalchemy import Connection, Engine, TypeDecorator, create_engine, insert, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    TypeDecorator,
+    any_,
+    bindparam,
+    create_engine,
+    insert,
+    text,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
 from skileez.extensions import db
@@ -92,8 +102,25 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} cannot be inserted in a batch")
 
 
-def _key(values: list) -> str:
-    return json.dumps(values, sort_keys=True, default=str)
+def among(column: Any, values: Iterable[Any]) -> Any:
+    """``column IN (values)`` for a batch's ids.
+
+    On PostgreSQL ``column = ANY(:values)``: one array parameter whatever the batch's
+    size, so the statement text stays the same (the driver caches what it parsed of it;
+    a 500-placeholder IN is parsed anew on every batch).
+    """
+    values = list(values)
+    if db.engine.dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+def _key(values: list) -> Any:
+    """Plain values as they are; a JSON value (a payload) as its canonical text, the same
+    for the dict given and the one the database hands back."""
+    if any(isinstance(value, (dict, list)) for value in values):
+        return json.dumps(values, sort_keys=True, default=str)
+    return tuple(values)
 
 
 def lock_coach_calendar(coach_id: int) -> None:

@@ -8,6 +8,7 @@ rounded, so what the user typed is exactly what is stored.
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -72,8 +73,13 @@ def to_decimal(minor: int, currency: str) -> Decimal:
     return Decimal(minor).scaleb(-exponent(currency))
 
 
+@functools.lru_cache(maxsize=4096)
 def format_money(minor: int, currency: str, locale: str = "en_US") -> str:
-    """Show an amount with its currency, e.g. "€49.90", "¥5,000", "CHF12.00"."""
+    """Show an amount with its currency, e.g. "€49.90", "¥5,000", "CHF12.00".
+
+    Remembered: a page or a sweep batch says the same few prices hundreds of times, and
+    Babel's formatting costs far more than looking one up.
+    """
     return format_currency(to_decimal(minor, currency), currency.upper(), locale=locale)
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import event, or_, update
 from sqlalchemy.orm import Session
 
 from skileez import clock
+from skileez.core.db import among
 from skileez.core.unit_of_work import transaction
 from skileez.extensions import db
 
@@ -111,7 +112,7 @@ def claim_queued_many(model: Any, row_ids: Iterable[int]) -> tuple[datetime, lis
     if not row_ids:
         return until, []
     claimed = db.session.scalars(
-        update(model).where(model.id.in_(row_ids),
+        update(model).where(among(model.id, row_ids),
                             or_(model.queued_until.is_(None), model.queued_until <= now))
         .values(queued_until=until).returning(model.id)
         .execution_options(synchronize_session=False)).all()

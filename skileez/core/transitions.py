@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import update
 
 from skileez import clock
-from skileez.core.db import insert_rows
+from skileez.core.db import among, insert_rows
 from skileez.core.errors import Conflict
 from skileez.core.models import AuditEvent
 from skileez.core.permissions import ALLOWED, Decision, deny
@@ -118,7 +118,7 @@ def transition_many(
     db.session.flush()
     won = sorted(db.session.scalars(
         update(model)
-        .where(model.id.in_(list(ids)), column == expected, *where)
+        .where(among(model.id, ids), column == expected, *where)
         .values(**changes)
         .returning(model.id)
         .execution_options(synchronize_session=False)

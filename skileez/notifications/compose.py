@@ -19,6 +19,7 @@ from flask import current_app, g, render_template, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from skileez.core.db import among
 from skileez.extensions import db
 from skileez.notifications.kinds import get_kind
 from skileez.notifications.models import Notification, OutboxEmail
@@ -124,7 +125,8 @@ def write_unwritten(emails: Sequence[OutboxEmail]) -> None:
     found = {notification.id: (notification, notification.recipient)
              for notification in db.session.scalars(
                  select(Notification).options(joinedload(Notification.recipient))
-                 .where(Notification.id.in_([email.notification_id for email in unwritten])))}
+                 .where(among(Notification.id,
+                              [email.notification_id for email in unwritten])))}
     by_kind: dict[str, list[OutboxEmail]] = defaultdict(list)
     for email in unwritten:
         if email.notification_id not in found:

@@ -22,6 +22,7 @@ from rq import Retry, get_current_job
 from sqlalchemy import String, cast, literal, or_, select
 
 from skileez import clock
+from skileez.core.db import among
 from skileez.core.errors import Conflict
 from skileez.core.forms import single_line
 from skileez.core.queue import (
@@ -145,7 +146,7 @@ def _write_batch(outbox_ids: list[int]) -> bool:
     try:
         with transaction():
             write_unwritten(db.session.scalars(select(OutboxEmail).where(
-                OutboxEmail.id.in_(outbox_ids), OutboxEmail.text_body.is_(None),
+                among(OutboxEmail.id, outbox_ids), OutboxEmail.text_body.is_(None),
                 OutboxEmail.status.in_(("pending", "sending")))).all())
     except Exception:
         log.warning("Writing a batch of %d emails failed; writing them one by one",

@@ -20,7 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from skileez import clock
 from skileez.coaches.operations import profile_for
-from skileez.core.db import insert_many
+from skileez.core.db import among, insert_many
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.money import format_money, share
 from skileez.core.permissions import ALLOWED, Decision, deny
@@ -205,7 +205,7 @@ def payments_abandoned(sessions: list[Session], *, notice: str = "booking_expire
     compare-and-set over the pending ones, one batch of notifications.
     """
     payments = db.session.execute(select(Payment.id, Payment.session_id, Payment.status)
-                                  .where(Payment.session_id.in_([s.id for s in sessions]))
+                                  .where(among(Payment.session_id, [s.id for s in sessions]))
                                   ).all()
     transition_many(Payment, [row.id for row in payments if row.status == "pending"],
                     "failed", expected="pending", reason="hold ended before payment",
@@ -388,7 +388,7 @@ def settle_escrows(sessions: list[Session], refund_share: Decimal | int, *, acto
     """
     by_id = {session.id: session for session in sessions}
     payments = list(db.session.scalars(select(Payment).where(
-        Payment.session_id.in_(list(by_id)),
+        among(Payment.session_id, by_id),
         Payment.status.in_(Payment.UNDISPUTED_ESCROW_STATES)).order_by(Payment.id)))
     remaining = {payment.id: payment.remaining_minor for payment in payments}
     refunds = [(payment, share(remaining[payment.id], refund_share)) for payment in payments]
@@ -398,7 +398,7 @@ def settle_escrows(sessions: list[Session], refund_share: Decimal | int, *, acto
     to_release = [payment_id for payment_id, left in remaining.items()
                   if left - refunded.get(payment_id, 0)]
     if to_release:
-        db.session.execute(update(Payment).where(Payment.id.in_(to_release))
+        db.session.execute(update(Payment).where(among(Payment.id, to_release))
                            .values(release_at=release_from + get_policy().escrow_release_delay)
                            .execution_options(synchronize_session=False))
         expire_loaded(Payment, to_release, ["release_at"])

@@ -19,7 +19,7 @@ from skileez.coaches.availability import (
 from skileez.coaches.models import CoachProfile
 from skileez.coaches.slots import Interval
 from skileez.contracts.models import Contract, fully_booked_message
-from skileez.core.db import is_lock_conflict, lock_coach_calendar
+from skileez.core.db import among, is_lock_conflict, lock_coach_calendar
 from skileez.core.deadlines import due
 from skileez.core.errors import Conflict, DomainError
 from skileez.core.events import announce
@@ -161,7 +161,7 @@ def expire_stale_holds(*, coach_id: int | None = None, student_id: int | None = 
 def sessions_for_notices(ids: list[int]) -> list[Session]:
     """The sessions of ``ids`` with what their notification payloads name, in two queries."""
     return list(db.session.scalars(
-        select(Session).where(Session.id.in_(ids)).order_by(Session.id)
+        select(Session).where(among(Session.id, ids)).order_by(Session.id)
         .options(joinedload(Session.contract), joinedload(Session.coach),
                  joinedload(Session.student))))
 
