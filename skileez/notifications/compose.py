@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from flask import current_app, g, render_template, url_for
+from flask import current_app, g, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
@@ -67,16 +67,20 @@ def render_emails(kind_name: str, notices: Sequence[tuple[Any, dict]]
         for ext in ("txt", "html"))
     with current_app.test_request_context(base_url=base_url), email_batch(
             [payload for _recipient, payload in notices]):
+        # What the app's context processors give a template is the same for the whole
+        # batch (one request context, nobody signed in): asked for once, not per email.
+        shared: dict[str, Any] = {}
+        current_app.update_template_context(shared)
         for recipient, payload in notices:
-            context = {"recipient": recipient, "payload": payload,
+            context = {**shared, "recipient": recipient, "payload": payload,
                        "link": notification_link(kind_name, payload, external=True),
                        "base_url": base_url.rstrip("/")}
             subject = render_plain(kind.subject, **context)
             context["subject"] = subject
             context["summary"] = render_plain(kind.summary, **context)
             context["detail"] = render_plain(kind.detail, **context)
-            text_body = render_template(text_template, **context)
-            html_body = render_template(html_template, **context)
+            text_body = text_template.render(context)
+            html_body = html_template.render(context)
             emails.append((subject, text_body, html_body))
     return emails
 
