@@ -8,8 +8,9 @@ generate_series``):
    timed with nothing due;
 2. 50,000 unpaid holds that ran out and 50,000 scheduled sessions nobody started (paid,
    ended over 30 minutes ago), swept until none is due, timed, with rows/s;
-3. the mail those batches wrote, drained in-process into the local mailbox, timed, with
-   rows/s.
+3. the mail those batches recorded, written (the sweep leaves a batch's emails to be
+   written where they are sent) and drained in-process into the local mailbox, timed,
+   with rows/s.
 
 Then SQL checks that every due row reached its final state once, with exactly its audit
 event(s), its notifications and its emails, all sent.
@@ -250,6 +251,11 @@ VERIFY = {
     "emails sent, one per notification": """
         SELECT count(*) FROM outbox_emails o WHERE o.status = 'sent'
         AND o.notification_id IS NOT NULL""",
+    "emails sent written, naming their recipient": """
+        SELECT count(*) FROM outbox_emails o JOIN users u ON u.id = o.recipient_id
+        WHERE o.status = 'sent' AND o.subject <> ''
+        AND position(split_part(u.name, ' ', 1) IN o.text_body) > 0
+        AND position(u.email IN o.html_body) > 0""",
 }
 
 
@@ -261,7 +267,8 @@ def verify(engine, due: int, first: int) -> list[str]:
                 "students told of their expired booking": half,
                 "people told of the missed session (two per session)": 2 * half,
                 "students told of their refund": half,
-                "emails sent, one per notification": 4 * half}
+                "emails sent, one per notification": 4 * half,
+                "emails sent written, naming their recipient": 4 * half}
     problems = []
     with engine.connect() as connection:
         for name, query in VERIFY.items():
