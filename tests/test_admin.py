@@ -7,7 +7,8 @@ from sqlalchemy import select
 from skileez.auth.models import User
 from skileez.core.models import AuditEvent
 from skileez.extensions import db
-from skileez.notifications.models import OutboxEmail
+from skileez.notifications.models import Notification, OutboxEmail
+from skileez.notifications.operations import notify_many
 from skileez.payments.models import Dispute
 from tests.conftest import Client
 from tests.test_admin_query_budget import world  # noqa: F401
@@ -125,6 +126,38 @@ def test_local_mailbox_lists_and_shows_emails(app, client, make_user):
     filtered = client.get("/admin/mail", query_string={"status": "failed"}).get_data(
         as_text=True)
     assert "No emails match." in filtered
+
+
+def test_mailbox_shows_an_email_still_to_be_written_as_it_would_read_now(
+        app, client, make_user):
+    """A batch's email waits unwritten until it is sent: the mailbox names what it is
+    about, and its page shows what it would say, marked as not written yet."""
+    sign_in_admin(client, make_user)
+    ana = make_user(name="Ana Lopez", email="ana@example.com")
+    with app.app_context():
+        notify_many("welcome", [(db.session.get(User, ana.id), {"role": "student"}),
+                                (db.session.get(User, ana.id), {"role": "student"})])
+        db.session.commit()
+        email_id = db.session.scalar(select(OutboxEmail.id).where(
+            OutboxEmail.text_body.is_(None)).order_by(OutboxEmail.id))
+    mailbox = client.get("/admin/mail").get_data(as_text=True)
+    assert "Welcome (written when it is sent)" in mailbox
+    detail = client.get(f"/admin/mail/{email_id}").get_data(as_text=True)
+    assert "This email is written when it is sent" in detail
+    assert "Welcome to Skileez, Ana Lopez" in detail  # as it would read
+    assert "Find a coach" in detail
+    html = client.get(f"/admin/mail/{email_id}/html")
+    assert html.status_code == 200 and b"Find a coach" in html.data
+    with app.app_context():
+        assert db.session.get(OutboxEmail, email_id).text_body is None  # shown, not written
+        db.session.delete(db.session.scalar(select(Notification).where(
+            Notification.id == db.session.get(OutboxEmail, email_id).notification_id)))
+        db.session.commit()
+    orphan = client.get(f"/admin/mail/{email_id}")
+    assert orphan.status_code == 200
+    assert "Its notification is gone, so it cannot be written." in orphan.get_data(
+        as_text=True)
+    assert client.get(f"/admin/mail/{email_id}/html").status_code == 200
 
 
 def test_overview_counts_people_and_mail(app, client, make_user):
