@@ -110,7 +110,7 @@ def serve(host: str, port: int) -> None:
 @click.option("--no-sweep", is_flag=True, help="Do not enqueue the periodic sweep.")
 def worker(queues: tuple[str, ...], burst: bool, no_sweep: bool) -> None:
     """An RQ worker with scheduling, plus the once-a-minute sweep ticker."""
-    from rq import Worker
+    from skileez.core.queue import Worker
 
     app = current_app._get_current_object()
     if not app.config["REDIS_URL"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 from redis import Redis
@@ -10,6 +11,7 @@ from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from sqlalchemy import select
 
+from skileez.core.queue import PromptShutdown
 from skileez.extensions import db
 from skileez.jobs.runner import enqueue_sweep_once_per_interval
 from skileez.jobs.sweep import HANDLERS, SweepError, deadline_handler, sweep
@@ -28,11 +30,15 @@ REGISTER = {"name": "Ana Lopez", "email": "ana@example.com", "password": "a long
             "confirm": "a long passphrase", "role": "student", "timezone": "Europe/Madrid"}
 
 
+class BurstWorker(PromptShutdown, SimpleWorker):
+    """RQ's worker that runs jobs in its own process, stopping as promptly as ours."""
+
+
 def run_worker(app, redis_url, queues=("default", "mail", "payouts")):
     """A real RQ worker in burst mode: works off everything queued, then stops."""
     connection = Redis.from_url(redis_url)
     with app.app_context():
-        worker = SimpleWorker([Queue(name, connection=connection) for name in queues],
+        worker = BurstWorker([Queue(name, connection=connection) for name in queues],
                               connection=connection)
         worker.work(burst=True)
 
@@ -172,6 +178,20 @@ def test_worker_command_runs_a_burst(make_app, redis_url, smtp_server):
     result = app.test_cli_runner().invoke(args=["skileez", "worker", "--burst"])
     assert result.exit_code == 0, result.output
     assert len(smtp_server.messages) == 1
+
+
+@pytest.mark.parametrize("attempt", range(3))  # the hang was a race: give it chances
+def test_a_burst_worker_stops_when_its_work_is_done_not_a_minute_later(make_app, redis_url,
+                                                                       attempt):
+    """RQ's pub/sub listener waits 60 s per read, and stopping it raced with unsubscribing:
+    a deploy's shutdown or a ``--burst`` run often hung a minute after its work. The
+    bound is a hang detector, far above a normal stop (well under a second)."""
+    app = make_app(REDIS_URL=redis_url)
+    started = time.monotonic()
+    with signal_handlers_restored():
+        run_worker(app, redis_url)
+    assert time.monotonic() - started < 20, "the worker hung after its last job"
+    assert Redis.from_url(redis_url).pubsub_channels("rq:pubsub:*") == []  # channel left
 
 
 def test_a_worker_leaves_the_suite_the_signal_handlers_it_found(make_app, redis_url):

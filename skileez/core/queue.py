@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+import rq
 from flask import Flask, current_app, has_app_context
 from redis import Redis
 from redis.exceptions import RedisError
@@ -91,6 +92,35 @@ def redis_connection(app: Flask | None = None) -> Redis:
 
 def get_queue(name: str = "default", app: Flask | None = None) -> Queue:
     return Queue(name, connection=redis_connection(app))
+
+
+class PromptShutdown:
+    """Mixed into an RQ worker class: it stops within a second of being told to.
+
+    RQ listens for remote commands (stop a job, shut the worker down) on a pub/sub thread
+    whose every read waits up to 60 s. RQ unsubscribes first and stops the thread after:
+    when the thread has read the unsubscribe reply before it is told to stop, its next
+    read waits the full 60 s for a subscription that will never come, and since redis-py
+    8 stopping the thread waits for that read. So a deploy's shutdown, or a ``--burst``
+    run, often took a minute longer than its work. Here the thread is told to stop first,
+    then the unsubscribe reply ends its current read, and it exits at once.
+    """
+
+    def unsubscribe(self) -> None:
+        thread, self.pubsub_thread = self.pubsub_thread, None
+        if thread is None:
+            return
+        try:
+            thread.stop(timeout=0)  # clears its running flag; redis-py 8 would also wait
+        except TypeError:  # redis-py before 8: stop() takes no timeout and does not wait
+            thread.stop()
+        self.pubsub.unsubscribe()
+        thread.join(timeout=5)
+        self.pubsub.close()
+
+
+class Worker(PromptShutdown, rq.Worker):
+    """The worker ``flask skileez worker`` runs."""
 
 
 def claim_queued(model: Any, row_id: int) -> datetime | None:
