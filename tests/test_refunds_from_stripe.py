@@ -231,11 +231,25 @@ def test_a_refund_we_cannot_apply_is_acknowledged_and_changes_nothing(paid, case
     assert refunds(paid) == [] and notified(paid) == []
 
 
-def test_a_refund_in_stripe_after_release_is_left_for_an_admin(paid, clock):
+def test_a_refund_in_stripe_after_release_is_recorded_and_shown_to_admins(paid, clock,
+                                                                       make_user):
+    """After release the coach holds the money: the refund is recorded with Stripe's id
+    but not booked, and the admin payment page says a decision is needed."""
     release_time_passes(paid, clock)
     assert len(paid["connect"].transfers) == 1
-    refund_in_stripe(paid, 1000)
-    assert deliver(paid, charge_refunded(paid)) == "not in escrow (released): for an admin " \
-        "to handle"
+    stripe_id = refund_in_stripe(paid, 1000)
+    payload = charge_refunded(paid)
+    assert deliver(paid, payload) == "not in escrow (released): recorded for an admin"
+    assert deliver(paid, charge_refunded(paid)) == "already recorded"
     assert payment_state(paid)[:2] == ("released", 0)
-    assert refunds(paid) == []
+    assert refunds(paid) == [("succeeded", 1000, stripe_id)]
+    with paid["app"].app_context():
+        assert db.session.scalar(select(func.count()).select_from(LedgerTransaction).where(
+            LedgerTransaction.kind == "refund")) == 0
+    from tests.conftest import Client
+
+    make_user("admin", email="root@example.com")
+    admin = Client(paid["app"])
+    admin.login("root@example.com")
+    page = admin.get(f"/admin/payments/{paid['payment_id']}").get_data(as_text=True)
+    assert "Refunded in Stripe, not in the books." in page and stripe_id in page

@@ -451,6 +451,31 @@ def record_provider_refunds(payment: Payment, refunds: list[tuple[str, int]]) ->
     return refund_ids
 
 
+#: How a refund made in Stripe that the books cannot take as it stands is recorded.
+REFUNDED_IN_STRIPE_UNBOOKED = ("Refunded in Stripe after the money left escrow; not in the "
+                               "ledger: an admin must reverse the payout or absorb it")
+
+
+def record_unbooked_provider_refunds(payment: Payment, refunds: list[tuple[str, int]]) -> None:
+    """Refunds made in Stripe on a payment whose money is no longer (only) in escrow.
+
+    Released money is the coach's (and may be transferred already), and a disputed
+    payment waits for an admin: which account pays the refund back is a decision
+    (a payout reversal, issue 11's chargeback part, or the platform absorbing it),
+    not something a webhook may guess. So the refund is recorded with Stripe's id,
+    which makes a repeat find it, and with no posting and no change to the payment;
+    the admin payment page lists such refunds as needing a decision.
+    """
+    now = clock.now()
+    refund_ids = insert_many(Refund, [
+        {"payment_id": payment.id, "amount_minor": amount, "currency": payment.currency,
+         "reason": REFUNDED_IN_STRIPE_UNBOOKED, "status": "succeeded",
+         "gateway_refund_id": gateway_id, "attempts": 0, "created_at": now, "updated_at": now}
+        for gateway_id, amount in refunds], key=("gateway_refund_id",))
+    record_creation_many(Refund, refund_ids, to_state="succeeded",
+                         reason="refunded in Stripe after release: for an admin")
+
+
 def confirm_own_refund(item: Refund, gateway_id: str) -> str:
     """The provider reports a refund we asked for before our job recorded its answer.
 

@@ -26,6 +26,7 @@ from skileez.payments.operations import (
     payment_failed,
     payment_succeeded,
     record_provider_refunds,
+    record_unbooked_provider_refunds,
 )
 
 
@@ -240,8 +241,9 @@ def _charge_refunded(charge: dict[str, Any], refunds: list[_StripeRefund]) -> st
     Any other was made outside the app: recorded, posted and told to both people
     (``record_provider_refunds``), while the payment is still in undisputed escrow. What
     cannot be applied as it stands (an unknown charge, another currency, more than
-    escrow holds, a payment already released or disputed) is logged and left for an
-    admin, and the event is acknowledged: Stripe would only retry it for days.
+    escrow holds) is logged and changes nothing; one on a payment already released or
+    disputed is recorded, unbooked, for an admin to decide who bears it. Either way the
+    event is acknowledged: Stripe would only retry it for days.
     """
     payment = _payment_for_charge(charge.get("id"), charge.get("payment_intent"))
     if payment is None:
@@ -275,7 +277,8 @@ def _charge_refunded(charge: dict[str, Any], refunds: list[_StripeRefund]) -> st
         current_app.logger.error(
             "Payment %s (%s) was refunded %s in Stripe (%s): for an admin", payment.id,
             payment.status, total, ", ".join(refund_id for refund_id, _ in new))
-        return f"not in escrow ({payment.status}): for an admin to handle"
+        record_unbooked_provider_refunds(payment, new)
+        return f"not in escrow ({payment.status}): recorded for an admin"
     if total > payment.remaining_minor:
         current_app.logger.error(
             "Payment %s: Stripe refunded %s, more than the %s held: for an admin",
