@@ -131,6 +131,40 @@ def test_the_coach_is_told_the_payment_was_refunded(paid):
     assert "Nothing of this payment will be paid out to you" in page
 
 
+@pytest.mark.parametrize("listing", ["left out", "cut short"])
+def test_refunds_the_event_does_not_list_are_asked_of_stripe(paid, listing):
+    """Stripe's API versions since 2022-11-15 leave the refunds out of the charge in the
+    event (and a list may be cut short): the app asks Stripe for them."""
+    first = refund_in_stripe(paid, 1000)
+    second = refund_in_stripe(paid, 500)
+    payload = json.loads(charge_refunded(paid))
+    charge = payload["data"]["object"]
+    if listing == "left out":
+        del charge["refunds"]
+    else:
+        charge["refunds"] = {"object": "list", "data": charge["refunds"]["data"][:1],
+                             "has_more": True}
+    assert deliver(paid, json.dumps(payload).encode()) == "refunded in Stripe"
+    assert payment_state(paid) == ("partially_refunded", 1500, True)
+    assert sorted(refunds(paid)) == sorted([("succeeded", 1000, first),
+                                            ("succeeded", 500, second)])
+
+
+def test_when_stripe_cannot_be_asked_the_event_waits_for_its_retry(paid, make_app):
+    refund_id = refund_in_stripe(paid)
+    payload = json.loads(charge_refunded(paid))
+    del payload["data"]["object"]["refunds"]
+    body = json.dumps(payload).encode()
+    # The same database, with Stripe out of reach.
+    cut_off = make_app(**{**paid["connect"].app_config(), "STRIPE_API_BASE": "http://127.0.0.1:9"})
+    response = post_webhook(cut_off, body, sign(body, WEBHOOK_SECRET))
+    assert response.status_code == 503
+    assert payment_state(paid) == ("held", 0, True) and refunds(paid) == []
+    # Stripe retries the same event; now it can be read in full.
+    assert deliver(paid, body) == "refunded in Stripe"
+    assert refunds(paid) == [("succeeded", 4990, refund_id)]
+
+
 def test_partial_refund_in_stripe_releases_the_rest_to_the_coach(paid, clock):
     stripe_id = refund_in_stripe(paid, 1000)
     assert deliver(paid, charge_refunded(paid)) == "refunded in Stripe"
