@@ -12,6 +12,7 @@ signed with the webhook secret and posted to the app, as Stripe would.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from itertools import count
 
@@ -287,3 +288,28 @@ def test_a_refund_in_stripe_after_release_is_recorded_and_shown_to_admins(paid, 
     admin.login("root@example.com")
     page = admin.get(f"/admin/payments/{paid['payment_id']}").get_data(as_text=True)
     assert "Refunded in Stripe, not in the books." in page and stripe_id in page
+
+
+@pytest.mark.real_commits  # threads see only what is committed
+def test_five_events_for_one_refund_in_stripe_at_once_make_one_refund(paid):
+    """Stripe may send several events naming the same refund; delivered all at once, each
+    gets 200 and the refund is recorded, posted and told once."""
+    stripe_id = refund_in_stripe(paid, 1000)
+    payloads = [charge_refunded(paid) for _ in range(5)]
+    barrier, answers = threading.Barrier(5), []
+
+    def send(payload):
+        barrier.wait()
+        response = post_webhook(paid["app"], payload, sign(payload, WEBHOOK_SECRET))
+        answers.append((response.status_code, response.get_json().get("outcome")))
+
+    threads = [threading.Thread(target=send, args=(p,)) for p in payloads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == sorted([(200, "refunded in Stripe")]
+                                     + [(200, "already recorded")] * 4)
+    assert refunds(paid) == [("succeeded", 1000, stripe_id)]
+    assert payment_state(paid) == ("partially_refunded", 1000, True)
+    assert len(notified(paid)) == 2
