@@ -288,6 +288,11 @@ def test_a_refund_in_stripe_after_release_is_recorded_and_shown_to_admins(paid, 
     admin.login("root@example.com")
     page = admin.get(f"/admin/payments/{paid['payment_id']}").get_data(as_text=True)
     assert "Refunded in Stripe, not in the books." in page and stripe_id in page
+    # The student's receipt says what they really paid.
+    student = Client(paid["app"])
+    student.login("sam@example.com")
+    receipt = student.get(f"/payments/{paid['payment_id']}/receipt").get_data(as_text=True)
+    assert 'data-testid="total-paid">€39.90<' in receipt
 
 
 @pytest.mark.real_commits  # threads see only what is committed
@@ -313,3 +318,19 @@ def test_five_events_for_one_refund_in_stripe_at_once_make_one_refund(paid):
     assert refunds(paid) == [("succeeded", 1000, stripe_id)]
     assert payment_state(paid) == ("partially_refunded", 1000, True)
     assert len(notified(paid)) == 2
+
+
+def test_a_refund_in_stripe_on_a_disputed_payment_is_left_for_the_admin_deciding_it(paid):
+    """The dispute keeps the money frozen for an admin; the refund is recorded for them
+    and the payment stays disputed, so no release runs meanwhile."""
+    from skileez.auth.models import User
+
+    with paid["app"].app_context():
+        operations.open_dispute(db.session.get(Payment, paid["payment_id"]),
+                                db.session.get(User, paid["student_id"]), reason="No show")
+        db.session.commit()
+    stripe_id = refund_in_stripe(paid, 1000)
+    assert deliver(paid, charge_refunded(paid)) == "not in escrow (disputed): recorded for " \
+        "an admin"
+    assert payment_state(paid) == ("disputed", 0, True)
+    assert refunds(paid) == [("succeeded", 1000, stripe_id)]
