@@ -137,8 +137,15 @@ def _payment_page(payment: Payment, form=None) -> str:
     transactions = db.session.scalars(
         select(T).where(T.id.in_(posting_ids)).options(selectinload(T.entries))
         .order_by(T.id).limit(LEDGER_ROWS_SHOWN)).all()
+    # Refunds made in Stripe that the ledger could not take (after release): each needs
+    # an admin's decision, so the page names them.
+    refund_ids = [item.id for item in payment.refunds]
+    posted = set(db.session.scalars(select(T.refund_id).where(
+        T.refund_id.in_(refund_ids), T.kind == "refund"))) if refund_ids else set()
+    unbooked = [item for item in payment.refunds
+                if item.status == "succeeded" and item.id not in posted]
     return render_template("admin/payment.html", payment=payment, transactions=transactions,
-                           form=form or AdminMoneyForm())
+                           unbooked_refunds=unbooked, form=form or AdminMoneyForm())
 
 
 @bp.get("/payments/<int:payment_id>")

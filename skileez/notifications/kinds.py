@@ -141,6 +141,19 @@ register(Kind(
     endpoint="sessions.detail", endpoint_args=("session_id",),
 ))
 register(Kind(
+    # To the coach: money of their session went back to the student without them (a
+    # refund made in Stripe, say), so what they will be paid shrinks or is nothing.
+    name="payment_refunded",
+    subject="{{ payload.amount }} of your session's payment was refunded",
+    summary="{{ payload.amount }} of the payment for the session with "
+            "{{ payload.student_name }} on " + _WHEN + " was refunded to them "
+            "({{ payload.reason }}). {% if payload.remaining %}The rest, "
+            "{{ payload.remaining }}, is still held and released to you (less the fee) as "
+            "usual.{% else %}Nothing of this payment will be paid out to you.{% endif %}",
+    detail=_MONEY,
+    endpoint="payments.index",
+))
+register(Kind(
     name="escrow_released",
     subject="{{ payload.amount }} released to you",
     summary="{{ payload.amount }} for the session with {{ payload.student_name }} on " + _WHEN

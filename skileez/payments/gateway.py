@@ -77,6 +77,10 @@ class Gateway(Protocol):
                metadata: dict[str, str]) -> str:
         """Refund id."""
 
+    def list_refunds(self, charge_id: str) -> list[dict[str, Any]]:
+        """Every refund of a charge, as Stripe shows them (id, amount, currency, status,
+        metadata): newer API versions leave them out of ``charge.refunded`` events."""
+
     def create_transfer(self, *, amount_minor: int, currency: str, destination: str,
                         transfer_group: str, source_transaction: str | None,
                         idempotency_key: str, metadata: dict[str, str]) -> str:
@@ -121,6 +125,9 @@ class TestGateway:
 
     def refund(self, *, intent_id, amount_minor, idempotency_key, metadata):
         return f"re_test_{idempotency_key}"
+
+    def list_refunds(self, charge_id):
+        return []  # nothing is charged, so nothing can be refunded elsewhere
 
     def create_transfer(self, *, amount_minor, currency, destination, transfer_group,
                         source_transaction, idempotency_key, metadata):

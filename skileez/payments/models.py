@@ -87,6 +87,16 @@ class Payment(db.Model):
         """What is still in escrow for this payment (after refunds)."""
         return self.amount_minor - self.refunded_minor
 
+    @property
+    def net_paid_minor(self) -> int:
+        """What the student paid, less every refund on record: the receipt's total.
+
+        Not ``remaining_minor``: a refund made in Stripe after release is on record
+        (the card got the money back) before the books can take it, and the student's
+        receipt must not claim they still paid it.
+        """
+        return self.amount_minor - sum(item.amount_minor for item in self.refunds)
+
     def is_participant(self, user) -> bool:
         return bool(user and user.is_authenticated and user.id in (self.student_id,
                                                                     self.coach_id))

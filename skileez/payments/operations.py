@@ -405,6 +405,92 @@ def settle_escrows(sessions: list[Session], refund_share: Decimal | int, *, acto
     return sum(refunded.values())
 
 
+#: The reason a refund made outside the app (in Stripe's dashboard, say) is recorded with.
+REFUNDED_IN_STRIPE = "Refunded in Stripe"
+
+
+def record_provider_refunds(payment: Payment, refunds: list[tuple[str, int]]) -> list[int]:
+    """Refunds the provider made that we never asked for: record them as they are.
+
+    ``refunds`` are (provider refund id, amount) pairs we know nothing of yet. The
+    money has already gone back to the card, so each becomes a ``succeeded`` refund
+    carrying the provider's id (which makes a second delivery find it), posted from
+    escrow like any refund, with no job to call the provider. The payment moves by
+    compare-and-set to ``refunded`` or ``partially_refunded``; a full refund also
+    drops its release time (nothing is left to pay out), while a partial one keeps
+    it, and ``release`` then pays the coach their share of what is left. Both people
+    are told. The caller has checked that the payment is in undisputed escrow and
+    that the amounts fit what it still holds.
+    """
+    total = sum(amount for _, amount in refunds)
+    left = payment.remaining_minor - total
+    target = "refunded" if left == 0 else "partially_refunded"
+    values: dict = {"refunded_minor": Payment.refunded_minor + total}
+    if left == 0:
+        values["release_at"] = None
+    transition(payment, target, expected=payment.status, reason=REFUNDED_IN_STRIPE.lower(),
+               values=values, lost_race_message=LOST_REFUND_RACE)
+    now = clock.now()
+    refund_ids = insert_many(Refund, [
+        {"payment_id": payment.id, "amount_minor": amount, "currency": payment.currency,
+         "reason": REFUNDED_IN_STRIPE, "status": "succeeded", "gateway_refund_id": gateway_id,
+         "attempts": 0, "created_at": now, "updated_at": now}
+        for gateway_id, amount in refunds], key=("gateway_refund_id",))
+    record_creation_many(Refund, refund_ids, to_state="succeeded",
+                         reason=REFUNDED_IN_STRIPE.lower())
+    ledger.post_refunds([(refund_id, payment.id, amount, payment.currency)
+                         for refund_id, (_, amount) in zip(refund_ids, refunds, strict=True)])
+    session = payment.session
+    amount = _money(total, payment.currency)
+    notify(payment.student, "refund_issued",
+           session.notification_payload(amount=amount, reason=REFUNDED_IN_STRIPE))
+    notify(payment.coach, "payment_refunded",
+           session.notification_payload(amount=amount, reason=REFUNDED_IN_STRIPE,
+                                        remaining=_money(left, payment.currency) if left
+                                        else None))
+    return refund_ids
+
+
+#: How a refund made in Stripe that the books cannot take as it stands is recorded.
+REFUNDED_IN_STRIPE_UNBOOKED = ("Refunded in Stripe after the money left escrow; not in the "
+                               "ledger: an admin must reverse the payout or absorb it")
+
+
+def record_unbooked_provider_refunds(payment: Payment, refunds: list[tuple[str, int]]) -> None:
+    """Refunds made in Stripe on a payment whose money is no longer (only) in escrow.
+
+    Released money is the coach's (and may be transferred already), and a disputed
+    payment waits for an admin: which account pays the refund back is a decision
+    (a payout reversal, issue 11's chargeback part, or the platform absorbing it),
+    not something a webhook may guess. So the refund is recorded with Stripe's id,
+    which makes a repeat find it, and with no posting and no change to the payment;
+    the admin payment page lists such refunds as needing a decision.
+    """
+    now = clock.now()
+    refund_ids = insert_many(Refund, [
+        {"payment_id": payment.id, "amount_minor": amount, "currency": payment.currency,
+         "reason": REFUNDED_IN_STRIPE_UNBOOKED, "status": "succeeded",
+         "gateway_refund_id": gateway_id, "attempts": 0, "created_at": now, "updated_at": now}
+        for gateway_id, amount in refunds], key=("gateway_refund_id",))
+    record_creation_many(Refund, refund_ids, to_state="succeeded",
+                         reason="refunded in Stripe after release: for an admin")
+
+
+def confirm_own_refund(item: Refund, gateway_id: str) -> str:
+    """The provider reports a refund we asked for before our job recorded its answer.
+
+    Our refund was recorded and posted when we asked; only the provider's id and the
+    success are missing. Recording them here (compare-and-set) makes the job's own
+    record lose the race harmlessly, so the refund stays one refund.
+    """
+    if item.status == "succeeded":
+        return "already recorded"
+    transition(item, "succeeded", expected=item.status, reason="refunded at provider",
+               values={"gateway_refund_id": gateway_id, "last_error": None,
+                       "next_attempt_at": None})
+    return "confirmed"
+
+
 class RefundAttempt(ProviderAttempt):
     """A recorded refund, sent back to the student's card."""
 

@@ -27,7 +27,12 @@ from skileez.payments.attempts import provider_call
 from skileez.payments.forms import DisputeForm
 from skileez.payments.gateway import CardDeclined, GatewayError, InvalidWebhook, get_gateway
 from skileez.payments.models import Payment
-from skileez.payments.webhooks import MalformedEvent, handle_event, receive
+from skileez.payments.webhooks import (
+    MalformedEvent,
+    ProviderUnavailable,
+    handle_event,
+    receive,
+)
 
 bp = require_login(Blueprint("payments", __name__, url_prefix="/payments"))
 
@@ -186,6 +191,10 @@ def webhook():
     except MalformedEvent as error:
         current_app.logger.warning("Refused webhook %s: %s", event.get("id"), error)
         return jsonify(error=f"unreadable event: {error}"), 400
+    except ProviderUnavailable as error:
+        # Nothing was recorded: Stripe retries the event later and it is handled then.
+        current_app.logger.warning("Webhook %s deferred: %s", event.get("id"), error)
+        return jsonify(error="could not ask Stripe; retry later"), 503
     return jsonify(received=True, outcome=outcome)
 
 

@@ -71,6 +71,13 @@ def _object_id(value: Any) -> str | None:
     return _field(value, "id")
 
 
+def _plain(obj: Any) -> dict[str, Any]:
+    """A StripeObject (or nothing) as a plain dict."""
+    if obj is None:
+        return {}
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
 def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
     """Stripe stores metadata values as strings; send them as such."""
     return {str(key): str(value) for key, value in (metadata or {}).items()}
@@ -268,6 +275,16 @@ class StripeGateway:
         refund = self._call("refund the payment", lambda: self._client.v1.refunds.create(
             params, {"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
         return refund.id
+
+    def list_refunds(self, charge_id: str) -> list[dict[str, Any]]:
+        """All of a charge's refunds, page by page (a charge rarely has more than one)."""
+        listing = self._call("list the charge's refunds", lambda: self._client.v1.refunds.list(
+            {"charge": charge_id, "limit": 100}))
+        return [{"id": _field(item, "id"), "amount": _field(item, "amount"),
+                 "currency": _field(item, "currency"), "status": _field(item, "status"),
+                 "metadata": _plain(_field(item, "metadata"))}
+                for item in self._call("list the charge's refunds", lambda: list(
+                    listing.auto_paging_iter()))]
 
     # --- coaches (Connect) -------------------------------------------------------------------
 

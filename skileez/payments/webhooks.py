@@ -8,8 +8,9 @@ failure reported after a success is ignored, a success after a failure wins.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+from flask import current_app
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -19,8 +20,15 @@ from skileez.core.transitions import record_creation, transition
 from skileez.core.unit_of_work import transaction
 from skileez.extensions import db
 from skileez.notifications.operations import notify
-from skileez.payments.models import Dispute, Payment, WebhookEvent
-from skileez.payments.operations import payment_failed, payment_succeeded
+from skileez.payments.gateway import GatewayError, get_gateway
+from skileez.payments.models import Dispute, Payment, Refund, WebhookEvent
+from skileez.payments.operations import (
+    confirm_own_refund,
+    payment_failed,
+    payment_succeeded,
+    record_provider_refunds,
+    record_unbooked_provider_refunds,
+)
 
 
 def _charge_id(intent: dict[str, Any]) -> str | None:
@@ -107,6 +115,7 @@ def receive(event: dict[str, Any]) -> str:
     the winner's effect in place and changes nothing; a real database failure,
     or a race lost every time, is raised.
     """
+    event = _with_refunds_listed(event)
     for _ in range(LOST_RACE_RETRIES):
         try:
             return _apply(event)
@@ -114,6 +123,37 @@ def receive(event: dict[str, Any]) -> str:
             if isinstance(error, OperationalError) and not _lost_race(error):
                 raise
     return _apply(event)
+
+
+class ProviderUnavailable(Exception):
+    """What the event needs from Stripe could not be fetched: nothing was recorded, so
+    the webhook answers 503 and Stripe's retry of the same event is handled in full."""
+
+
+def _with_refunds_listed(event: dict[str, Any]) -> dict[str, Any]:
+    """A ``charge.refunded`` event with every refund of its charge in the charge.
+
+    Stripe's API versions since 2022-11-15 leave the list out of the event (and an
+    embedded list may be cut short, ``has_more``), so it is asked for here, before any
+    transaction is open: the webhook never waits on Stripe while holding a lock.
+    """
+    if event.get("type") != "charge.refunded":
+        return event
+    obj = (event.get("data") or {}).get("object")
+    if not isinstance(obj, dict):
+        return event
+    listing = obj.get("refunds")
+    complete = isinstance(listing, dict) and isinstance(listing.get("data"), list) \
+        and not listing.get("has_more")
+    charge_id = obj.get("id")
+    if complete or not (isinstance(charge_id, str) and charge_id):
+        return event
+    try:
+        refunds = get_gateway().list_refunds(charge_id)
+    except GatewayError as error:
+        raise ProviderUnavailable(error.message) from None
+    obj = {**obj, "refunds": {"object": "list", "data": refunds, "has_more": False}}
+    return {**event, "data": {**event["data"], "object": obj}}
 
 
 def _apply(event: dict[str, Any]) -> str:
@@ -151,6 +191,10 @@ def handle_event(event: dict[str, Any]) -> str:
     elif event_type == "charge.dispute.created":
         _id_or_none(obj.get("charge"), "the charge id")
         _id_or_none(obj.get("payment_intent"), "the PaymentIntent id")
+    elif event_type == "charge.refunded":
+        _id_or_none(obj.get("id"), "the charge id")
+        _id_or_none(obj.get("payment_intent"), "the PaymentIntent id")
+        refunds = _read_refunds(obj)
     if not _record(event_id, event_type):
         return "duplicate"
     if event_type == "payment_intent.succeeded":
@@ -164,20 +208,122 @@ def handle_event(event: dict[str, Any]) -> str:
     if event_type == "charge.dispute.created":
         return _card_dispute(obj)
     if event_type == "charge.refunded":
-        # Our own refunds are recorded when we ask for them; this confirms them.
-        return "noted"
+        return _charge_refunded(obj, refunds)
     return "ignored"
 
 
-def _card_dispute(dispute: dict[str, Any]) -> str:
-    """The cardholder disputed the charge with their bank: freeze the release for an admin."""
-    charge_id, intent_id = dispute.get("charge"), dispute.get("payment_intent")
+class _StripeRefund(NamedTuple):
+    id: str
+    amount: int
+    currency: str | None
+    status: str | None
+    # Our refund row's id, when we made it (our refund requests carry it as metadata).
+    ours: int | None
+
+
+# A refund in these states moved no money (or gave it back): nothing to reconcile.
+_NO_MONEY_MOVED = ("failed", "canceled")
+
+
+def _read_refunds(charge: dict[str, Any]) -> list[_StripeRefund]:
+    """The charge's refunds as Stripe lists them, or MalformedEvent before anything changes.
+
+    Stripe's older API versions (and localstripe) embed the list in the charge; newer
+    ones leave it out unless expanded, and then there is nothing here to reconcile.
+    """
+    listing = charge.get("refunds")
+    if listing is None:
+        return []
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        raise MalformedEvent("refunds is not a list")
+    refunds = []
+    for item in data:
+        if not isinstance(item, dict):
+            raise MalformedEvent("a refund is not an object")
+        refund_id = _id_or_none(item.get("id"), "the refund id")
+        amount = item.get("amount")
+        if refund_id is None or type(amount) is not int or not 0 < amount < 2**62:
+            raise MalformedEvent("a refund has no id or no amount")
+        currency, status = item.get("currency"), item.get("status")
+        metadata = _read_metadata({"metadata": item.get("metadata")})
+        raw = metadata.get("refund_id")
+        ours = int(raw) if isinstance(raw, str) and raw.isascii() and raw.isdigit() \
+            and int(raw) <= _MAX_ROW_ID else None
+        refunds.append(_StripeRefund(refund_id, amount,
+                                     currency if isinstance(currency, str) else None,
+                                     status if isinstance(status, str) else None, ours))
+    return refunds
+
+
+def _payment_for_charge(charge_id: Any, intent_id: Any) -> Payment | None:
     # Only ids that are there: "== None" would match every payment that has no intent yet.
     matches = [column == value for column, value in ((Payment.charge_id, charge_id),
                                                      (Payment.payment_intent_id, intent_id))
                if isinstance(value, str) and value]
-    payment = db.session.scalar(select(Payment).where(or_(*matches)).limit(1)) \
+    return db.session.scalar(select(Payment).where(or_(*matches)).limit(1)) \
         if matches else None
+
+
+def _charge_refunded(charge: dict[str, Any], refunds: list[_StripeRefund]) -> str:
+    """Money went back on a charge, from the app or from anywhere else (Stripe's dashboard).
+
+    Each refund is matched by Stripe's id: one we know (ours, or one recorded from an
+    earlier delivery) changes nothing. One we asked for whose job has not yet stored
+    Stripe's answer is known by the refund id in its metadata, and only confirmed.
+    Any other was made outside the app: recorded, posted and told to both people
+    (``record_provider_refunds``), while the payment is still in undisputed escrow. What
+    cannot be applied as it stands (an unknown charge, another currency, more than
+    escrow holds) is logged and changes nothing; one on a payment already released or
+    disputed is recorded, unbooked, for an admin to decide who bears it. Either way the
+    event is acknowledged: Stripe would only retry it for days.
+    """
+    payment = _payment_for_charge(charge.get("id"), charge.get("payment_intent"))
+    if payment is None:
+        current_app.logger.warning("charge.refunded for %s: no payment of ours",
+                                   charge.get("id"))
+        return "unknown payment"
+    moved = [item for item in refunds if item.status not in _NO_MONEY_MOVED]
+    currencies = {c.lower() for c in [charge.get("currency"), *(r.currency for r in moved)]
+                  if isinstance(c, str)}
+    if currencies - {payment.currency.lower()}:
+        current_app.logger.error("charge.refunded for payment %s in %s, ours is in %s",
+                                 payment.id, sorted(currencies), payment.currency)
+        return "ignored: another currency"
+    known = set(db.session.scalars(select(Refund.gateway_refund_id).where(
+        Refund.gateway_refund_id.in_([item.id for item in moved])))) if moved else set()
+    ours = {item.id: item for item in payment.refunds if item.gateway_refund_id is None}
+    confirmed, new = 0, []
+    for item in moved:
+        if item.id in known:
+            continue
+        own = ours.pop(item.ours, None) if item.ours is not None else None
+        if own is not None and own.amount_minor == item.amount:
+            confirm_own_refund(own, item.id)
+            confirmed += 1
+        else:
+            new.append((item.id, item.amount))
+    if not new:
+        return "confirmed our refund" if confirmed else "already recorded"
+    total = sum(amount for _, amount in new)
+    if not payment.is_in_undisputed_escrow:
+        current_app.logger.error(
+            "Payment %s (%s) was refunded %s in Stripe (%s): for an admin", payment.id,
+            payment.status, total, ", ".join(refund_id for refund_id, _ in new))
+        record_unbooked_provider_refunds(payment, new)
+        return f"not in escrow ({payment.status}): recorded for an admin"
+    if total > payment.remaining_minor:
+        current_app.logger.error(
+            "Payment %s: Stripe refunded %s, more than the %s held: for an admin",
+            payment.id, total, payment.remaining_minor)
+        return "ignored: more than escrow holds"
+    record_provider_refunds(payment, new)
+    return "refunded in Stripe"
+
+
+def _card_dispute(dispute: dict[str, Any]) -> str:
+    """The cardholder disputed the charge with their bank: freeze the release for an admin."""
+    payment = _payment_for_charge(dispute.get("charge"), dispute.get("payment_intent"))
     if payment is None:
         return "unknown payment"
     if not payment.is_in_undisputed_escrow:
