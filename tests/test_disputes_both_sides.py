@@ -372,3 +372,26 @@ def test_the_pages_stay_within_the_budget_whatever_the_history(app, disputed):
     assert _statements(app, coach, answer_url(disputed)) <= 10
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Dispute)) == 1
+
+
+def test_an_answer_racing_the_decision_is_refused_not_saved(app, disputed):
+    """The coach's page was loaded while open; the admin decides before the answer lands."""
+    from sqlalchemy import update
+
+    from skileez.core.errors import Conflict
+    from skileez.payments.operations import answer_dispute
+
+    with app.app_context():
+        dispute = db.session.get(Dispute, disputed["dispute"])
+        coach = db.session.get(User, dispute.payment.coach_id)
+        assert dispute.is_open
+        # Decided behind the loaded object's back: it still reads "open", as the coach's
+        # request would after its checks and before its write.
+        db.session.execute(update(Dispute).where(Dispute.id == dispute.id)
+                           .values(status="resolved", resolution="release")
+                           .execution_options(synchronize_session=False))
+        assert dispute.is_open
+        with pytest.raises(Conflict, match="decided this dispute a moment ago"):
+            answer_dispute(dispute, coach, answer=ANSWER)
+        db.session.rollback()
+    assert stored_answer(app, disputed) is None
