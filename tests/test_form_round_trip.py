@@ -213,9 +213,12 @@ ACTION_FORMS = {
     "payments.confirm_card": "pays with a card collected by Stripe.js",
     "payments.connect": "starts Stripe onboarding",
     "payments.dispute": "opens a dispute",
+    "payments.answer_dispute": "the coach's side of a dispute (starts empty; tells the "
+                               "student; an unchanged answer is saved as a no-op)",
     "admin.change_user_status": "suspends or restores an account, with a reason",
     "admin.payment_action": "releases or refunds money, with a reason",
-    "admin.resolve_dispute": "resolves a dispute",
+    "admin.resolve_dispute": "resolves a dispute (after the admin confirms the amounts)",
+    "admin.decide_dispute": "reviews, then confirms, a dispute's decision",
     "admin.mail_retry": "sends an email again",
     "admin.job_action": "requeues or deletes a job",
     "admin.ledger_check_now": "queues a ledger check (a button, no fields)",

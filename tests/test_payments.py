@@ -442,9 +442,15 @@ def test_a_dispute_freezes_release_until_an_admin_decides(app, coaching, complet
                      token_page="/admin/disputes")
     assert bad.status_code == 422
     assert "less than the full amount" in bad.get_data(as_text=True)
-    response = admin.post(f"/admin/disputes/{dispute_id}/resolve",
-                          {"resolution": "partial", "refund_amount": "20.00",
-                           "note": "Half the session happened."}, token_page="/admin/disputes")
+    decision = {"resolution": "partial", "refund_amount": "20.00",
+                "note": "Half the session happened."}
+    # The admin is shown what each person gets, then confirms it.
+    review = admin.post(f"/admin/disputes/{dispute_id}/resolve", decision,
+                        token_page="/admin/disputes")
+    assert review.status_code == 200
+    assert "Student gets €20.00 back; coach gets €26.91." in review.get_data(as_text=True)
+    response = admin.post(f"/admin/disputes/{dispute_id}", {**decision, "confirmed": "yes"},
+                          token_page="/admin/disputes")
     assert response.status_code == 303
     with app.app_context():
         payment = db.session.get(Payment, completed)

@@ -229,9 +229,10 @@ def _ids(viewer) -> dict:
 def _admin_ids() -> dict:
     from skileez.auth.models import User
     from skileez.notifications.models import OutboxEmail
-    from skileez.payments.models import Payment
+    from skileez.payments.models import Dispute, Payment
 
     return {"email": _first_id(select(OutboxEmail.id).order_by(OutboxEmail.id)),
+            "dispute": _first_id(select(Dispute.id).where(Dispute.status == "open")),
             "payment": _first_id(select(Payment.id).where(Payment.status == "disputed")),
             "user": _demo_person("leo.student@skileez.test").id,
             "users": db.session.scalar(select(func.count()).select_from(User))}
@@ -328,7 +329,9 @@ def visits_for(role: str, ids: dict) -> list[Visit]:
             Visit(role, "new offering", "/coaches/me/offerings/new"),
             Visit(role, "edit offering", f"/coaches/me/offerings/{ids['offering']}/edit"),
             Visit(role, "edit profile", "/coaches/me/profile"),
-            Visit(role, "connect return", "/payments/connect/return")]
+            Visit(role, "connect return", "/payments/connect/return"),
+            Visit(role, "answer dispute",
+                  f"/payments/{ids['payments']['disputed']}/dispute/answer")]
     if role == "admin":
         visits += [Visit(role, "admin", "/admin/"), Visit(role, "admin users", "/admin/users"),
                    Visit(role, "admin users search", "/admin/users?q=student"),
@@ -336,6 +339,7 @@ def visits_for(role: str, ids: dict) -> list[Visit]:
                    Visit(role, "admin ledger check", "/admin/payments/ledger-check"),
                    Visit(role, "admin payment", f"/admin/payments/{ids['payment']}"),
                    Visit(role, "admin disputes", "/admin/disputes"),
+                   Visit(role, "admin dispute", f"/admin/disputes/{ids['dispute']}"),
                    Visit(role, "admin mail", "/admin/mail"),
                    Visit(role, "admin mail detail", f"/admin/mail/{ids['email']}"),
                    Visit(role, "admin mail html", f"/admin/mail/{ids['email']}/html"),

@@ -12,21 +12,24 @@ from flask import abort, current_app, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select, union
 from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from skileez.admin.routes import bp
 from skileez.auth.forms import ConfirmForm
 from skileez.auth.models import User
 from skileez.core.errors import DomainError
 from skileez.core.http import choice_arg, like_pattern, text_arg
-from skileez.core.money import MoneyError, parse_amount
+from skileez.core.money import MoneyError, format_money, parse_amount
 from skileez.core.pagination import paginate
+from skileez.core.permissions import ALLOWED, deny
 from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import db
 from skileez.payments import ledger, operations
 from skileez.payments.forms import AdminMoneyForm, ResolveDisputeForm
 from skileez.payments.models import Dispute, LedgerTransaction, Payment, Payout, Refund
 from skileez.payments.words import money_words_for
-from skileez.sessions.models import Session
+from skileez.sessions.models import RescheduleRequest, Session
+from skileez.sessions.routes import session_history
 
 PAYMENT_STATUSES = ("pending", "held", "released", "refunded", "partially_refunded",
                     "disputed", "failed")
@@ -126,7 +129,8 @@ def _payment(payment_id: int) -> Payment:
     return payment
 
 
-def _payment_page(payment: Payment, form=None) -> str:
+def _ledger_of(payment: Payment) -> list[LedgerTransaction]:
+    """The payment's ledger transactions with their entries, oldest first (two queries)."""
     T = LedgerTransaction
     # Its postings, its payout's and its refunds': three indexed lookups (an OR across
     # them would make PostgreSQL read the whole ledger).
@@ -134,18 +138,27 @@ def _payment_page(payment: Payment, form=None) -> str:
         select(T.id).where(T.payment_id == payment.id),
         select(T.id).join(Payout, T.payout_id == Payout.id).where(Payout.payment_id == payment.id),
         select(T.id).join(Refund, T.refund_id == Refund.id).where(Refund.payment_id == payment.id))
-    transactions = db.session.scalars(
+    return db.session.scalars(
         select(T).where(T.id.in_(posting_ids)).options(selectinload(T.entries))
         .order_by(T.id).limit(LEDGER_ROWS_SHOWN)).all()
-    # Refunds made in Stripe that the ledger could not take (after release): each needs
-    # an admin's decision, so the page names them.
+
+
+def _unbooked_refunds(payment: Payment) -> list[Refund]:
+    """Refunds made in Stripe that the ledger could not take (after release): each needs
+    an admin's decision, so the page names them."""
     refund_ids = [item.id for item in payment.refunds]
-    posted = set(db.session.scalars(select(T.refund_id).where(
-        T.refund_id.in_(refund_ids), T.kind == "refund"))) if refund_ids else set()
-    unbooked = [item for item in payment.refunds
-                if item.status == "succeeded" and item.id not in posted]
-    return render_template("admin/payment.html", payment=payment, transactions=transactions,
-                           unbooked_refunds=unbooked, form=form or AdminMoneyForm())
+    posted = set(db.session.scalars(select(LedgerTransaction.refund_id).where(
+        LedgerTransaction.refund_id.in_(refund_ids),
+        LedgerTransaction.kind == "refund"))) if refund_ids else set()
+    return [item for item in payment.refunds
+            if item.status == "succeeded" and item.id not in posted]
+
+
+def _payment_page(payment: Payment, form=None) -> str:
+    return render_template("admin/payment.html", payment=payment,
+                           transactions=_ledger_of(payment),
+                           unbooked_refunds=_unbooked_refunds(payment),
+                           form=form or AdminMoneyForm())
 
 
 @bp.get("/payments/<int:payment_id>")
@@ -199,25 +212,113 @@ def _disputes_page(status: str, form, form_for: int | None = None) -> str:
                            statuses=DISPUTE_STATUSES, form=form, form_for=form_for)
 
 
-@bp.post("/disputes/<int:dispute_id>/resolve")
-def resolve_dispute(dispute_id: int):
-    dispute = db.session.get(Dispute, dispute_id)
+def _dispute(dispute_id: int) -> Dispute:
+    """A dispute with the whole session around it: what its page shows, loaded with it."""
+    dispute = db.session.get(Dispute, dispute_id, options=(
+        joinedload(Dispute.resolved_by),
+        joinedload(Dispute.payment).options(
+            joinedload(Payment.student), joinedload(Payment.coach),
+            joinedload(Payment.payout), selectinload(Payment.refunds),
+            joinedload(Payment.session).options(
+                joinedload(Session.contract), joinedload(Session.started_by),
+                joinedload(Session.completed_by), joinedload(Session.cancelled_by),
+                selectinload(Session.reschedule_requests).options(
+                    joinedload(RescheduleRequest.requested_by),
+                    joinedload(RescheduleRequest.decided_by))))))
     if dispute is None:
         abort(404)
-    form = ResolveDisputeForm()
+    # The session's payment is the one loaded here: say so, and its timeline (which asks
+    # ``session.payment``) does not load it again.
+    set_committed_value(dispute.payment.session, "payment", dispute.payment)
+    return dispute
 
-    def resolve() -> None:
-        refund_minor = 0
-        if form.resolution.data == "partial":
-            try:
-                refund_minor = parse_amount(form.refund_amount.data or "",
-                                            dispute.payment.currency)
-            except MoneyError as error:
-                raise DomainError(str(error), field="refund_amount") from None
+
+def _refund_asked(form, payment: Payment) -> int:
+    """The partial refund typed in, in minor units (0 for the other decisions)."""
+    if form.resolution.data != "partial":
+        return 0
+    try:
+        return parse_amount(form.refund_amount.data or "", payment.currency)
+    except MoneyError as error:
+        raise DomainError(str(error), field="refund_amount") from None
+
+
+def _decision_problems(form, payment: Payment) -> list[DomainError]:
+    """What is wrong with the amount, told with the form's own errors (before anything runs)."""
+    if form.resolution.data != "partial":
+        return []
+    try:
+        refund_minor = parse_amount(form.refund_amount.data or "", payment.currency)
+    except MoneyError as error:
+        return [DomainError(str(error), field="refund_amount")]
+    if not 0 < refund_minor < payment.remaining_minor:
+        held = format_money(payment.remaining_minor, payment.currency)
+        return [DomainError("A partial refund must be more than nothing and less than the "
+                            f"full amount. {held} is held.",
+                            field="refund_amount")]
+    return []
+
+
+def _outcomes(payment: Payment) -> dict[str, dict]:
+    """What each person gets for each decision (the partial one for the amount asked)."""
+    return {resolution: operations.dispute_outcome(payment, resolution)
+            for resolution in ("release", "refund")}
+
+
+def _dispute_page(dispute: Dispute, form, review: dict | None = None) -> str:
+    payment = dispute.payment
+    return render_template(
+        "admin/dispute.html", dispute=dispute, payment=payment, session=payment.session,
+        history=session_history(payment.session), transactions=_ledger_of(payment),
+        outcomes=_outcomes(payment) if dispute.is_open else {}, form=form, review=review,
+        outcome_words=operations.outcome_words)
+
+
+@bp.get("/disputes/<int:dispute_id>")
+def dispute(dispute_id: int):
+    """Both sides and the whole session, and the decision stated in money before it is made."""
+    return _dispute_page(_dispute(dispute_id), ResolveDisputeForm())
+
+
+def _decide(dispute: Dispute, form, page):
+    """Review a decision (what each person gets), or make it once the admin has confirmed.
+
+    A valid form without ``confirmed`` is shown back on the dispute's page with the
+    amounts each person gets and a button that confirms exactly that decision.
+    """
+    payment = dispute.payment
+    allowed = ALLOWED if dispute.is_open else deny("This dispute is already resolved.")
+
+    def resolve():
+        if form.confirmed.data != "yes":
+            refund_minor = _refund_asked(form, payment)
+            return operations.dispute_outcome(payment, form.resolution.data, refund_minor)
         operations.resolve_dispute(dispute, current_user, resolution=form.resolution.data,
-                                   refund_minor=refund_minor, note=form.note.data or "")
+                                   refund_minor=_refund_asked(form, payment),
+                                   note=form.note.data or "")
+        return None
 
-    return submit(form, resolve, page=lambda: _disputes_page("open", form, dispute_id),
-                  done=lambda _: see_other(url_for("admin.disputes"),
-                                           f"Dispute #{dispute_id} resolved; both people "
-                                           "have been told."))
+    def done(review):
+        if review is not None:
+            return _dispute_page(dispute, form, review=review)
+        return see_other(url_for("admin.dispute", dispute_id=dispute.id),
+                         f"Dispute #{dispute.id} resolved; both people have been told what "
+                         "they get and why.")
+
+    return submit(form, resolve, page=page, allowed=allowed,
+                  problems=lambda: _decision_problems(form, payment), done=done)
+
+
+@bp.post("/disputes/<int:dispute_id>")
+def decide_dispute(dispute_id: int):
+    item = _dispute(dispute_id)
+    form = ResolveDisputeForm()
+    return _decide(item, form, page=lambda: _dispute_page(item, form))
+
+
+@bp.post("/disputes/<int:dispute_id>/resolve")
+def resolve_dispute(dispute_id: int):
+    """The list's decision form: refused on the list, reviewed on the dispute's own page."""
+    item = _dispute(dispute_id)
+    form = ResolveDisputeForm()
+    return _decide(item, form, page=lambda: _disputes_page("open", form, dispute_id))

@@ -167,7 +167,8 @@ register(Kind(
     summary="{{ payload.student_name }} opened a dispute about the session of "
             "{{ payload.contract_title }} on " + _WHEN + ". The payment is on hold until an "
             "admin resolves it.",
-    detail="Reason given: “{{ payload.reason }}”",
+    detail="Reason given: “{{ payload.reason }}”{% if payload.can_answer %}"
+           " You can give your side from the session page until an admin decides.{% endif %}",
     endpoint="sessions.detail", endpoint_args=("session_id",),
 ))
 register(Kind(
@@ -177,8 +178,21 @@ register(Kind(
             " was resolved: {{ {'release': 'the payment goes to the coach', 'refund': "
             "'the student is refunded in full', 'partial': 'part is refunded, the rest goes "
             "to the coach'}[payload.resolution] }}.",
-    detail=_MONEY + "{% if payload.note %} Note from the admin: “{{ payload.note }}”{% endif %}",
+    detail="{% if payload.student_gets %}{{ payload.student_name }} gets "
+           "{{ payload.student_gets }} back; {{ payload.coach_name }} gets "
+           "{{ payload.coach_gets }}. {% endif %}"
+           "{% if payload.note %}The admin's reason: “{{ payload.note }}” {% endif %}" + _MONEY,
     endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="dispute_answered",
+    subject="{{ payload.coach_name }} {{ 'edited their answer to' if payload.edited "
+            "else 'answered' }} your dispute",
+    summary="{{ payload.coach_name }} {{ 'edited their answer to' if payload.edited "
+            "else 'answered' }} your dispute about the session of {{ payload.contract_title }} "
+            "on " + _WHEN + ". An admin reads both sides before deciding.",
+    detail="Their answer: “{{ payload.answer }}”",
+    endpoint="payments.dispute", endpoint_args=("payment_id",),
 ))
 
 register(Kind(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from wtforms import RadioField, SelectChoice, StringField, TextAreaField
+from wtforms import HiddenField, RadioField, SelectChoice, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 
 from skileez.core.forms import Form
@@ -11,6 +11,17 @@ class DisputeForm(Form):
         InputRequired("Tell us what went wrong."),
         Length(min=10, max=1000, message="Write between 10 and 1000 characters."),
     ], render_kw={"rows": 5, "maxlength": 1000})
+
+
+class DisputeAnswerForm(Form):
+    """The coach's side of a dispute: read by the admin who decides, and by the student."""
+
+    answer = TextAreaField("Your side of what happened", validators=[
+        InputRequired("Write your side of what happened."),
+        Length(max=2000, message="Keep your answer to 2000 characters or fewer."),
+    ], render_kw={"rows": 6, "maxlength": 2000},
+        description="The admin reads this beside the student's reason before deciding; "
+                    "the student sees it too. You can edit it until the decision.")
 
 
 class AdminMoneyForm(Form):
@@ -33,6 +44,10 @@ class ResolveDisputeForm(Form):
     ], validators=[InputRequired("Choose a decision.")])
     refund_amount = StringField("Amount to refund (for a partial refund)",
                                 validators=[Optional()], render_kw={"inputmode": "decimal"})
-    note = TextAreaField("Note to both people", validators=[
-        Length(max=1000, message="Keep the note under 1000 characters.")],
+    # Both people are told the decision with this reason, so it is never left empty.
+    note = TextAreaField("Reason, sent to both people", validators=[
+        InputRequired("Give the reason for your decision; both people are told it."),
+        Length(max=1000, message="Keep the reason under 1000 characters.")],
         render_kw={"rows": 3})
+    # Set by the confirmation step, after the admin has read what each person gets.
+    confirmed = HiddenField()

@@ -208,9 +208,16 @@ class Refund(db.Model):
 
 
 class Dispute(db.Model):
+    """A student's (or the card network's) objection to a payment, decided by an admin.
+
+    The coach may answer while it is open; the admin reads both sides and decides.
+    """
+
     __tablename__ = "disputes"
     __display_name__ = "dispute"
-    __transitions__ = {"status": {"open": {"resolved"}, "resolved": set()}}
+    # open → open: the coach wrote or edited their answer (a compare-and-set on "still
+    # open", so an answer never lands on a dispute the admin has just decided).
+    __transitions__ = {"status": {"open": {"open", "resolved"}, "resolved": set()}}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
@@ -221,6 +228,9 @@ class Dispute(db.Model):
     resolution: Mapped[str | None] = mapped_column(String(24))
     refund_minor: Mapped[int | None] = mapped_column(BigInteger)
     note: Mapped[str | None] = mapped_column(Text)
+    # The coach's side, shown to the admin and the student; editable until the decision.
+    coach_answer: Mapped[str | None] = mapped_column(Text)
+    coach_answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

@@ -550,9 +550,67 @@ def open_dispute(payment: Payment, student, *, reason: str) -> Dispute:
     record_creation(dispute, actor=student, reason="dispute opened")
     payload = payment.session.notification_payload(reason=reason.strip()[:300],
                                                    dispute_id=dispute.id)
-    notify(payment.coach, "dispute_opened", payload)
+    # The coach's copy says they can answer (on the session page, until the decision).
+    notify(payment.coach, "dispute_opened", {**payload, "can_answer": True})
     notify(payment.student, "dispute_opened", payload)
     return dispute
+
+
+def can_answer_dispute(dispute: Dispute, user) -> Decision:
+    """The coach of the disputed session may answer, and edit the answer, until the decision."""
+    if getattr(user, "id", None) != dispute.payment.coach_id:
+        return deny("Only the coach of this session can answer the dispute.")
+    if not dispute.is_open:
+        return deny("An admin has already decided this dispute; the answer can no longer "
+                    "be changed.")
+    return ALLOWED
+
+
+def answer_dispute(dispute: Dispute, coach, *, answer: str) -> Dispute:
+    """Write (or rewrite) the coach's side of an open dispute and tell the student.
+
+    The write is a compare-and-set on the dispute still being open: an answer sent in
+    the moment the admin decides is refused (409), not saved on a closed dispute.
+    """
+    decision = can_answer_dispute(dispute, coach)
+    if not decision:
+        raise Conflict(decision.reason)
+    answer = answer.strip()
+    if not answer:
+        raise DomainError("Write your side of what happened.", field="answer")
+    if answer == dispute.coach_answer:
+        return dispute  # sent again unchanged: nothing to record, nobody to tell
+    edited = dispute.coach_answer is not None
+    transition(dispute, "open", actor=coach, expected="open",
+               reason="coach edited their answer" if edited else "coach answered",
+               lost_race_message="An admin decided this dispute a moment ago; your answer "
+                                 "was not saved.",
+               values={"coach_answer": answer, "coach_answered_at": clock.now()})
+    payment = dispute.payment
+    notify(payment.student, "dispute_answered", payment.session.notification_payload(
+        payment_id=payment.id, dispute_id=dispute.id, answer=answer[:300], edited=edited))
+    return dispute
+
+
+def dispute_outcome(payment: Payment, resolution: str, refund_minor: int = 0) -> dict:
+    """What each person gets from a decision, in minor units, as ``resolve_dispute`` pays it.
+
+    The coach's share of what is released is net of the platform fee, computed exactly as
+    ``release`` computes it, so the sentence the admin confirms is the money that moves.
+    """
+    remaining = payment.remaining_minor
+    back = {"release": 0, "refund": remaining, "partial": refund_minor}.get(resolution, 0)
+    released = remaining - back
+    fee = share(released, get_policy().platform_fee) if released > 0 else 0
+    return {"student_minor": back, "coach_minor": released - fee, "fee_minor": fee,
+            "currency": payment.currency}
+
+
+def outcome_words(outcome: dict) -> str:
+    """'Student gets €45.00 back; coach gets €0.00.' — the decision in one sentence."""
+    currency = outcome["currency"]
+    return (f"Student gets {_money(outcome['student_minor'], currency)} back; coach gets "
+            f"{_money(outcome['coach_minor'], currency)}.")
 
 
 def resolve_dispute(dispute: Dispute, admin, *, resolution: str, refund_minor: int = 0,
@@ -561,6 +619,8 @@ def resolve_dispute(dispute: Dispute, admin, *, resolution: str, refund_minor: i
     payment = dispute.payment
     if resolution not in ("release", "refund", "partial"):
         raise DomainError("Choose how to resolve the dispute.", field="resolution")
+    # Told before the money moves: afterwards nothing is left in escrow to reckon from.
+    outcome = dispute_outcome(payment, resolution, refund_minor)
     transition(dispute, "resolved", actor=admin, reason=f"resolved: {resolution}",
                illegal_message="This dispute is already resolved.",
                values={"resolution": resolution, "resolved_by_id": admin.id,
@@ -578,8 +638,10 @@ def resolve_dispute(dispute: Dispute, admin, *, resolution: str, refund_minor: i
         release(payment, actor=admin, reason=why, resolving=True)
     else:
         release(payment, actor=admin, reason=why, resolving=True)
-    payload = payment.session.notification_payload(resolution=resolution,
-                                                   note=note.strip())
+    payload = payment.session.notification_payload(
+        resolution=resolution, note=note.strip(),
+        student_gets=_money(outcome["student_minor"], payment.currency),
+        coach_gets=_money(outcome["coach_minor"], payment.currency))
     notify(payment.coach, "dispute_resolved", payload)
     notify(payment.student, "dispute_resolved", payload)
 

@@ -8,7 +8,7 @@ from sqlalchemy.orm import joinedload, raiseload, selectinload
 from skileez.core.pagination import paginate
 from skileez.extensions import db
 from skileez.payments import words
-from skileez.payments.models import Payment, Payout
+from skileez.payments.models import Dispute, Payment, Payout
 from skileez.sessions.models import Session
 
 # The earnings page lists this many payouts, newest first; the totals cover them all.
@@ -72,3 +72,9 @@ def student_payments(student):
                     per_page=PAYMENTS_PER_PAGE)
     words.prefetch(page.items)
     return page
+
+
+def latest_dispute(payment: Payment) -> Dispute | None:
+    """The payment's newest dispute (open or decided): what both people's pages show."""
+    return db.session.scalar(select(Dispute).where(Dispute.payment_id == payment.id)
+                             .order_by(Dispute.id.desc()).limit(1))

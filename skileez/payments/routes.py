@@ -24,9 +24,9 @@ from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import csrf, db
 from skileez.payments import operations, queries, words
 from skileez.payments.attempts import provider_call
-from skileez.payments.forms import DisputeForm
+from skileez.payments.forms import DisputeAnswerForm, DisputeForm
 from skileez.payments.gateway import CardDeclined, GatewayError, InvalidWebhook, get_gateway
-from skileez.payments.models import Payment
+from skileez.payments.models import Dispute, Payment
 from skileez.payments.webhooks import (
     MalformedEvent,
     ProviderUnavailable,
@@ -216,7 +216,7 @@ def dispute(payment_id: int):
         # A refusal (now, or a lost race while opening) replaces the form with its reason.
         blocked = allowed.reason if not allowed else " ".join(form.form_errors) or None
         return render_template("payments/dispute.html", payment=payment, form=form,
-                               blocked=blocked)
+                               blocked=blocked, latest=queries.latest_dispute(payment))
 
     return submit(
         form, lambda: operations.open_dispute(payment, current_user, reason=form.reason.data),
@@ -225,6 +225,37 @@ def dispute(payment_id: int):
             url_for("sessions.detail", session_id=payment.session_id),
             "Your dispute is open. The payment stays on hold until an admin decides; both "
             "of you will hear the outcome."))
+
+
+@bp.route("/<int:payment_id>/dispute/answer", methods=["GET", "POST"])
+def answer_dispute(payment_id: int):
+    """The coach's side of the latest dispute on their session's payment.
+
+    Keyed by the payment, so the session page links here without loading its disputes.
+    Editable until the admin decides; then shown read-only, and a POST is 409.
+    """
+    payment = _payment_for_participant(payment_id)
+    if current_user.id != payment.coach_id:
+        abort(403, "Only the coach of the session answers a dispute.")
+    dispute: Dispute | None = queries.latest_dispute(payment)
+    if dispute is None:
+        abort(404)
+    allowed = operations.can_answer_dispute(dispute, current_user)
+    form = DisputeAnswerForm(data={"answer": dispute.coach_answer or ""}
+                             if request.method != "POST" else None)
+
+    def page() -> str:
+        blocked = allowed.reason if not allowed else " ".join(form.form_errors) or None
+        return render_template("payments/dispute_answer.html", payment=payment,
+                               dispute=dispute, form=form, blocked=blocked)
+
+    return submit(
+        form, lambda: operations.answer_dispute(dispute, current_user, answer=form.answer.data),
+        page=page, allowed=allowed,
+        done=lambda _: see_other(
+            url_for("payments.answer_dispute", payment_id=payment.id),
+            "Your answer is saved; the student has been told. You can edit it until an "
+            "admin decides."))
 
 
 # --- Stripe Connect for coaches ----------------------------------------------------------
