@@ -22,10 +22,10 @@ from pathlib import Path
 
 from flask import current_app
 from flask import session as cookie_session
-from sqlalchemy import Row, bindparam, case, or_, select
+from sqlalchemy import bindparam, case, or_, select
 
 from skileez.auth.models import User
-from skileez.core.db import autocommit_read
+from skileez.core.db import PreparedRead
 from skileez.core.timezones import humanize_changes_at
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle
@@ -37,8 +37,8 @@ _GENERATION = "skileez_live_generation"
 
 
 def _state_query():
-    """Built once, of tables rather than mapped classes: a statement that is only parameters,
-    run on the connection, is all a poll may cost to build and run."""
+    """Built once, of tables rather than mapped classes, and prepared: a statement that is
+    only parameters, sent by the driver, is all a poll may cost to build and run."""
     sessions = Session.__table__
     viewer = User.__table__.alias("viewer")
     other = User.__table__.alias("other")
@@ -63,17 +63,17 @@ def _state_query():
 
 
 _STATE = _state_query()
+_READ_STATE = PreparedRead(_STATE)
 
 
-def live_state(session_id: int, token: str) -> Row | None:
+def live_state(session_id: int, token: str) -> tuple | None:
     """What the validator is made of, in one query by primary key and sign-in token.
 
     None unless the token is an active account's (as ``auth.session.load_user`` asks) and
     that person takes part in the session, so a validator never tells anyone else that
     the session exists.
     """
-    return autocommit_read(lambda connection: connection.execute(
-        _STATE, {"session_id": session_id, "token": token}).first())
+    return _READ_STATE.first(session_id=session_id, token=token)
 
 
 def words_change_at(state, now: datetime) -> datetime | None:
