@@ -372,6 +372,20 @@ def test_the_start_window_opening_is_a_new_fragment(student, session, clock):
     assert "Start window open until" in after.get_data(as_text=True)
 
 
+def test_a_clock_set_back_is_a_new_fragment(student, session, clock):
+    """A validator remembered between polls holds only from the instant it was made
+    onwards: set the clock back over a rule's instant and the older words come back."""
+    clock.freeze(THURSDAY - timedelta(minutes=5))
+    url = poll_url(student, session.id)
+    later = poll(student, url)
+    assert "Start window open until" in later.get_data(as_text=True)
+    assert poll(student, url, later.headers["ETag"]).status_code == 304
+    clock.freeze(THURSDAY - timedelta(minutes=5, microseconds=1))
+    earlier = poll(student, url, later.headers["ETag"])
+    assert earlier.status_code == 200
+    assert "You can start from" in earlier.get_data(as_text=True)
+
+
 def test_elapsed_minutes_tick_from_the_moment_it_started(student, session, clock):
     # Started on a whole minute, so its minutes tick with the other words' minutes.
     clock.freeze(THURSDAY - timedelta(minutes=2))
