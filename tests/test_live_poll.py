@@ -372,6 +372,20 @@ def test_the_start_window_opening_is_a_new_fragment(student, session, clock):
     assert "Start window open until" in after.get_data(as_text=True)
 
 
+def test_a_clock_set_back_is_a_new_fragment(student, session, clock):
+    """A validator remembered between polls holds only from the instant it was made
+    onwards: set the clock back over a rule's instant and the older words come back."""
+    clock.freeze(THURSDAY - timedelta(minutes=5))
+    url = poll_url(student, session.id)
+    later = poll(student, url)
+    assert "Start window open until" in later.get_data(as_text=True)
+    assert poll(student, url, later.headers["ETag"]).status_code == 304
+    clock.freeze(THURSDAY - timedelta(minutes=5, microseconds=1))
+    earlier = poll(student, url, later.headers["ETag"])
+    assert earlier.status_code == 200
+    assert "You can start from" in earlier.get_data(as_text=True)
+
+
 def test_elapsed_minutes_tick_from_the_moment_it_started(student, session, clock):
     # Started on a whole minute, so its minutes tick with the other words' minutes.
     clock.freeze(THURSDAY - timedelta(minutes=2))
@@ -555,3 +569,94 @@ def test_the_version_is_read_by_its_primary_key(app, session):
             .scalars())
         connection.exec_driver_sql("RESET enable_seqscan")
     assert "Seq Scan on sessions" not in plan and "Seq Scan on users" not in plan, plan
+
+
+# --- the read a server makes: straight through the driver on PostgreSQL -------------
+
+def _driver_path_app(app):
+    """Skips unless ``app`` reads on PostgreSQL with an engine of its own (real commits), which
+    is where a server's poll goes through psycopg rather than SQLAlchemy."""
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("the driver path is PostgreSQL's")
+    return app
+
+
+@pytest.mark.real_commits
+def test_the_driver_read_gives_the_row_sqlalchemy_gives(app, session):
+    """The same values, times aware and in UTC (the validator is made of their words), and
+    the read made on a connection of its own rather than through the engine."""
+    from skileez.core.db import DRIVER_CONNECTIONS
+    from skileez.sessions.live import _STATE, live_state
+
+    _driver_path_app(app)
+    with app.app_context():
+        token = db.session.scalar(select(User.session_token).where(
+            User.id == session.student_id))
+        expected = db.session.execute(_STATE, {"session_id": session.id,
+                                               "token": token}).one()
+        db.session.remove()
+        read = live_state(session.id, token)
+        assert DRIVER_CONNECTIONS in app.extensions
+        assert tuple(read) == tuple(expected)
+        assert read.starts_at.tzinfo is UTC and read.ends_at.tzinfo is UTC
+        assert repr(read.starts_at) == repr(expected.starts_at)
+        assert live_state(session.id, "not a token") is None
+        assert live_state(session.id + 1000, token) is None
+
+
+@pytest.mark.real_commits
+def test_a_server_poll_sees_the_other_person_change_on_the_next_poll(app, student, coach,
+                                                                     session):
+    """Committed for real, read through the driver: 304 while nothing changed, the new
+    fragment right after the coach's confirmation, 304 again after that."""
+    _driver_path_app(app)
+    url = poll_url(student, session.id)
+    before = poll(student, url)
+    assert poll(student, url, before.headers["ETag"]).status_code == 304
+    _confirm(app, student, coach, session, None)
+    after = poll(student, url, before.headers["ETag"])
+    assert after.status_code == 200
+    assert "confirmed by the coach" in after.get_data(as_text=True)
+    assert poll(student, url, after.headers["ETag"]).status_code == 304
+
+
+@pytest.mark.real_commits
+def test_a_poll_after_the_database_dropped_its_connections_still_answers(app, student,
+                                                                         session):
+    """The poll's kept connections die with a database restart (here: their backends are
+    terminated); the next poll drops the dead one and reads again on a fresh one."""
+    from sqlalchemy import text
+
+    _driver_path_app(app)
+    url = poll_url(student, session.id)
+    validator = poll(student, url).headers["ETag"]
+    assert poll(student, url, validator).status_code == 304
+    with app.app_context(), db.engine.connect() as connection:
+        killed = connection.scalar(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    assert killed >= 1
+    assert poll(student, url, validator).status_code == 304
+
+
+@pytest.mark.real_commits
+def test_a_statement_listener_sees_the_poll_read(app, student, session):
+    """Something counting statements (the benchmarks, an instrumentation library) listens
+    on SQLAlchemy's engines: while it does, the read goes through SQLAlchemy, so it counts."""
+    from sqlalchemy.engine import Engine
+
+    _driver_path_app(app)
+    url = poll_url(student, session.id)
+    validator = poll(student, url).headers["ETag"]
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        assert poll(student, url, validator).status_code == 304
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert len(seen) == 1 and "sessions" in seen[0] and "users" in seen[0], seen

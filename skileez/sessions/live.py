@@ -22,10 +22,10 @@ from pathlib import Path
 
 from flask import current_app
 from flask import session as cookie_session
-from sqlalchemy import Row, bindparam, case, or_, select
+from sqlalchemy import bindparam, case, or_, select
 
 from skileez.auth.models import User
-from skileez.core.db import autocommit_read
+from skileez.core.db import PreparedRead
 from skileez.core.timezones import humanize_changes_at
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle
@@ -34,11 +34,13 @@ from skileez.sessions.models import RescheduleRequest, Session
 _MICROSECOND = timedelta(microseconds=1)
 _MINUTE = timedelta(minutes=1)
 _GENERATION = "skileez_live_generation"
+_KNOWN = "skileez_live_validators"
+_KNOWN_AT_MOST = 10_000
 
 
 def _state_query():
-    """Built once, of tables rather than mapped classes: a statement that is only parameters,
-    run on the connection, is all a poll may cost to build and run."""
+    """Built once, of tables rather than mapped classes, and prepared: a statement that is
+    only parameters, sent by the driver, is all a poll may cost to build and run."""
     sessions = Session.__table__
     viewer = User.__table__.alias("viewer")
     other = User.__table__.alias("other")
@@ -63,17 +65,17 @@ def _state_query():
 
 
 _STATE = _state_query()
+_READ_STATE = PreparedRead(_STATE)
 
 
-def live_state(session_id: int, token: str) -> Row | None:
+def live_state(session_id: int, token: str) -> tuple | None:
     """What the validator is made of, in one query by primary key and sign-in token.
 
     None unless the token is an active account's (as ``auth.session.load_user`` asks) and
     that person takes part in the session, so a validator never tells anyone else that
     the session exists.
     """
-    return autocommit_read(lambda connection: connection.execute(
-        _STATE, {"session_id": session_id, "token": token}).first())
+    return _READ_STATE.first(session_id=session_id, token=token)
 
 
 def words_change_at(state, now: datetime) -> datetime | None:
@@ -106,10 +108,23 @@ def validator(state, now: datetime) -> str | None:
     if state.request_by is not None and state.request_by != state.viewer_id:
         return None  # the open times offered for an answer change with every booking
     token = cookie_session.get(current_app.config["WTF_CSRF_FIELD_NAME"], "")
+    known = current_app.extensions.setdefault(_KNOWN, {})
+    key = (state, token)
+    found = known.get(key)
+    if found is not None and found[1] <= now and (found[2] is None or now < found[2]):
+        return found[0]
+    changes_at = words_change_at(state, now)
     parts = (_generation(), state.id, state.version, state.viewer_id, state.viewer_name,
-             state.viewer_timezone, state.other_name, state.other_timezone, token,
-             words_change_at(state, now))
-    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+             state.viewer_timezone, state.other_name, state.other_timezone, token, changes_at)
+    tag = hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+    # Remembered for the same row and token until the words may change: within [now,
+    # changes_at) ``words_change_at`` gives the same instant (it is the first one at which
+    # anything drawn may read otherwise), so the tag is the one computed here. The row is
+    # read on every poll, so a write (a new version, name, zone) is a new key, never this tag.
+    if len(known) >= _KNOWN_AT_MOST:
+        known.clear()
+    known[key] = (tag, now, changes_at)
+    return tag
 
 
 def _generation() -> str:
