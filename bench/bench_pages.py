@@ -66,6 +66,12 @@ class Page:
         return self.rule, self.role, self.fragment
 
 
+#: Every route argument ``ids_for`` gives a value for (the suite checks that each GET route
+#: asks only for these, so a new route cannot stop the benchmark halfway).
+ARGUMENTS = frozenset({"session_id", "payment_id", "contract_id", "proposal_id", "offering_id",
+                       "coach_id", "user_id", "action", "email_id", "dispute_id", "token"})
+
+
 def ids_for(url) -> dict[str, dict[str, object]]:
     """For each role, a value for every argument a route can take, from the data set.
 
@@ -101,11 +107,15 @@ def ids_for(url) -> dict[str, dict[str, object]]:
                 "SELECT id, calendar_token FROM users WHERE id IN (:s, :c, :a)"),
                 {"s": student, "c": coach, "a": admin}).all())
             disputed = one("SELECT max(payment_id) FROM disputes WHERE status = 'open'")
+            common["dispute_id"] = one(
+                "SELECT id FROM disputes WHERE payment_id = :p AND status = 'open'", p=disputed)
     finally:
         engine.dispose()
-    return {"student": {**common, "token": tokens[student]},
-            "coach": {**common, "token": tokens[coach]},
-            "admin": {**common, "token": tokens[admin], "payment_id": disputed}}
+    ids = {"student": {**common, "token": tokens[student]},
+           "coach": {**common, "token": tokens[coach]},
+           "admin": {**common, "token": tokens[admin], "payment_id": disputed}}
+    assert all(set(values) == ARGUMENTS for values in ids.values()), "update ARGUMENTS"
+    return ids
 
 
 def page_rules() -> list[tuple[str, str, list[str]]]:

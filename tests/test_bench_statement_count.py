@@ -46,3 +46,13 @@ def test_the_header_counts_every_statement_the_request_ran(tmp_path, monkeypatch
         # The counter listens on every engine; other tests' engines must not carry it.
         event.remove(Engine, "before_cursor_execute", wsgi.statement_log.record)
         sys.modules.pop("bench.wsgi", None)
+
+
+def test_the_pages_bench_has_a_value_for_every_argument_of_every_page():
+    """A GET route asking for an argument the pages bench does not fill stopped the whole
+    ``make bench`` halfway (a new ``<dispute_id>`` page did)."""
+    from bench.bench_pages import ARGUMENTS, page_rules
+
+    wanting = {rule: sorted(set(arguments) - ARGUMENTS)
+               for rule, _endpoint, arguments in page_rules() if set(arguments) - ARGUMENTS}
+    assert wanting == {}
