@@ -10,6 +10,7 @@ parameters, and the sequential scans PostgreSQL's EXPLAIN plans for it. Both liv
 outside the product package, and cost nothing when the variable is not set.
 """
 
+import gc
 import json
 import os
 import threading
@@ -28,6 +29,7 @@ bare.skileez_public = True  # reachable without signing in, like any public view
 
 app = create_app(json.loads(os.environ["BENCH_APP_CONFIG"]))
 app.add_url_rule("/bench/bare", "bench_bare", bare)
+gc.freeze()  # as the production entry point (wsgi.py) does, for the same reason
 
 
 class StatementLog:

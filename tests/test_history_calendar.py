@@ -15,12 +15,15 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from icalendar import Calendar
 from sqlalchemy import func, select
 
 from skileez.auth.models import User
 from skileez.contracts.models import Contract
 from skileez.extensions import db
+from skileez.sessions.calendar import _fold
 from skileez.sessions.history import Rate, statistics_for
 from skileez.sessions.models import RescheduleRequest, Session
 from tests.conftest import Client
@@ -510,3 +513,16 @@ def test_the_written_feed_reads_back_exactly_in_icalendar(app, world):
     assert event.decoded("DTSTART") == utc(2026, 3, 12, 15, 0)
     assert event.decoded("LAST-MODIFIED") == updated_at.replace(microsecond=0)
     assert str(event["STATUS"]) == "CONFIRMED"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",),
+                                      blacklist_characters="\r\n"), max_size=400))
+def test_a_folded_line_fits_75_octets_and_unfolds_to_itself(line):
+    """RFC 5545 3.1: physical lines of at most 75 octets, continuations begin with one
+    space, never a UTF-8 character cut in two; unfolding gives the line back."""
+    folded = _fold(line)
+    physical = folded.split("\r\n")
+    assert all(len(piece.encode()) <= 75 for piece in physical)
+    assert all(piece.startswith(" ") for piece in physical[1:])
+    assert physical[0] + "".join(piece[1:] for piece in physical[1:]) == line

@@ -77,8 +77,11 @@ def feed_sessions(user: User) -> list[Session]:
                Session.starts_at <= now + policy.calendar_feed_ahead,
                or_(Session.status.in_(FEED_STATUSES),
                    and_(Session.status == "completed", Session.starts_at >= since)))
-        # "Session 3 of 5" counts the contract's sessions: loaded with the feed.
-        .options(selectinload(Session.contract).selectinload(Contract.sessions),
+        # "Session 3 of 5" counts the contract's sessions: loaded with the feed, only
+        # the columns that decide whether a session holds a place and where it stands.
+        .options(selectinload(Session.contract).selectinload(Contract.sessions).load_only(
+                     Session.contract_id, Session.starts_at, Session.status,
+                     Session.hold_expires_at),
                  selectinload(Session.coach), selectinload(Session.student))
         .order_by(Session.starts_at, Session.id)))
 
@@ -108,8 +111,13 @@ def _utc(moment: datetime) -> str:
 
 def _fold(line: str) -> str:
     """A content line folded to 75 octets (RFC 5545 3.1), never inside a UTF-8 character."""
-    if (len(line) <= ICAL_LINE_OCTETS and line.isascii()) \
-            or len(line.encode()) <= ICAL_LINE_OCTETS:
+    if line.isascii():  # one octet per character: cut by slicing (most lines, and fast)
+        if len(line) <= ICAL_LINE_OCTETS:
+            return line
+        step = ICAL_LINE_OCTETS - 1  # after the continuation line's leading space
+        return "\r\n ".join([line[:ICAL_LINE_OCTETS]] + [
+            line[start:start + step] for start in range(ICAL_LINE_OCTETS, len(line), step)])
+    if len(line.encode()) <= ICAL_LINE_OCTETS:
         return line
     pieces, current, size = [], [], 0
     for character in line:
