@@ -148,6 +148,12 @@ def _with_refunds_listed(event: dict[str, Any]) -> dict[str, Any]:
     charge_id = obj.get("id")
     if complete or not (isinstance(charge_id, str) and charge_id):
         return event
+    ours = _payment_for_charge(charge_id, obj.get("payment_intent")) is not None
+    db.session.rollback()  # ends the read's transaction: the delivery opens its own
+    if not ours:
+        # Nothing to ask Stripe about (and a replayed event must not make us call out):
+        # the handler acknowledges it as a charge that is not ours.
+        return event
     try:
         refunds = get_gateway().list_refunds(charge_id)
     except GatewayError as error:
