@@ -14,7 +14,7 @@ from flask import current_app
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from skileez.core.db import is_lock_conflict
+from skileez.core.db import autocommit_read, is_lock_conflict
 from skileez.core.errors import Conflict
 from skileez.core.transitions import record_creation, transition
 from skileez.core.unit_of_work import transaction
@@ -148,8 +148,10 @@ def _with_refunds_listed(event: dict[str, Any]) -> dict[str, Any]:
     charge_id = obj.get("id")
     if complete or not (isinstance(charge_id, str) and charge_id):
         return event
-    ours = _payment_for_charge(charge_id, obj.get("payment_intent")) is not None
-    db.session.rollback()  # ends the read's transaction: the delivery opens its own
+    matches = _charge_matches(charge_id, obj.get("payment_intent"))
+    # A read outside any transaction: none may be open while Stripe is asked.
+    ours = autocommit_read(lambda connection: connection.execute(
+        select(Payment.id).where(or_(*matches)).limit(1)).first()) is not None
     if not ours:
         # Nothing to ask Stripe about (and a replayed event must not make us call out):
         # the handler acknowledges it as a charge that is not ours.
@@ -262,11 +264,15 @@ def _read_refunds(charge: dict[str, Any]) -> list[_StripeRefund]:
     return refunds
 
 
-def _payment_for_charge(charge_id: Any, intent_id: Any) -> Payment | None:
+def _charge_matches(charge_id: Any, intent_id: Any) -> list:
     # Only ids that are there: "== None" would match every payment that has no intent yet.
-    matches = [column == value for column, value in ((Payment.charge_id, charge_id),
-                                                     (Payment.payment_intent_id, intent_id))
-               if isinstance(value, str) and value]
+    return [column == value for column, value in ((Payment.charge_id, charge_id),
+                                                  (Payment.payment_intent_id, intent_id))
+            if isinstance(value, str) and value]
+
+
+def _payment_for_charge(charge_id: Any, intent_id: Any) -> Payment | None:
+    matches = _charge_matches(charge_id, intent_id)
     return db.session.scalar(select(Payment).where(or_(*matches)).limit(1)) \
         if matches else None
 
