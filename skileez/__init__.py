@@ -143,6 +143,7 @@ def _register_blueprints(app: Flask) -> None:
     from skileez.core.vendor import bp as vendor_bp
     from skileez.dashboard.routes import bp as dashboard_bp
     from skileez.notifications.routes import bp as notifications_bp
+    from skileez.payments import card_routes  # noqa: F401
     from skileez.payments.routes import bp as payments_bp
     from skileez.sessions import history_routes, lifecycle_routes, routes  # noqa: F401
     from skileez.sessions.blueprint import bp as sessions_bp

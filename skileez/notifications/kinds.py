@@ -125,6 +125,20 @@ register(Kind(
     endpoint="sessions.detail", endpoint_args=("session_id",),
 ))
 register(Kind(
+    # A session booked with the rest of a contract whose saved card could not be charged.
+    name="saved_card_not_charged",
+    subject="Action needed: pay for your session on " + _WHEN,
+    summary="{% if payload.needs_action %}Your bank asks you to confirm the payment of "
+            "{{ payload.amount }}{% else %}We could not charge {{ payload.amount }} to your "
+            "saved card{% endif %} for your session of {{ payload.contract_title }} with "
+            "{{ payload.coach_name }} on " + _WHEN + ". The time is held for you until "
+            "{{ payload.pay_until|local_in(recipient.timezone) }}: pay from the link to keep "
+            "it.",
+    detail="{% if payload.reason %}What the bank said: “{{ payload.reason }}”{% endif %} "
+           "Your other sessions are not affected.",
+    endpoint="payments.pay", endpoint_args=("payment_id",),
+))
+register(Kind(
     name="booking_released",
     subject="{{ payload.coach_name }} is away: your unpaid booking was released",
     summary="{{ payload.coach_name }} is away at the time of your session of "

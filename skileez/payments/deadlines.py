@@ -8,7 +8,8 @@ from skileez import clock
 from skileez.coaches.models import CoachProfile
 from skileez.core.deadlines import act_on_each, deadline_handler, due
 from skileez.core.queue import dispatch_claimed
-from skileez.payments.models import Dispute, Payment, Payout, Refund
+from skileez.payments.cards import charge_saved_card
+from skileez.payments.models import Dispute, Payment, Payout, Refund, SavedCardCharge
 from skileez.payments.operations import execute_refund, pay_out, release
 
 
@@ -53,3 +54,15 @@ def retry_refunds() -> int:
                                 Refund.next_attempt_at <= now, *_unclaimed(Refund, now))
         .order_by(Refund.id))
     return dispatch_claimed(execute_refund, Refund, due_ids, queue="payouts")
+
+
+@deadline_handler("retry_saved_card_charges")
+def retry_saved_card_charges() -> int:
+    """Off-session charges whose job never ran (Redis lost it) or failed on the network."""
+    now = clock.now()
+    due_ids = due(
+        select(SavedCardCharge.id).where(SavedCardCharge.status.in_(("pending", "failed")),
+                                         SavedCardCharge.next_attempt_at <= now,
+                                         *_unclaimed(SavedCardCharge, now))
+        .order_by(SavedCardCharge.id))
+    return dispatch_claimed(charge_saved_card, SavedCardCharge, due_ids, queue="payouts")

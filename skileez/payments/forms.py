@@ -1,7 +1,17 @@
 from __future__ import annotations
 
-from wtforms import HiddenField, RadioField, SelectChoice, StringField, TextAreaField
-from wtforms.validators import InputRequired, Length, Optional
+from wtforms import (
+    DateField,
+    HiddenField,
+    IntegerField,
+    RadioField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import InputRequired, Length, NumberRange, Optional, Regexp
 
 from skileez.core.forms import Form
 
@@ -51,3 +61,31 @@ class ResolveDisputeForm(Form):
         render_kw={"rows": 3})
     # Set by the confirmation step, after the admin has read what each person gets.
     confirmed = HiddenField()
+
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+class PatternForm(Form):
+    """A weekly pattern for the rest of a contract: read from the query to preview it, and
+    posted (with the chosen starts) to book it."""
+
+    weekday = SelectField("Every", coerce=int,
+                          choices=[SelectChoice(n, day) for n, day in enumerate(WEEKDAYS)],
+                          validators=[InputRequired("Choose a weekday.")])
+    at = StringField("At (your time)", validators=[
+        InputRequired("Give a time such as 18:00."),
+        Regexp(r"^([01]\d|2[0-3]):[0-5]\d$", message="Give a time such as 18:00.")],
+        render_kw={"type": "time", "step": 60})
+    first_day = DateField("Starting on or after", validators=[
+        InputRequired("Choose the first date.")])
+    count = IntegerField("Sessions", validators=[
+        InputRequired("Say how many sessions to book."),
+        NumberRange(min=1, max=50, message="Book from 1 to 50 sessions.")])
+    starts = SelectMultipleField("Times to book", validate_choice=False,
+                                 validators=[Optional()])
+
+    @property
+    def minute_of_day(self) -> int:
+        hours, minutes = self.at.data.split(":")
+        return int(hours) * 60 + int(minutes)

@@ -51,6 +51,21 @@ class IntentResult:
 
 
 @dataclass(frozen=True)
+class CardDetails:
+    """A card saved at the provider, as the student recognises it."""
+
+    payment_method_id: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+#: CardDeclined.code when the bank wants the cardholder present (SCA) for the charge.
+AUTHENTICATION_REQUIRED = "authentication_required"
+
+
+@dataclass(frozen=True)
 class AccountStatus:
     account_id: str
     details_submitted: bool
@@ -63,9 +78,31 @@ class Gateway(Protocol):
     def create_payment_intent(self, *, amount_minor: int, currency: str, idempotency_key: str,
                               metadata: dict[str, str]) -> IntentResult: ...
 
-    def create_setup_intent(self, *, idempotency_key: str,
-                            metadata: dict[str, str]) -> str:
-        """Client secret of a SetupIntent that Stripe.js uses to collect a card."""
+    def create_setup_intent(self, *, idempotency_key: str, metadata: dict[str, str],
+                            customer: str | None = None, keep: bool = False) -> str:
+        """Client secret of a SetupIntent that Stripe.js uses to collect a card; with
+        ``keep`` the card is set up to be saved (for ``customer``, if they have one yet)
+        and charged later off-session."""
+
+    def create_customer(self, *, email: str, idempotency_key: str,
+                        metadata: dict[str, str]) -> str:
+        """Customer id: the provider's holder of a student's saved card."""
+
+    def saved_card_from_setup(self, *, setup_intent_id: str, customer: str,
+                              student_id: int) -> CardDetails:
+        """The card a confirmed SetupIntent of this student collected, attached to
+        ``customer``. Raises GatewayError if the SetupIntent is not theirs (made for
+        another customer, or without one for another student) or not confirmed."""
+
+    def detach_payment_method(self, payment_method_id: str) -> None:
+        """Forget a saved card at the provider."""
+
+    def charge_saved_card(self, *, amount_minor: int, currency: str, customer: str,
+                          payment_method: str, off_session: bool, idempotency_key: str,
+                          metadata: dict[str, str]) -> IntentResult:
+        """Create and confirm a PaymentIntent with a saved card. ``requires_action`` when
+        the bank asks for the student (on-session: finished by Stripe.js); a refusal is
+        ``CardDeclined`` (code ``authentication_required`` when off-session needs SCA)."""
 
     def confirm_payment_intent(self, *, intent_id: str, payment_method: str,
                                return_url: str | None = None) -> IntentResult:
@@ -99,6 +136,10 @@ class Gateway(Protocol):
         """Verify and parse a webhook. Raises InvalidWebhook."""
 
 
+#: The test gateway's saveable cards and the last four digits each shows.
+TEST_CARDS = {"ok": "4242", "action": "3155", "decline": "0341"}
+
+
 @dataclass
 class TestGateway:
     """Offline adapter: ids are made up, money never moves, events come from the card page.
@@ -114,8 +155,40 @@ class TestGateway:
         intent_id = f"pi_test_{idempotency_key}"
         return IntentResult(intent_id, f"{intent_id}_secret", "requires_payment_method")
 
-    def create_setup_intent(self, *, idempotency_key, metadata):
+    def create_setup_intent(self, *, idempotency_key, metadata, customer=None, keep=False):
         return f"seti_test_{idempotency_key}_secret"
+
+    def create_customer(self, *, email, idempotency_key, metadata):
+        return f"cus_test_{uuid.uuid5(uuid.NAMESPACE_URL, idempotency_key).hex[:16]}"
+
+    def saved_card_from_setup(self, *, setup_intent_id, customer, student_id):
+        """The test card page names its SetupIntents ``seti_test_<card>_<token>``, where
+        <card> is one of ``TEST_CARDS``: the card behaves at charge time as named."""
+        parts = setup_intent_id.split("_")
+        if len(parts) != 4 or parts[:2] != ["seti", "test"] or parts[2] not in TEST_CARDS:
+            raise GatewayError("The card could not be saved (unknown test card).")
+        last4 = TEST_CARDS[parts[2]]
+        return CardDetails(f"pm_test_{parts[2]}_{parts[3]}", "visa", last4, 12, 2034)
+
+    def detach_payment_method(self, payment_method_id):
+        return None
+
+    def charge_saved_card(self, *, amount_minor, currency, customer, payment_method,
+                          off_session, idempotency_key, metadata):
+        """``pm_test_ok_…`` succeeds; ``pm_test_action_…`` needs the student off-session
+        (on-session the test page stands in for the bank and it succeeds);
+        ``pm_test_decline_…`` is declined."""
+        intent_id = f"pi_test_{idempotency_key}"
+        kind = payment_method.split("_")[2] if payment_method.count("_") >= 3 else ""
+        if kind == "decline":
+            raise CardDeclined("Your card was declined (test card).", code="card_declined")
+        if kind == "action" and off_session:
+            return IntentResult(intent_id, f"{intent_id}_secret", "requires_action")
+        if kind not in TEST_CARDS:
+            raise GatewayError("Unknown test card.")
+        return IntentResult(intent_id, f"{intent_id}_secret", "succeeded",
+                            charge_id=f"ch_test_{idempotency_key}",
+                            amount_received=amount_minor)
 
     def confirm_payment_intent(self, *, intent_id, payment_method, return_url=None):
         raise GatewayError("The test gateway is paid through its card page.")

@@ -207,6 +207,100 @@ class Refund(db.Model):
     )
 
 
+class SavedCard(db.Model):
+    """A student's card kept at the provider for later payments (one per student).
+
+    The card itself stays at Stripe: we keep the customer and payment method ids and
+    what the student needs to recognise it (brand, last four digits, expiry). Removing
+    it detaches it at Stripe and keeps the row as ``removed`` (the customer is reused
+    when a card is saved again).
+    """
+
+    __tablename__ = "saved_cards"
+    __display_name__ = "saved card"
+    __transitions__ = {"status": {"saved": {"saved", "removed"}, "removed": {"saved"}}}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                            unique=True)
+    gateway: Mapped[str] = mapped_column(String(10))
+    customer_id: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(10), default="removed")
+    payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    brand: Mapped[str | None] = mapped_column(String(20))
+    last4: Mapped[str | None] = mapped_column(String(4))
+    exp_month: Mapped[int | None] = mapped_column(Integer)
+    exp_year: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
+                                                 onupdate=clock.now)
+
+    student = relationship("User")
+
+    __table_args__ = (
+        CheckConstraint("status IN ('saved', 'removed')", name="status_known"),
+    )
+
+    @property
+    def is_saved(self) -> bool:
+        return self.status == "saved" and bool(self.payment_method_id)
+
+    @property
+    def label(self) -> str:
+        """'Visa •••• 4242', as the pay button and the pages name the card."""
+        brand = (self.brand or "card").replace("_", " ")
+        return f"{brand[:1].upper()}{brand[1:]} •••• {self.last4 or '????'}"
+
+    @property
+    def expiry(self) -> str:
+        return f"{self.exp_month or 0:02d}/{self.exp_year or 0}"
+
+
+class SavedCardCharge(db.Model):
+    """One off-session charge of a saved card for a payment, made by an idempotent job.
+
+    ``needs_action`` (the bank wants the student: SCA) and ``declined`` are final for
+    the job: the payment stays unpaid and the student was told, with a link to pay.
+    ``cancelled``: the payment was settled (or its hold ended) before the job ran.
+    """
+
+    __tablename__ = "saved_card_charges"
+    __display_name__ = "saved card charge"
+    __transitions__ = {"status": {
+        "pending": {"succeeded", "needs_action", "declined", "failed", "cancelled"},
+        "failed": {"succeeded", "needs_action", "declined", "failed", "cancelled"},
+        "succeeded": set(), "needs_action": set(), "declined": set(), "cancelled": set(),
+    }}
+    FINISHED = ("succeeded", "needs_action", "declined", "cancelled")
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), unique=True)
+    saved_card_id: Mapped[int] = mapped_column(ForeignKey("saved_cards.id"), index=True)
+    payment_method_id: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    intent_id: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A job for this row is waiting in a queue until then: the sweep does not queue another.
+    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A job is talking to Stripe for this row until then: no other job may call out.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
+                                                 onupdate=clock.now)
+
+    payment = relationship("Payment", backref=db.backref("saved_card_charge",
+                                                         uselist=False))
+    saved_card = relationship("SavedCard")
+
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'succeeded', 'needs_action', 'declined', "
+                        "'failed', 'cancelled')", name="status_known"),
+        Index("ix_saved_card_charges_due", "status", "next_attempt_at"),
+    )
+
+
 class Dispute(db.Model):
     """A student's (or the card network's) objection to a payment, decided by an admin.
 

@@ -163,7 +163,9 @@ def payment_succeeded(intent_id: str, *, charge_id: str | None = None,
         expire_hold(session)
     transition(payment, "held", reason="payment received",
                values={"paid_at": now, "charge_id": charge_id, "failure_message": None,
-                       "payment_intent_id": payment.payment_intent_id or intent_id})
+                       # The intent that took the money is the one refunds go to
+                       # (a saved-card charge may have replaced the pay page's).
+                       "payment_intent_id": intent_id or payment.payment_intent_id})
     ledger.post_payment_held(payment)
     session = payment.session
     if session.status == "pending_payment":

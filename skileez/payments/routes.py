@@ -24,6 +24,7 @@ from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import csrf, db
 from skileez.payments import operations, queries, words
 from skileez.payments.attempts import provider_call
+from skileez.payments.cards import saved_card_of
 from skileez.payments.forms import DisputeAnswerForm, DisputeForm
 from skileez.payments.gateway import CardDeclined, GatewayError, InvalidWebhook, get_gateway
 from skileez.payments.models import Dispute, Payment
@@ -80,7 +81,8 @@ def pay(payment_id: int):
             return redirect(url_for("sessions.detail", session_id=payment.session_id))
         return render_template("payments/pay.html", payment=payment, blocked=can_pay.reason), 409
     gateway = get_gateway()
-    context = {"payment": payment, "gateway": gateway.name}
+    context = {"payment": payment, "gateway": gateway.name,
+               "saved_card": saved_card_of(current_user)}
     if gateway.name == "stripe":
         try:
             with provider_call():

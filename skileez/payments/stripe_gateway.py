@@ -24,9 +24,11 @@ from typing import Any, TypeVar
 import stripe
 
 from skileez.payments.gateway import (
+    AUTHENTICATION_REQUIRED,
     IDEMPOTENCY_KEY_IN_USE,
     AccountStatus,
     CardDeclined,
+    CardDetails,
     GatewayError,
     IntentResult,
     InvalidWebhook,
@@ -211,11 +213,18 @@ class StripeGateway:
             params, {"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
         return _intent_result(intent)
 
-    def create_setup_intent(self, *, idempotency_key: str, metadata: dict[str, str]) -> str:
+    def create_setup_intent(self, *, idempotency_key: str, metadata: dict[str, str],
+                            customer: str | None = None, keep: bool = False) -> str:
         """A SetupIntent lets Stripe.js turn the card form into a ``pm_…`` the server then
-        confirms the PaymentIntent with (the flow that works on localstripe and Stripe)."""
-        params = {"payment_method_types": ["card"], "usage": "on_session",
-                  "metadata": _metadata(metadata)}
+        confirms the PaymentIntent with (the flow that works on localstripe and Stripe).
+        With ``keep`` the card is being saved (for ``customer`` when there is one): set up
+        for later off-session charges."""
+        params: dict[str, Any] = {"payment_method_types": ["card"], "usage": "on_session",
+                                  "metadata": _metadata(metadata)}
+        if keep:
+            params["usage"] = "off_session"
+        if customer:
+            params["customer"] = customer
         setup = self._call("prepare the card form", lambda: self._client.v1.setup_intents.create(
             params, {"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
         return setup.client_secret
@@ -252,6 +261,77 @@ class StripeGateway:
             raise self._mapped(exc, action) from None
         except stripe.StripeError as exc:
             raise self._mapped(exc, action) from None
+        return _intent_result(intent)
+
+    def create_customer(self, *, email: str, idempotency_key: str,
+                        metadata: dict[str, str]) -> str:
+        customer = self._call("set up your card", lambda: self._client.v1.customers.create(
+            {"email": email, "metadata": _metadata(metadata)},
+            {"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
+        return customer.id
+
+    def saved_card_from_setup(self, *, setup_intent_id: str, customer: str,
+                              student_id: int) -> CardDetails:
+        """Check the SetupIntent is the student's and succeeded, then make sure its card
+        is attached to their customer. The first card is set up before the student has a
+        customer (the card page writes nothing), so a SetupIntent without one is theirs
+        when its metadata names them; Stripe attaches on confirm when it has a customer,
+        localstripe never does, and an attach of a card the customer holds already is
+        never sent."""
+        action = "save your card"
+        setup = self._call(action, lambda: self._client.v1.setup_intents.retrieve(
+            setup_intent_id))
+        owner = _object_id(_field(setup, "customer"))
+        named = str(_plain(_field(setup, "metadata")).get("student_id", ""))
+        if owner != customer and not (owner is None and named == str(student_id)):
+            raise GatewayError("That card set-up is not yours.", code="wrong_customer")
+        if _field(setup, "status") != "succeeded":
+            raise GatewayError("The card was not confirmed. Try again.",
+                               code="setup_not_succeeded")
+        method_id = _object_id(_field(setup, "payment_method"))
+        if not method_id:
+            raise GatewayError("The card was not confirmed. Try again.",
+                               code="setup_not_succeeded")
+        method = self._call(action, lambda: self._client.v1.payment_methods.retrieve(
+            method_id))
+        if _object_id(_field(method, "customer")) != customer:
+            method = self._call(action, lambda: self._client.v1.payment_methods.attach(
+                method_id, {"customer": customer}))
+        card = _field(method, "card")
+        return CardDetails(payment_method_id=method_id,
+                           brand=str(_field(card, "brand") or "card")[:20],
+                           last4=str(_field(card, "last4") or "")[:4],
+                           exp_month=int(_field(card, "exp_month") or 0),
+                           exp_year=int(_field(card, "exp_year") or 0))
+
+    def detach_payment_method(self, payment_method_id: str) -> None:
+        self._call("remove your card", lambda: self._client.v1.payment_methods.detach(
+            payment_method_id))
+
+    def charge_saved_card(self, *, amount_minor: int, currency: str, customer: str,
+                          payment_method: str, off_session: bool, idempotency_key: str,
+                          metadata: dict[str, str]) -> IntentResult:
+        """One create call with ``confirm``: what Stripe documents for charging a saved
+        card, and what localstripe supports. Off-session, a card that needs SCA is a
+        CardError ``authentication_required`` at Stripe and ``requires_action`` at
+        localstripe; both reach the caller (as CardDeclined with that code, or as the
+        status)."""
+        params: dict[str, Any] = {
+            "amount": amount_minor, "currency": currency.lower(), "customer": customer,
+            "payment_method": payment_method, "payment_method_types": ["card"],
+            "confirm": True, "metadata": _metadata(metadata)}
+        if off_session:
+            params["off_session"] = True
+        try:
+            intent = self._client.v1.payment_intents.create(
+                params, {"idempotency_key": idempotency_key})  # type: ignore[arg-type]
+        except stripe.CardError as exc:
+            error = self._mapped(exc, "charge your saved card")
+            if (exc.code or "") == AUTHENTICATION_REQUIRED:
+                raise CardDeclined(error.message, code=AUTHENTICATION_REQUIRED) from None
+            raise error from None
+        except stripe.StripeError as exc:
+            raise self._mapped(exc, "charge your saved card") from None
         return _intent_result(intent)
 
     def _retrieve_quietly(self, intent_id: str) -> IntentResult | None:

@@ -36,7 +36,8 @@ class Session(db.Model):
     __tablename__ = "sessions"
     __display_name__ = "session"
     __transitions__ = {"status": {
-        "pending_payment": {"scheduled", "expired"},
+        # → pending_payment: a saved card could not be charged; the pay window restarts.
+        "pending_payment": {"scheduled", "expired", "pending_payment"},
         "scheduled": {"in_progress", "reschedule_requested", "cancelled", "completed",
                       "missed"},
         "reschedule_requested": {"scheduled", "cancelled"},
