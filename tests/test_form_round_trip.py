@@ -212,6 +212,11 @@ ACTION_FORMS = {
     "payments.test_card": "pays with a test card",
     "payments.confirm_card": "pays with a card collected by Stripe.js",
     "payments.connect": "starts Stripe onboarding",
+    "payments.save_card": "saves a card confirmed by Stripe.js (JSON)",
+    "payments.test_save_card": "saves a test card (a button per card)",
+    "payments.remove_card": "removes the saved card",
+    "payments.pay_with_saved_card": "pays with the saved card",
+    "payments.book_pattern": "books the chosen times of a weekly pattern",
     "payments.dispute": "opens a dispute",
     "payments.answer_dispute": "the coach's side of a dispute (starts empty; tells the "
                                "student; an unchanged answer is saved as a no-op)",

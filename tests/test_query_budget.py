@@ -318,7 +318,12 @@ def visits_for(role: str, ids: dict) -> list[Visit]:
             Visit(role, "book week", f"/sessions/book/{contract}?week={ids['slot'][:10]}",
                   htmx=True),
             Visit(role, "confirm booking",
-                  f"/sessions/book/{contract}/confirm?start={ids['slot'].replace('+', '%2B')}")]
+                  f"/sessions/book/{contract}/confirm?start={ids['slot'].replace('+', '%2B')}"),
+            Visit(role, "payment method", "/payments/card"),
+            Visit(role, "book the rest", f"/payments/pattern/{contract}"),
+            Visit(role, "book the rest preview",
+                  f"/payments/pattern/{contract}?weekday=1&at=18:00"
+                  f"&first_day={ids['slot'][:10]}&count=1")]
     if role == "coach":
         visits += [
             *_participant(role, ids),
