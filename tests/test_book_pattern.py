@@ -254,6 +254,12 @@ def test_a_charge_whose_card_was_removed_waits_for_the_student(app, evening, mon
     assert confirm(client, evening["contract"].id, starts, count=1).status_code == 303
     monkeypatch.undo()
     assert any(args[1] is charge_saved_card for args in held_back)
+    with app.app_context():
+        payment_id = db.session.scalar(select(Payment.id))
+    # While the charge is waiting, the pay page does not offer to pay a second time.
+    waiting = client.get(f"/payments/{payment_id}/pay")
+    assert waiting.status_code == 409
+    assert "being charged for this session right now" in waiting.get_data(as_text=True)
     assert client.post("/payments/card/remove", token_page="/payments/card").status_code == 303
     with app.app_context():
         charge = db.session.scalar(select(SavedCardCharge))

@@ -203,7 +203,8 @@ def queue_saved_card_charges(payments: list[Payment], card: SavedCard) -> list[i
     return ids
 
 
-def _ask_student(charge: SavedCardCharge, expected: str, status: str, message: str) -> str:
+def _ask_student(charge: SavedCardCharge, expected: str, status: str, message: str,
+                 intent_id: str | None = None) -> str:
     """The card could not be charged without the student: the session stays unpaid with a
     fresh pay window (the policy's hold, from this notice) and they are told, with a link."""
     now = clock.now()
@@ -211,7 +212,7 @@ def _ask_student(charge: SavedCardCharge, expected: str, status: str, message: s
                reason="the bank asks for the student" if status == "needs_action"
                else "saved card declined",
                values={"last_error": message[:1000], "claimed_until": None,
-                       "next_attempt_at": None})
+                       "next_attempt_at": None, "intent_id": intent_id or charge.intent_id})
     payment = charge.payment
     payment_failed(payment.payment_intent_id, message, metadata={"payment_id": str(payment.id)})
     session = payment.session
@@ -275,14 +276,13 @@ class SavedCardChargeAttempt(ProviderAttempt):
         payment = charge.payment
         _adopt_intent(payment, answer)
         if answer.status == "requires_action":
-            db.session.execute(update(SavedCardCharge).where(SavedCardCharge.id == charge.id)
-                               .values(intent_id=answer.intent_id)
-                               .execution_options(synchronize_session=False))
             return _ask_student(charge, expected, "needs_action",
-                                "Your bank asks you to confirm this payment.")
+                                "Your bank asks you to confirm this payment.",
+                                intent_id=answer.intent_id)
         if answer.status not in ("succeeded", "processing"):
             return _ask_student(charge, expected, "declined",
-                                answer.error_message or "Your saved card was declined.")
+                                answer.error_message or "Your saved card was declined.",
+                                intent_id=answer.intent_id)
         transition(charge, "succeeded", expected=expected, reason="saved card charged",
                    values={"intent_id": answer.intent_id, "last_error": None,
                            "claimed_until": None, "next_attempt_at": None})
