@@ -164,7 +164,8 @@ register(Kind(
 register(Kind(
     name="dispute_opened",
     subject="A dispute was opened on the session of " + _WHEN,
-    summary="{{ payload.student_name }} opened a dispute about the session of "
+    summary="{{ 'You' if payload.yours else payload.student_name }} opened a dispute about "
+            "the session of "
             "{{ payload.contract_title }} on " + _WHEN + ". The payment is on hold until an "
             "admin resolves it.",
     detail="Reason given: “{{ payload.reason }}”{% if payload.can_answer %}"

@@ -552,7 +552,7 @@ def open_dispute(payment: Payment, student, *, reason: str) -> Dispute:
                                                    dispute_id=dispute.id)
     # The coach's copy says they can answer (on the session page, until the decision).
     notify(payment.coach, "dispute_opened", {**payload, "can_answer": True})
-    notify(payment.student, "dispute_opened", payload)
+    notify(payment.student, "dispute_opened", {**payload, "yours": True})
     return dispute
 
 
@@ -582,7 +582,8 @@ def answer_dispute(dispute: Dispute, coach, *, answer: str) -> Dispute:
         return dispute  # sent again unchanged: nothing to record, nobody to tell
     edited = dispute.coach_answer is not None
     transition(dispute, "open", actor=coach, expected="open",
-               reason="coach edited their answer" if edited else "coach answered",
+               reason="coach edited their answer to the dispute" if edited
+               else "coach answered the dispute",
                lost_race_message="An admin decided this dispute a moment ago; your answer "
                                  "was not saved.",
                values={"coach_answer": answer, "coach_answered_at": clock.now()})
@@ -635,7 +636,9 @@ def resolve_dispute(dispute: Dispute, admin, *, resolution: str, refund_minor: i
                               "full amount.", field="refund_amount")
         refund(payment, refund_minor, reason=why, actor=admin, resolving=True)
         db.session.refresh(payment)
-        release(payment, actor=admin, reason=why, resolving=True)
+        # Its own words: the timeline would otherwise show the refund's line twice.
+        release(payment, actor=admin, resolving=True,
+                reason=f"the rest released to the coach (dispute #{dispute.id})")
     else:
         release(payment, actor=admin, reason=why, resolving=True)
     payload = payment.session.notification_payload(
