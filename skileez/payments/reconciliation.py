@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from skileez import clock
@@ -452,13 +452,6 @@ def pending_run(now: datetime | None = None) -> ReconciliationRun | None:
         .order_by(ReconciliationRun.requested_at.desc(), ReconciliationRun.id.desc()).limit(1))
 
 
-def last_finished_run() -> ReconciliationRun | None:
-    return db.session.scalar(
-        select(ReconciliationRun).where(ReconciliationRun.finished_at.is_not(None))
-        .options(joinedload(ReconciliationRun.requested_by))
-        .order_by(ReconciliationRun.started_at.desc(), ReconciliationRun.id.desc()).limit(1))
-
-
 def request_run(*, actor=None, source: str = "admin") -> tuple[ReconciliationRun, bool]:
     """Queue a comparison unless one is waiting or running; returns (run, queued).
 
@@ -582,18 +575,38 @@ def _finish_run(run_id: int, claim: datetime, *, counts: tuple[int, int, int] | 
 
 def reconciliation_state(form=None, form_for: int | None = None,
                          refusal: str | None = None) -> dict:
-    """Everything ``admin/_reconciliation.html`` shows, in three queries: the last run,
-    a run on its way, and the open items (newest first, with how many there are)."""
+    """Everything ``admin/_reconciliation.html`` shows, in two queries: the open items
+    (newest first, with how many there are) and the runs to mention (the last finished,
+    and one on its way)."""
     rows = db.session.execute(
         select(ReconciliationItem, func.count().over())
         .where(ReconciliationItem.status == "open")
         .order_by(ReconciliationItem.first_seen_at.desc(), ReconciliationItem.id.desc())
         .limit(ITEMS_SHOWN)).all()
-    return {"last_run": last_finished_run(), "pending_run": pending_run(),
+    last_run, waiting = _runs_to_show()
+    return {"last_run": last_run, "pending_run": waiting,
             "open_items": [row[0] for row in rows], "open_count": rows[0][1] if rows else 0,
             "run_form": ConfirmForm(), "resolve_form": form or ResolveDifferenceForm(),
             "form_for": form_for, "refusal": refusal, "labels": KIND_LABELS,
             "nightly_at": _time_of_day(get_policy().reconciliation_time)}
+
+
+def _runs_to_show() -> tuple[ReconciliationRun | None, ReconciliationRun | None]:
+    """The newest finished run and ``pending_run()``, in one statement."""
+    now = clock.now()
+    Run = ReconciliationRun
+    newest_finished = (select(Run.id).where(Run.finished_at.is_not(None))
+                       .order_by(Run.started_at.desc(), Run.id.desc()).limit(1)
+                       .scalar_subquery())
+    runs = db.session.scalars(
+        select(Run).options(joinedload(Run.requested_by))
+        .where(or_(Run.id == newest_finished,
+                   and_(Run.finished_at.is_(None),
+                        or_(Run.queued_until > now, Run.claimed_until > now))))
+        .order_by(Run.requested_at.desc(), Run.id.desc()).limit(3)).all()
+    finished = next((run for run in runs if run.is_finished), None)
+    waiting = next((run for run in runs if not run.is_finished), None)
+    return finished, waiting
 
 
 def _time_of_day(after_midnight: timedelta) -> str:
