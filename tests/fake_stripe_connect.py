@@ -16,9 +16,11 @@ one gateway reaches both::
         assert len(fake_connect.transfers) == 1
 
 Served here: ``POST /v1/transfers``, ``GET /v1/transfers[/<id>]``, ``POST /v1/accounts``,
-``GET /v1/accounts/<id>``, ``POST /v1/account_links``, plus the hosted-onboarding page an
-account link points to (``GET /_fake_connect/onboarding/<token>``: marks the account
-onboarded and redirects to ``return_url``; a used link redirects to ``refresh_url``).
+``GET /v1/accounts/<id>``, ``POST /v1/account_links``, ``GET /v1/refunds`` when it filters
+on ``created`` (localstripe cannot; see ``_refunds_created_since``), plus the
+hosted-onboarding page an account link points to (``GET /_fake_connect/onboarding/<token>``:
+marks the account onboarded and redirects to ``return_url``; a used link redirects to
+``refresh_url``). Transfer lists filter on ``created`` and page with ``starting_after``.
 
 What it checks, like Stripe: a ``Bearer sk_…``/``rk_…`` key; a form-encoded body;
 unknown, missing and malformed parameters (400 in Stripe's error shape, so the library

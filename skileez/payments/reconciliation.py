@@ -106,10 +106,6 @@ def _money(minor: int, currency: str) -> str:
     return format_money(minor, currency.upper())
 
 
-def _day(when: datetime) -> str:
-    return when.strftime("%d %b %Y %H:%M UTC")
-
-
 # --- the comparison ---------------------------------------------------------------------
 
 def window_start(now: datetime) -> datetime:
@@ -165,8 +161,7 @@ def _charge_differences(gateway: Gateway, charges: list[ListedCharge], since: da
         payment = by_charge.get(charge.id) or by_intent.get(charge.payment_intent_id or "")
         if charge.status != "succeeded":
             continue
-        theirs = (f"Charge {charge.id} of {_money(charge.amount, charge.currency)} succeeded "
-                  f"on {_day(charge.created)}.")
+        theirs = f"Charge {charge.id} of {_money(charge.amount, charge.currency)} succeeded."
         if payment is None:
             found.append(Difference(
                 f"charge_unknown:{charge.id}", "charge_unknown",
@@ -249,8 +244,7 @@ def _refund_differences(gateway: Gateway, refunds: list[ListedRefund], since: da
             continue
         ours = known.get(refund.id)
         theirs = (f"Refund {refund.id} of {_money(refund.amount, refund.currency)} "
-                  f"({refund.status}) on charge {refund.charge_id or '—'}, made "
-                  f"{_day(refund.created)}.")
+                  f"({refund.status}) on charge {refund.charge_id or '—'}.")
         if ours is None:
             payment = by_charge.get(refund.charge_id or "") or \
                 by_intent.get(refund.payment_intent_id or "")
@@ -313,7 +307,7 @@ def _transfer_differences(gateway: Gateway, transfers: list[ListedTransfer], sin
                 f"transfer_unknown:{transfer.id}", "transfer_unknown",
                 "No payout of ours has this transfer.",
                 f"Transfer {transfer.id} of {_money(transfer.amount, transfer.currency)} to "
-                f"{transfer.destination or '—'}, made {_day(transfer.created)}.",
+                f"{transfer.destination or '—'}.",
                 "Money left the platform's balance for a connected account with no payout on "
                 "record. Read the transfer's transfer group (session-…) and metadata at "
                 "Stripe; if it is not from Skileez, resolve this with a note saying what it "
