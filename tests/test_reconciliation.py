@@ -407,3 +407,28 @@ def test_a_transfer_reversed_at_stripe_and_a_payout_with_no_transfer(paid, make_
     with app.app_context():
         db.session.execute(update(Payout).values(transfer_id=transfer["id"]))
         db.session.commit()
+
+
+def test_a_run_that_cannot_reach_stripe_says_so_and_the_next_window_ignores_it(
+        stripe_app, make_user, clock, monkeypatch):
+    from skileez.payments.gateway import GatewayError
+    from skileez.payments.stripe_gateway import StripeGateway
+
+    def unreachable(self, created_since):
+        raise GatewayError("Could not reach Stripe to list Stripe's charges.", retryable=True)
+
+    admin = admin_of(stripe_app, make_user)
+    monkeypatch.setattr(StripeGateway, "list_charges", unreachable)
+    page = text(compare_now(admin, follow_redirects=True))
+    assert "The comparison with Stripe could not finish; the error is shown below." in page
+    assert ("The last comparison with Stripe could not finish. GatewayError: Could not reach "
+            "Stripe to list Stripe's charges.") in page
+    monkeypatch.undo()
+
+    clock.advance(timedelta(days=1))
+    page = text(compare_now(admin, follow_redirects=True))
+    assert "Compared with Stripe just now" in page and "could not finish" not in page
+    failed, second = runs(stripe_app)
+    assert failed.error and second.error is None
+    # The failed run compared nothing, so the next one looks back as far as a first run.
+    assert second.since == clock.now() - timedelta(days=90)
