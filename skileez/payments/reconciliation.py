@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import joinedload
 
 from skileez import clock
@@ -65,6 +65,8 @@ RUN_LEASE = timedelta(hours=1)
 RUN_HISTORY = timedelta(days=90)
 #: Open items the page lists (the newest first); the count says how many there are.
 ITEMS_SHOWN = 50
+#: PostgreSQL advisory lock namespace taken while a run is claimed (7001 is the calendars').
+CLAIM_LOCK_NAMESPACE = 7002
 #: Our own records a run looks up one by one when Stripe's lists did not show them.
 LOOKUPS_PER_RUN = 200
 NOTHING_TO_COMPARE = ("Nothing to compare: payments go through the test gateway, which "
@@ -495,7 +497,7 @@ def run_reconciliation(run_id: int) -> int | None:
     An error is kept on the row and re-raised so the worker records it too. Returns the
     number of differences found (None when another job had the row).
     """
-    with transaction():
+    with transaction(serialized=True):
         claimed = _claim_run(run_id)
     if claimed is None:
         return None
@@ -523,7 +525,13 @@ def run_reconciliation(run_id: int) -> int | None:
 
 def _claim_run(run_id: int) -> tuple[datetime, datetime] | None:
     """Claim the row and fix its window; None if it is taken, finished, or another run is
-    running (that one's result will do)."""
+    running (that one's result will do). Claimers take turns, so two runs never overlap."""
+    if db.engine.dialect.name == "postgresql":
+        # Two jobs claiming two rows at once would each see the other's row unclaimed;
+        # queued on this lock (released at commit), the second sees the first's claim.
+        # SQLite: the serialized transaction holds the write lock for the same purpose.
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:namespace, 0)"),
+                           {"namespace": CLAIM_LOCK_NAMESPACE})
     now = clock.now()
     running = db.session.scalar(
         select(func.count()).select_from(ReconciliationRun)
