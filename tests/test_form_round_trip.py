@@ -222,6 +222,8 @@ ACTION_FORMS = {
     "admin.mail_retry": "sends an email again",
     "admin.job_action": "requeues or deletes a job",
     "admin.ledger_check_now": "queues a ledger check (a button, no fields)",
+    "admin.reconcile_now": "queues a comparison with Stripe (a button, no fields)",
+    "admin.resolve_difference": "closes a difference with Stripe, with a note (starts empty)",
 }
 
 

@@ -51,3 +51,12 @@ class ResolveDisputeForm(Form):
         render_kw={"rows": 3})
     # Set by the confirmation step, after the admin has read what each person gets.
     confirmed = HiddenField()
+
+
+class ResolveDifferenceForm(Form):
+    """An admin closes a difference with Stripe: what they did is kept in the audit log."""
+
+    note = TextAreaField("What you did about it (kept in the audit log)", validators=[
+        InputRequired("Say what you did about this difference."),
+        Length(min=5, max=500, message="Write between 5 and 500 characters."),
+    ], render_kw={"rows": 2, "maxlength": 500})

@@ -43,7 +43,7 @@ from skileez.extensions import db
 from skileez.notifications.operations import notify, notify_many
 from skileez.payments import ledger
 from skileez.payments.attempts import ProviderAttempt
-from skileez.payments.gateway import CardDeclined, GatewayError, IntentResult, get_gateway
+from skileez.payments.gateway import CardDeclined, IntentResult, get_gateway
 from skileez.payments.models import Dispute, Payment, Payout, Refund
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle
@@ -647,34 +647,3 @@ def resolve_dispute(dispute: Dispute, admin, *, resolution: str, refund_minor: i
         coach_gets=_money(outcome["coach_minor"], payment.currency))
     notify(payment.coach, "dispute_resolved", payload)
     notify(payment.student, "dispute_resolved", payload)
-
-
-def reconcile_with_gateway(limit: int = 100) -> list[str]:
-    """Compare what the provider says it collected with what we hold, payment by payment.
-
-    Network calls, so it runs when an admin asks for it, not on every page view.
-    """
-    gateway = get_gateway()
-    if gateway.name != "stripe":
-        return []
-    problems = []
-    payments = db.session.scalars(
-        select(Payment).where(Payment.gateway == "stripe",
-                              Payment.status.in_(Payment.FUNDED_STATES),
-                              Payment.payment_intent_id.is_not(None))
-        .order_by(Payment.id.desc()).limit(limit)).all()
-    for payment in payments:
-        try:
-            intent = gateway.retrieve_payment_intent(payment.payment_intent_id)
-        except GatewayError as error:
-            problems.append(f"Payment #{payment.id}: could not ask Stripe ({error.message}).")
-            continue
-        if intent.status != "succeeded":
-            problems.append(f"Payment #{payment.id}: Stripe says {intent.status}, we say "
-                            f"{payment.status}.")
-        elif intent.amount_received is not None and intent.amount_received != \
-                payment.amount_minor:
-            problems.append(f"Payment #{payment.id}: Stripe received "
-                            f"{_money(intent.amount_received, payment.currency)}, we expected "
-                            f"{_money(payment.amount_minor, payment.currency)}.")
-    return problems
