@@ -339,6 +339,32 @@ def test_contract_completed_by_its_last_session_cannot_be_ended(app, make_contra
     assert end(coach, contract, fingerprint="").status_code == 409
 
 
+def _race(coach, student, contract, starts_at) -> dict:
+    """The coach confirms the ending while the student books, released at one instant."""
+    _, fingerprint = open_preview(coach, contract)
+    coach_token = coach.csrf_token(end_url(contract))
+    student_token = student.csrf_token(f"/contracts/{contract.id}")
+    barrier, results = threading.Barrier(2), {}
+
+    def ending():
+        barrier.wait()
+        results["end"] = coach.http.post(end_url(contract), data={
+            "reason": "Closing", "fingerprint": fingerprint, "csrf_token": coach_token})
+
+    def booking():
+        barrier.wait()
+        results["book"] = student.http.post(
+            f"/sessions/book/{contract.id}/confirm",
+            data={"starts_at": starts_at.isoformat(), "csrf_token": student_token})
+
+    threads = [threading.Thread(target=ending), threading.Thread(target=booking)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 @pytest.mark.real_commits
 def test_ending_while_the_student_books_leaves_no_booking_on_an_ended_contract(
         app, coaching, make_contract, clock, paid_session):
@@ -351,28 +377,7 @@ def test_ending_while_the_student_books_leaves_no_booking_on_an_ended_contract(
         paid_session(coaching["student"], contract, THU_0900 + timedelta(hours=2 * n))
     coach, student = login(app, "clara@example.com"), login(app, "sam@example.com")
     for n, contract in enumerate(contracts):
-        _, fingerprint = open_preview(coach, contract)
-        coach_token = coach.csrf_token(end_url(contract))
-        student_token = student.csrf_token(f"/contracts/{contract.id}")
-        barrier, results = threading.Barrier(2), {}
-
-        def ending(contract=contract, fingerprint=fingerprint, token=coach_token):
-            barrier.wait()
-            results["end"] = coach.http.post(end_url(contract), data={
-                "reason": "Closing", "fingerprint": fingerprint, "csrf_token": token})
-
-        def booking(contract=contract, n=n, token=student_token):
-            barrier.wait()
-            results["book"] = student.http.post(
-                f"/sessions/book/{contract.id}/confirm",
-                data={"starts_at": (FRI_0900 + timedelta(hours=2 * n)).isoformat(),
-                      "csrf_token": token})
-
-        threads = [threading.Thread(target=ending), threading.Thread(target=booking)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        results = _race(coach, student, contract, FRI_0900 + timedelta(hours=2 * n))
         assert results["end"].status_code in (303, 409)
         assert results["book"].status_code in (303, 409)
         for response in results.values():

@@ -115,7 +115,7 @@ def _line(session: Session, ender, now: datetime) -> CancelLine:
     terms = lifecycle.cancel_terms(session, ender, now)
     payment = getattr(session, "payment", None)
     currency = payment.currency if payment is not None else session.contract.currency
-    if payment is None or payment.status not in ("held", "partially_refunded"):
+    if payment is None or not payment.is_in_undisputed_escrow:
         return CancelLine(session, terms, currency, None, None,
                           disputed=payment is not None and payment.status == "disputed")
     paid = payment.remaining_minor
@@ -199,8 +199,8 @@ def end_contract(contract: Contract, ender, *, reason: str, fingerprint: str) ->
                illegal_message=f"This contract is already {contract.status}; it cannot be "
                                "ended again.")
     payload = {"contract_id": contract.id, "contract_title": contract.title,
-               "ended_by": ender.name, "ended_by_id": ender.id, "ender_role": role, "reason": reason,
-               "outcome": outcome, "refunds": refunds,
+               "ended_by": ender.name, "ended_by_id": ender.id, "ender_role": role,
+               "reason": reason, "outcome": outcome, "refunds": refunds,
                "total_refund": format_money(plan.total_refund, plan.currency),
                "released": len(plan.released), "unbooked_places": plan.unbooked_places,
                "coach_name": contract.coach.name, "student_name": contract.student.name}
