@@ -21,6 +21,7 @@ from skileez.extensions import db
 from skileez.notifications.compose import preview as email_preview
 from skileez.notifications.models import Notification, OutboxEmail
 from skileez.payments.models import Payment
+from skileez.sessions.lifecycle import FINAL
 from skileez.sessions.models import Session
 from tests.conftest import Client
 
@@ -384,7 +385,7 @@ def test_ending_while_the_student_books_leaves_no_booking_on_an_ended_contract(
             assert "database is locked" not in response.get_data(as_text=True)
         row = contract_row(app, contract.id)
         live = {status for status in statuses(app, contract.id).values()
-                if status not in ("cancelled", "expired", "missed", "completed")}
+                if status not in FINAL}
         if row.status != "active":
             assert live == set(), (n, live)
             assert results["end"].status_code == 303
