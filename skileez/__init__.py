@@ -146,9 +146,10 @@ def _register_blueprints(app: Flask) -> None:
     from skileez.payments.routes import bp as payments_bp
     from skileez.sessions import history_routes, lifecycle_routes, routes  # noqa: F401
     from skileez.sessions.blueprint import bp as sessions_bp
+    from skileez.sessions.contract_end_routes import bp as contract_end_bp
 
     for blueprint in (core_bp, dashboard_bp, vendor_bp, auth_bp, coaches_bp, contracts_bp,
-                      sessions_bp, payments_bp, notifications_bp, admin_bp):
+                      contract_end_bp, sessions_bp, payments_bp, notifications_bp, admin_bp):
         app.register_blueprint(blueprint)
 
 

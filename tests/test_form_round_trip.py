@@ -195,6 +195,8 @@ ACTION_FORMS = {
     "coaches.set_offering_status": "activates or deactivates an offering",
     "contracts.propose": "sends a proposal",
     "contracts.answer": "accepts, declines or withdraws a proposal",
+    "contracts.pause": "pauses or resumes new bookings on a contract",
+    "contract_end.end": "ends a contract (cancels its booked sessions)",
     "notifications.mark_read": "marks a notification read",
     "notifications.mark_all_read": "marks every notification read",
     "sessions.confirm": "books a time",

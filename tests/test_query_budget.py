@@ -271,6 +271,7 @@ def _participant(role: str, ids: dict) -> list[Visit]:
     visits = [Visit(role, "contracts", "/contracts/"),
               Visit(role, "contracts active", "/contracts/?status=active"),
               Visit(role, "contract", f"/contracts/{ids['contract']}"),
+              Visit(role, "end contract", f"/contracts/{ids['contract']}/end"),
               Visit(role, "proposals", "/contracts/proposals"),
               Visit(role, "history", "/sessions/"),
               Visit(role, "history fragment", "/sessions/?status=completed", htmx=True),

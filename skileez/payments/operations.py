@@ -194,7 +194,11 @@ ABANDONED_BECAUSE = {
     "booking_expired": "The booking hold expired before payment.",
     "booking_released": "The coach is away at that time; the booking was released before "
                         "payment.",
+    "contract_ended": "The contract was ended before this booking was paid.",
 }
+# Ends of a hold whose student is told by something else (the contract's ending says
+# which bookings it released), not by a notice per booking.
+TOLD_OTHERWISE = frozenset({"contract_ended"})
 
 
 def payments_abandoned(sessions: list[Session], *, notice: str = "booking_expired") -> None:
@@ -210,6 +214,8 @@ def payments_abandoned(sessions: list[Session], *, notice: str = "booking_expire
     transition_many(Payment, [row.id for row in payments if row.status == "pending"],
                     "failed", expected="pending", reason="hold ended before payment",
                     values={"failure_message": ABANDONED_BECAUSE[notice]})
+    if notice in TOLD_OTHERWISE:
+        return
     paid_for = {row.session_id for row in payments}
     notify_many(notice, [(session.student, session.notification_payload())
                          for session in sessions if session.id in paid_for])
