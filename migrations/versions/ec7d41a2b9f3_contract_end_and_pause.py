@@ -1,7 +1,7 @@
 """contracts: how a contract ended (who, when, why) and the coach's pause on new bookings
 
 Revision ID: ec7d41a2b9f3
-Revises: dsp2a7c4e9b1
+Revises: rc1a2b3c4d5e
 Create Date: 2026-12-06 21:15:00.000000
 
 """
@@ -12,7 +12,7 @@ import skileez.core.types
 
 # revision identifiers, used by Alembic.
 revision = 'ec7d41a2b9f3'
-down_revision = 'dsp2a7c4e9b1'
+down_revision = 'rc1a2b3c4d5e'
 branch_labels = None
 depends_on = None
 
