@@ -162,6 +162,10 @@ def test_student_ending_gets_the_policy_share_of_a_single_cancellation(
     assert ("This is a late cancellation" in page) is late
     assert f"€{refunded / 100:.2f}</strong> of €49.90 paid" in page
     assert end(student, contract).status_code == 303
+    shown = student.get(f"/contracts/{contract.id}").get_data(as_text=True)
+    # The student is told in the second person, and nothing "remains" on an ended contract.
+    assert "refunded to you." in shown and "refunded to Sam Rivera" not in shown
+    assert "remaining</span>" not in shown
     assert payments(app, contract.id) == {
         starts_at: ("refunded" if refunded else "held", refunded)}
     with app.app_context():

@@ -45,12 +45,13 @@ def end(contract_id: int):
                                form=form, decision=fresh.decision)
 
     def done(result) -> object:
+        refunded_to = "you" if current_user.id == contract.student_id else contract.student.name
         words = f"The contract is {result.outcome}. "
         if result.cancelled:
             words += (f"{len(result.cancelled)} booked session"
                       f"{'s' if len(result.cancelled) != 1 else ''} cancelled; "
                       f"{_money(result.total_refund, result.currency)} refunded to "
-                      f"{contract.student.name}.")
+                      f"{refunded_to}.")
         else:
             words += "No booked session had to be cancelled."
         return see_other(url_for("contracts.detail", contract_id=contract.id), words)
