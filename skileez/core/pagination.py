@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import request
 from flask_sqlalchemy.pagination import SelectPagination
+from sqlalchemy import func
 
 from skileez.extensions import db
 
@@ -25,16 +26,32 @@ def _page_number() -> int:
 
 
 class RowPagination(SelectPagination):
-    """A page of plain rows (a ``select`` of columns), not of the first column's values:
-    ``db.paginate`` reads ``.scalars()``, which keeps only one column of each row."""
+    """A page of plain rows (a ``select`` of columns), not of the first column's values
+    (``db.paginate`` reads ``.scalars()``, which keeps one column of each row).
+
+    The total comes with the page, as a ``COUNT(*) OVER ()`` column: one statement, and
+    the rows are not grouped and joined a second time to be counted. Only a page past
+    the end (no rows to carry it) asks for the count on its own.
+    """
+
+    _total: int | None = None
 
     def _query_items(self) -> list:
-        select = self._query_args["select"]
-        select = select.limit(self.per_page).offset(self._query_offset)
-        return list(self._query_args["session"].execute(select))
+        statement = self._query_args["select"]
+        counted = statement.add_columns(func.count().over().label("page_total"))
+        rows = list(self._query_args["session"].execute(
+            counted.limit(self.per_page).offset(self._query_offset)))
+        if rows:
+            self._total = rows[0].page_total
+        return rows
+
+    def _query_count(self) -> int:
+        if self._total is not None:
+            return self._total
+        return super()._query_count()
 
 
 def paginate_rows(statement, *, per_page: int = 20) -> RowPagination:
-    """``paginate`` for a statement of columns: two queries, the page and the count."""
+    """``paginate`` for a statement of columns: one query for the page and its total."""
     return RowPagination(select=statement, session=db.session(), page=_page_number(),
                          per_page=per_page, error_out=False)
