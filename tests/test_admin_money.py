@@ -16,6 +16,7 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
@@ -26,6 +27,7 @@ from skileez.extensions import db
 from skileez.payments import gateway, ledger
 from skileez.payments import operations as money
 from skileez.payments.models import Dispute, LedgerEntry, Payment, Payout
+from skileez.payments.overview import payable
 from skileez.sessions.models import Session
 from skileez.sessions.operations import complete
 from tests.conftest import Client
@@ -342,3 +344,27 @@ def test_a_chargeback_is_counted_apart_from_student_disputes(app, admin_client, 
     assert figure(body, "disputes-student-EUR-count") == "1"
     # An open dispute holds the release: the figure no longer counts that payment.
     assert figure(body, "releasing-24h-EUR-count") == "1 payment"
+
+
+@pytest.mark.parametrize(("profile", "payouts", "expected"), [
+    ((None, False), {"failed": 1}, "No connected Stripe account"),
+    (("acct_1", False), {"failed": 1}, "Stripe onboarding unfinished"),
+    (("acct_1", True), {"failed": 1, "pending": 1}, "Transfer failed: Refused; retried"),
+    (("acct_1", True), {"pending": 1}, "Transfer queued"),
+    (("acct_1", True), {"reversed": 1}, "A transfer was reversed"),
+    (("acct_1", True), {"payable": 1}, "Payable: the account is ready now"),
+])
+def test_the_reason_a_balance_waits_is_the_first_that_applies(profile, payouts, expected):
+    """Nothing to transfer to outranks a failure; a failure outranks a queued transfer."""
+    retry = SLOT + timedelta(minutes=5)
+    row = SimpleNamespace(coach_id=1, name="Clara", currency="EUR", balance=NET,
+                          stripe_account_id=profile[0], payouts_enabled=profile[1],
+                          failed=0, pending=0, payable=0, reversed=0, next_attempt=retry,
+                          last_error="Refused")
+    for status, count in payouts.items():
+        setattr(row, status, count)
+    owed = payable(row)
+    assert owed.reason.startswith(expected)
+    assert owed.balance_minor == NET
+    # A time is named only for a transfer that will be tried: failing or queued.
+    assert owed.when == (retry if expected.startswith("Transfer") else None)

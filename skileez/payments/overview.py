@@ -252,6 +252,7 @@ def payable(row) -> Payable:
     onboarding not finished), a failed transfer (with its error and the retry time), a
     transfer queued, a reversed transfer, a payable balance waiting for the sweep.
     """
+    when = None
     if row.balance < 0:
         reason = "Paid out more than was released: the ledger check will list it."
     elif not row.stripe_account_id:
@@ -262,15 +263,15 @@ def payable(row) -> Payable:
     elif row.failed:
         reason = f"Transfer failed: {row.last_error or 'no error was recorded'}"
         reason += "; retried automatically" if row.next_attempt else "; not retried"
+        when = row.next_attempt
     elif row.pending:
-        reason = "Transfer queued"
+        reason, when = "Transfer queued", row.next_attempt
     elif row.reversed and not row.payable:
         reason = "A transfer was reversed; the money is owed to the coach again and waits " \
                  "for an admin."
     else:
         reason = "Payable: the account is ready now, so the next payout sweep transfers it."
-    return Payable(row.coach_id, row.name, row.currency, _int(row.balance), reason,
-                   row.next_attempt if row.failed or row.pending else None)
+    return Payable(row.coach_id, row.name, row.currency, _int(row.balance), reason, when)
 
 
 def failed_payouts(limit: int = FAILED_SHOWN) -> list[Payout]:
