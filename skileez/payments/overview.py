@@ -45,6 +45,8 @@ MONTHS_SHOWN = 12
 FAILED_SHOWN = 20
 DISPUTE_SOURCES = {"student": "Disputes opened by students",
                    "stripe": "Chargebacks (card disputes)"}
+# Payout states that leave money in the coach's payable balance ("paid" moved it out).
+UNPAID_PAYOUTS = ("pending", "failed", "payable", "reversed")
 MONTH_KEY = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 
 
@@ -213,8 +215,7 @@ def payables_statement() -> Select:
                       counted("payable").label("payable"),
                       counted("reversed").label("reversed"),
                       func.min(case((retrying, Payout.next_attempt_at))).label("next_attempt"))
-               .where(Payout.coach_id.in_(select(owed.c.coach_id)),
-                      Payout.status != "paid")
+               .where(Payout.status.in_(UNPAID_PAYOUTS))
                .group_by(Payout.coach_id).subquery())
     last_error = (select(Payout.last_error)
                   .where(Payout.coach_id == owed.c.coach_id, Payout.status == "failed")
@@ -342,7 +343,9 @@ def entries_statement(filters: EntryFilters) -> Select:
             .outerjoin(Payout, Payout.id == T.payout_id)
             .outerjoin(Refund, Refund.id == T.refund_id)
             .where(*_entries_where(filters))
-            .order_by(T.created_at.desc(), E.id.desc()))
+            # Entries are written with their transaction and never changed, so their ids
+            # are posting order: newest first is the primary key backwards, no sort.
+            .order_by(E.id.desc()))
 
 
 def entries_totals(filters: EntryFilters) -> dict[str, int]:
