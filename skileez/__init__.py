@@ -134,6 +134,7 @@ def _bound_integer_urls(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     # Two blueprints have their views in several modules, and importing a module is what
     # registers its views: admin (users, mail and jobs; money) and sessions (three).
+    from skileez.admin import money as admin_overview  # noqa: F401
     from skileez.admin import payments as admin_money  # noqa: F401
     from skileez.admin.routes import bp as admin_bp
     from skileez.auth.routes import bp as auth_bp

@@ -225,6 +225,7 @@ class Fuzzer:
         self.requests += 1
         try:
             response = self.clients[role].http.open(url, method=method, **kwargs)
+            response.get_data()  # a streamed export runs while its body is read
         except Exception as error:  # an exception escaping the app is a 500 too
             self._fail(role, method, url, query, data, label or body, htmx, 500,
                        "".join(traceback.format_exception(error)[-4:]))

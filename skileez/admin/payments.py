@@ -14,6 +14,7 @@ from sqlalchemy import func, or_, select, union
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from skileez import clock
 from skileez.admin.routes import bp
 from skileez.auth.forms import ConfirmForm
 from skileez.auth.models import User
@@ -24,7 +25,7 @@ from skileez.core.pagination import paginate
 from skileez.core.permissions import ALLOWED, deny
 from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import db
-from skileez.payments import ledger, operations, reconciliation
+from skileez.payments import ledger, operations, overview, reconciliation
 from skileez.payments.forms import AdminMoneyForm, ResolveDifferenceForm, ResolveDisputeForm
 from skileez.payments.models import (
     Dispute,
@@ -58,13 +59,19 @@ def _payments_page(resolve_form=None, form_for: int | None = None,
     and the page shows its last result and the differences still open."""
     status = choice_arg("status", PAYMENT_STATUSES)
     query = text_arg("q")
+    # The money page's "releasing in the next 24 hours / 7 days": soonest first.
+    releasing = choice_arg("releasing", overview.RELEASE_WINDOWS)
     statement = select(Payment).options(joinedload(Payment.student), joinedload(Payment.coach))
     if status:
         statement = statement.where(Payment.status == status)
     if query:
         statement = statement.where(Payment.id.in_(_payments_matching(query)))
-    page = paginate(statement.order_by(Payment.created_at.desc(), Payment.id.desc()),
-                    per_page=current_app.config["PER_PAGE"])
+    order = (Payment.created_at.desc(), Payment.id.desc())
+    if releasing:
+        statement = statement.where(*overview.releasing_within(
+            clock.now(), overview.RELEASE_WINDOWS[releasing]))
+        order = (Payment.release_at, Payment.id)
+    page = paginate(statement.order_by(*order), per_page=current_app.config["PER_PAGE"])
     failing_payouts = db.session.scalars(
         select(Payout).where(Payout.status == "failed").options(joinedload(Payout.coach))
         .order_by(Payout.updated_at.desc()).limit(FAILURES_SHOWN)).all()
@@ -72,7 +79,7 @@ def _payments_page(resolve_form=None, form_for: int | None = None,
         select(Refund).where(Refund.status == "failed")
         .order_by(Refund.updated_at.desc()).limit(FAILURES_SHOWN)).all()
     return render_template("admin/payments.html", page=page, status=status, q=query,
-                           statuses=PAYMENT_STATUSES,
+                           statuses=PAYMENT_STATUSES, releasing=releasing,
                            failing_payouts=failing_payouts, failing_refunds=failing_refunds,
                            reconciliation=reconciliation.reconciliation_state(
                                resolve_form, form_for, refusal),
