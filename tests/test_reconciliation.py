@@ -218,6 +218,10 @@ def test_a_refund_made_at_stripe_is_a_difference_until_it_is_recorded(paid, make
     assert "Resend that event from Stripe's dashboard" in page
     assert f'href="/admin/payments/{paid["payment_id"]}"' in admin.get(PAGE).get_data(
         as_text=True)
+    # The money overview lists the same difference beside the figures it contradicts.
+    overview = text(admin.get("/admin/money"))
+    assert "1 difference with Stripe to look at" in overview
+    assert f"Stripe says Refund {stripe_id} of €49.90" in overview
 
     clock.advance(timedelta(hours=1))
     compare_now(admin)  # seen again: the same item, not a second one
