@@ -5,7 +5,7 @@ brand, last four digits and expiry) and book the rest of a contract at once; eac
 session's payment is then charged off-session by a job, one row per payment.
 
 Revision ID: bk1c4d7e2a90
-Revises: dsp2a7c4e9b1
+Revises: ec7d41a2b9f3
 Create Date: 2026-12-06 21:11:48.943998
 
 """
@@ -17,7 +17,7 @@ import skileez.core.types
 
 # revision identifiers, used by Alembic.
 revision = 'bk1c4d7e2a90'
-down_revision = 'dsp2a7c4e9b1'
+down_revision = 'ec7d41a2b9f3'
 branch_labels = None
 depends_on = None
 
