@@ -294,6 +294,11 @@ class SavedCardCharge(db.Model):
                                                          uselist=False))
     saved_card = relationship("SavedCard")
 
+    @property
+    def is_waiting(self) -> bool:
+        """Not answered yet: paying the payment another way now could charge twice."""
+        return self.status == "pending"
+
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'succeeded', 'needs_action', 'declined', "
                         "'failed', 'cancelled')", name="status_known"),

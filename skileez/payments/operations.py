@@ -122,7 +122,7 @@ def payment_can_be_paid(payment: Payment) -> Decision:
     session = payment.session
     if payment.is_funded:
         return deny("This session is already paid.")
-    if payment.saved_card_charge is not None and payment.saved_card_charge.status == "pending":
+    if payment.saved_card_charge is not None and payment.saved_card_charge.is_waiting:
         # Paying now as well could charge twice: the job is about to answer.
         return deny("Your saved card is being charged for this session right now. Reload "
                     "in a moment to see the result.")
