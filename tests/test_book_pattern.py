@@ -126,6 +126,9 @@ def test_preview_marks_taken_weeks_and_offers_the_nearest_free_time(
     alternative = datetime(2026, 10, 27, 18, 30, tzinfo=UTC)
     assert f'value="{alternative.isoformat()}"' in body
     assert "Nearest free: " in body and "Tue 27 Oct" in body
+    # Offered, not ticked: only the three free weeks are booked unless the student ticks it.
+    assert body.count('name="starts"') == 4 and body.count(" checked>") == 3
+    assert f'value="{alternative.isoformat()}" id="start-3">' in body
     assert "19:30" in body
     # The coach's time is shown too (the same zone here, named).
     assert "CET" in body and "CEST" in body

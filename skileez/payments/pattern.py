@@ -56,8 +56,9 @@ class PatternStart:
 
     @property
     def chosen(self) -> datetime | None:
-        """What confirming books for this week unless the student picks otherwise."""
-        return self.wanted if self.free else self.alternative
+        """What the page ticks for this week: the time asked for when it is free. The
+        nearest free time is offered unticked, since it can fall at night for the student."""
+        return self.wanted if self.free else None
 
 
 def preview(contract, student, starts: list[datetime]) -> list[PatternStart]:
