@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from wtforms import HiddenField, RadioField, SelectChoice, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    RadioField,
+    SelectChoice,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import InputRequired, Length, Optional
 
 from skileez.core.forms import Form
@@ -51,3 +58,27 @@ class ResolveDisputeForm(Form):
         render_kw={"rows": 3})
     # Set by the confirmation step, after the admin has read what each person gets.
     confirmed = HiddenField()
+
+
+# --- card disputes at the bank and payout reversals (issue 11) -------------------------------
+
+class DisputeEvidenceForm(Form):
+    """What an admin sends the cardholder's bank, through Stripe, once."""
+
+    text = TextAreaField("What the bank should know", validators=[
+        InputRequired("Write what the bank should know."),
+        Length(max=15000, message="Keep it under 15000 characters."),
+    ], render_kw={"rows": 6, "maxlength": 15000},
+        description="Sent once, with the session's record if ticked; it cannot be changed "
+                    "afterwards.")
+    include_summary = BooleanField("Attach the session's record (times, who joined when, "
+                                   "notes, timeline)", default=True)
+
+
+class ReversePayoutForm(Form):
+    """An admin takes a coach's transfer back; the reason goes to the audit log and the coach."""
+
+    reason = TextAreaField("Reason (kept in the audit log and told to the coach)", validators=[
+        InputRequired("Give a reason."),
+        Length(min=5, max=500, message="Write between 5 and 500 characters."),
+    ], render_kw={"rows": 2})

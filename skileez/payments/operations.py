@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import case, select, update
+from sqlalchemy import case, exists, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from skileez import clock
@@ -264,7 +264,11 @@ class PayoutAttempt(ProviderAttempt):
         return payout.status == "payable" or super().due(payout, now)
 
     def blocked(self, payout: Payout) -> str | None:
-        """Without a connected account the money waits in the coach's payable balance."""
+        """Without a connected account the money waits in the coach's payable balance;
+        while the cardholder's bank holds the payment (a chargeback), it waits too."""
+        if db.session.scalar(select(exists().where(Dispute.payment_id == payout.payment_id,
+                                                   Dispute.funds_out.is_(True)))):
+            return "held back: card dispute"
         if _payout_account(payout):
             return None
         if payout.status != "payable":

@@ -7,7 +7,7 @@ from sqlalchemy.orm import joinedload, raiseload, selectinload
 
 from skileez.core.pagination import paginate
 from skileez.extensions import db
-from skileez.payments import words
+from skileez.payments import ledger, words
 from skileez.payments.models import Dispute, Payment, Payout
 from skileez.sessions.models import Session
 
@@ -60,9 +60,32 @@ def coach_earnings(coach) -> dict:
         select(Payout).where(Payout.coach_id == coach.id)
         .options(joinedload(Payout.payment).joinedload(Payment.session)
                  .joinedload(Session.contract),
-                 joinedload(Payout.payment).joinedload(Payment.student))
+                 joinedload(Payout.payment).joinedload(Payment.student),
+                 joinedload(Payout.reversal))
         .order_by(Payout.created_at.desc(), Payout.id.desc()).limit(PAYOUTS_SHOWN)))
-    return {"held": held, "payouts": payouts, "totals": _totals(coach)}
+    return {"held": held, "payouts": payouts, "totals": _totals(coach),
+            **coach_chargebacks(coach)}
+
+
+#: Card disputes listed on the earnings page, newest first.
+CHARGEBACKS_SHOWN = 20
+
+
+def coach_chargebacks(coach) -> dict:
+    """The coach's card disputes (what the bank took and gave back) and, per currency,
+    their balance in the books when a chargeback made it negative: two statements."""
+    disputes = list(db.session.scalars(
+        select(Dispute).join(Payment, Payment.id == Dispute.payment_id)
+        .where(Payment.coach_id == coach.id, Dispute.stripe_dispute_id.is_not(None))
+        .options(joinedload(Dispute.payment).options(
+            joinedload(Payment.session).joinedload(Session.contract),
+            joinedload(Payment.student),
+            joinedload(Payment.payout).joinedload(Payout.reversal)))
+        .order_by(Dispute.created_at.desc(), Dispute.id.desc()).limit(CHARGEBACKS_SHOWN)))
+    balances = ledger.coach_balances(coach.id) if disputes else {}
+    negative = {currency: amounts["coach_payable"] for currency, amounts in balances.items()
+                if amounts["coach_payable"] < 0}
+    return {"chargebacks": disputes, "negative_balances": negative}
 
 
 def student_payments(student):
