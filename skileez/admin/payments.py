@@ -371,13 +371,14 @@ def dispute_evidence(dispute_id: int):
     payment = item.payment
     summary = chargebacks.session_summary(payment, session_history(payment.session)) \
         if form.include_summary.data else None
+    problem = chargebacks.evidence_problem(form.text.data or "", summary)
+    if problem is not None:
+        attach_error(form, problem)
+        return page(422)
     try:
         with provider_call():
             chargebacks.submit_evidence(item, current_user, text=form.text.data or "",
                                         summary=summary)
-    except DomainError as error:
-        attach_error(form, error)
-        return page(error.status_code)
     except GatewayError as error:
         current_app.logger.warning("Dispute %s: evidence not sent: %s", item.id, error.message)
         form.form_errors.append("Stripe did not take the evidence: " + error.message

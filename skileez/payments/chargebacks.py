@@ -367,6 +367,16 @@ def can_submit_evidence(dispute: Dispute) -> Decision:
     return ALLOWED
 
 
+def evidence_problem(text: str, summary: str | None) -> DomainError | None:
+    """What is wrong with the evidence before anything is sent (None: nothing)."""
+    if not text.strip():
+        return DomainError("Write what the bank should know.", field="text")
+    if len(text.strip()) + len(summary or "") > EVIDENCE_LIMIT:
+        return DomainError(f"Stripe takes at most {EVIDENCE_LIMIT} characters of text "
+                           "evidence with the session's record; shorten it.", field="text")
+    return None
+
+
 def submit_evidence(dispute: Dispute, admin, *, text: str, summary: str | None) -> str:
     """Send the admin's text (and the session's summary) to the bank through Stripe.
 
@@ -377,12 +387,10 @@ def submit_evidence(dispute: Dispute, admin, *, text: str, summary: str | None) 
     decision = can_submit_evidence(dispute)
     if not decision:
         raise Conflict(decision.reason)
+    problem = evidence_problem(text, summary)
+    if problem is not None:
+        raise problem
     text = text.strip()
-    if not text:
-        raise DomainError("Write what the bank should know.", field="text")
-    if len(text) + len(summary or "") > EVIDENCE_LIMIT:
-        raise DomainError(f"Stripe takes at most {EVIDENCE_LIMIT} characters of text "
-                          "evidence; shorten it.", field="text")
     payment = dispute.payment
     evidence = {"uncategorized_text": text,
                 "product_description": f"Coaching session: {payment.session.contract.title}",
