@@ -294,6 +294,9 @@ def test_lost_before_release_the_money_went_to_the_bank_and_the_coach_is_not_pai
     assert kinds_for(paid, "coach") == ["chargeback_closed", "chargeback_opened"]
     page = signed_in(paid, "clara@example.com").get("/payments/").get_data(as_text=True)
     assert "nothing of it is paid to you" in page
+    page = signed_in(paid, "sam@example.com").get("/payments/").get_data(as_text=True)
+    assert "Taken back by the bank" in page
+    assert "The bank returned €49.90 to your card after a card dispute" in page
 
 
 def test_a_bank_dispute_before_release_freezes_it_until_an_admin_decides(paid):

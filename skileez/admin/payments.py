@@ -47,7 +47,7 @@ from skileez.sessions.models import RescheduleRequest, Session
 from skileez.sessions.routes import session_history
 
 PAYMENT_STATUSES = ("pending", "held", "released", "refunded", "partially_refunded",
-                    "disputed", "failed")
+                    "disputed", "failed", "charged_back")
 DISPUTE_STATUSES = ("open", "resolved")
 # The newest failed payouts and refunds shown above the list (each is retried on its own).
 FAILURES_SHOWN = 20
