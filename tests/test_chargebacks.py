@@ -443,6 +443,29 @@ def test_a_payout_not_yet_transferred_waits_while_the_bank_holds_the_money(paid)
                            "platform_revenue": FEE, "chargebacks": 0, "reversed_payouts": 0}
 
 
+def test_a_transfer_that_lands_while_the_bank_holds_the_money_is_taken_back(paid):
+    """The payout job had checked its row before the chargeback came and was already
+    asking Stripe: its transfer is recorded, and reversed straight after."""
+    from skileez.payments.operations import PayoutAttempt
+
+    class AlreadyPastTheCheck(PayoutAttempt):
+        def blocked(self, payout):
+            return None
+
+    _release_without_a_payout_account(paid)
+    dispute_id = bank_dispute(paid)
+    deliver(paid, event(paid, dispute_id, "funds_withdrawn"))
+    with paid["app"].app_context():
+        profile = profile_for(db.session.get(User, paid["coach_id"]))
+        profile.payouts_enabled = True
+        db.session.commit()
+        assert AlreadyPastTheCheck().run(db.session.scalar(select(Payout.id))) == "paid"
+    assert [t["amount"] for t in paid["connect"].transfers] == [NET]
+    assert [r["amount"] for r in paid["connect"].reversals] == [NET]
+    assert state(paid)["payout"] == "reversed"
+    assert books(paid)["coach_payable"] == 0 and books(paid)["paid_out"] == 0
+
+
 # --- events we cannot read --------------------------------------------------------------------
 
 @pytest.mark.parametrize("change", [

@@ -219,6 +219,17 @@ def _reverse_for_chargeback(payment: Payment, dispute: Dispute) -> str:
     return f"; transfer reversal #{reversal.id} queued"
 
 
+def payout_landed(payout: Payout) -> None:
+    """A transfer was recorded while the bank holds its payment (the job was already
+    talking to Stripe when the chargeback came): take it back as well."""
+    dispute = db.session.scalar(select(Dispute).where(Dispute.payment_id == payout.payment_id,
+                                                      Dispute.funds_out.is_(True)).limit(1))
+    if dispute is not None and payout.reversal is None:
+        _new_reversal(payout, kind="chargeback", dispute=dispute,
+                      reason=f"card dispute {dispute.stripe_dispute_id}: the bank took the "
+                             "payment back while it was being paid out")
+
+
 def _tell_outcome(payment: Payment, dispute: Dispute) -> None:
     session = payment.session
     payload = session.notification_payload(

@@ -41,7 +41,7 @@ from skileez.core.transitions import (
 from skileez.core.words import duration_words
 from skileez.extensions import db
 from skileez.notifications.operations import notify, notify_many
-from skileez.payments import ledger
+from skileez.payments import chargebacks, ledger
 from skileez.payments.attempts import ProviderAttempt
 from skileez.payments.gateway import CardDeclined, GatewayError, IntentResult, get_gateway
 from skileez.payments.models import Dispute, Payment, Payout, Refund
@@ -291,6 +291,7 @@ class PayoutAttempt(ProviderAttempt):
                            "last_error": None, "next_attempt_at": None,
                            "claimed_until": None})
         ledger.post_payout(payout)
+        chargebacks.payout_landed(payout)
         return "paid"
 
 
