@@ -466,6 +466,33 @@ def test_a_transfer_that_lands_while_the_bank_holds_the_money_is_taken_back(paid
     assert books(paid)["coach_payable"] == 0 and books(paid)["paid_out"] == 0
 
 
+def test_lost_after_release_a_payout_not_yet_transferred_is_never_paid(paid):
+    _release_without_a_payout_account(paid)
+    dispute_id = bank_dispute(paid)
+    deliver_twice(paid, event(paid, dispute_id, "closed", status="lost"))
+    assert state(paid)["payout"] == "reversed" and state(paid)["reversals"] == []
+    _coach_connects(paid)
+    assert paid["connect"].transfers == []
+    assert books(paid) == {"escrow": 0, "coach_payable": 0, "paid_out": 0,
+                           "platform_revenue": 0, "chargebacks": PAID, "reversed_payouts": 0}
+    page = signed_in(paid, "clara@example.com").get("/payments/").get_data(as_text=True)
+    assert "your share of €44.91 is not paid to you" in page
+    assert 'data-testid="payable-EUR">€0.00' in page
+
+
+def test_won_before_we_heard_of_it_freezes_nothing(paid):
+    dispute_id = bank_dispute(paid)
+    deliver_twice(paid, event(paid, dispute_id, "closed", status="won"))
+    deliver_twice(paid, event(paid, dispute_id, "created", status="needs_response"))
+    assert state(paid)["payment"] == "held"
+    assert state(paid)["dispute"] == ("resolved", "bank_won", "won", False)
+    paid["clock"].advance(timedelta(hours=25))
+    for _ in range(3):
+        with paid["app"].app_context():
+            sweep()
+    assert [t["amount"] for t in paid["connect"].transfers] == [NET]
+
+
 # --- events we cannot read --------------------------------------------------------------------
 
 @pytest.mark.parametrize("change", [

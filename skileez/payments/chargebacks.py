@@ -32,7 +32,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, or_, select, update
 
 from skileez import clock
 from skileez.core.errors import Conflict, DomainError
@@ -163,6 +163,8 @@ def _follow(payment: Payment, dispute: Dispute) -> str:
     won = dispute.bank_status == "won"
     bank_holds = lost or (dispute.bank_withdrew and not dispute.bank_reinstated and not won)
     if payment.is_in_escrow:
+        if won and not payment.is_disputed:
+            _close_case(dispute, "bank_won")  # decided before we heard of it: nothing froze
         if not lost:
             return "frozen" if payment.is_disputed else "recorded"
         ledger.post_chargeback_withdrawn(
@@ -189,9 +191,27 @@ def _follow(payment: Payment, dispute: Dispute) -> str:
             payment, memo=f"card dispute {dispute.stripe_dispute_id}: funds reinstated")
         _set_funds_out(dispute, False)
         outcome = "reinstated"
+    if lost:
+        outcome += _cancel_unpaid_payout(payment.payout)
     if dispute.bank_closed and dispute.is_open:
         _close_case(dispute, "bank_won" if won else "bank_lost")
     return outcome
+
+
+def _cancel_unpaid_payout(payout: Payout | None) -> str:
+    """Lost for good: a payout not transferred yet never will be. Not while a job is
+    talking to Stripe for it (that job's transfer is then reversed: ``payout_landed``)."""
+    if payout is None or payout.status not in ("pending", "failed", "payable"):
+        return ""
+    now = clock.now()
+    try:
+        transition(payout, "reversed", expected=payout.status,
+                   reason="card dispute lost at the bank: not paid out",
+                   where=(or_(Payout.claimed_until.is_(None), Payout.claimed_until <= now),),
+                   values={"next_attempt_at": None, "queued_until": None})
+    except Conflict:
+        return "; payout held back"
+    return "; payout cancelled"
 
 
 def _set_funds_out(dispute: Dispute, out: bool) -> None:
@@ -447,6 +467,15 @@ def chargeback_words(dispute: Dispute) -> str:
     if payment.status == "charged_back":
         return ("The bank gave the payment back to the student before it was released; "
                 "nothing of it is paid to you.")
+    if dispute.bank_status == "lost":
+        if reversal is not None and reversal.status == "succeeded":
+            return (f"The bank decided for the cardholder: your share of {share} was taken "
+                    "back from your Stripe account (the transfer was reversed).")
+        if reversal is not None:
+            return (f"The bank decided for the cardholder; your share of {share} is being "
+                    f"taken back from your Stripe account. Until then your balance shows "
+                    f"−{share}.")
+        return f"The bank decided for the cardholder; your share of {share} is not paid to you."
     if dispute.funds_out:
         if reversal is not None and reversal.status == "succeeded":
             return (f"The bank took the payment back, so your share of {share} was taken back "

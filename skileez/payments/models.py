@@ -136,10 +136,12 @@ class Payout(db.Model):
     __tablename__ = "payouts"
     __display_name__ = "payout"
     __transitions__ = {"status": {
-        "pending": {"paid", "payable", "failed"},
-        "failed": {"paid", "failed", "payable"},
+        # → reversed without a transfer: a card dispute lost at the bank before the coach
+        # was paid (payments/chargebacks.py); nothing was posted, nothing is owed.
+        "pending": {"paid", "payable", "failed", "reversed"},
+        "failed": {"paid", "failed", "payable", "reversed"},
         # A balance owed because the coach had no connected account; paid once they have one.
-        "payable": {"paid", "failed"},
+        "payable": {"paid", "failed", "reversed"},
         "paid": {"reversed"},
         "reversed": set(),
     }}
