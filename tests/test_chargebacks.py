@@ -221,6 +221,26 @@ def test_the_coach_sees_a_negative_balance_explained_while_the_reversal_is_refus
     assert books(paid)["coach_payable"] == 0
 
 
+def test_a_reversal_not_sent_before_the_bank_gave_the_money_back_is_never_sent(released):
+    paid = released
+    transfer = paid["connect"].transfers[0]
+    transfer["reversed"], transfer["amount_reversed"] = True, transfer["amount"]  # refused
+    dispute_id = bank_dispute(paid)
+    deliver(paid, event(paid, dispute_id, "funds_withdrawn"))
+    assert state(paid)["reversals"] == [("chargeback", "failed", NET)]
+    deliver(paid, event(paid, dispute_id, "funds_reinstated"))
+    transfer["reversed"], transfer["amount_reversed"] = False, 0
+    paid["clock"].advance(timedelta(hours=1))
+    for _ in range(2):
+        with paid["app"].app_context():
+            sweep()
+    assert paid["connect"].reversals == [] and state(paid)["payout"] == "paid"
+    assert books(paid)["coach_payable"] == 0 and books(paid)["paid_out"] == NET
+    page = signed_in(paid, "clara@example.com").get("/payments/").get_data(as_text=True)
+    assert "€44.91 is owed to you again" not in page
+    assert "The bank returned the money before anything was taken from you." in page
+
+
 def test_a_negative_coach_balance_beyond_what_chargebacks_took_is_still_a_problem(released):
     """A chargeback may take a coach's balance below zero by what it clawed back, no more."""
     paid = released

@@ -312,6 +312,19 @@ class ReversalAttempt(ProviderAttempt):
     finished = ("succeeded",)
     failure_reason = "transfer reversal failed"
 
+    def blocked(self, reversal: TransferReversal) -> str | None:
+        """A chargeback's reversal not sent before the bank gave the money back is not
+        needed any more: the coach keeps their transfer. It stays unsent (no retry)."""
+        if reversal.kind != "chargeback" or reversal.dispute_id is None:
+            return None
+        if db.session.scalar(select(Dispute.funds_out).where(
+                Dispute.id == reversal.dispute_id)):
+            return None
+        db.session.execute(update(TransferReversal).where(TransferReversal.id == reversal.id)
+                           .values(next_attempt_at=None, queued_until=None)
+                           .execution_options(synchronize_session=False))
+        return "not needed: the bank gave the money back"
+
     def ask(self, reversal: TransferReversal) -> str:
         payout = reversal.payout
         return get_gateway().reverse_transfer(
@@ -487,7 +500,10 @@ def chargeback_words(dispute: Dispute) -> str:
         return (f"The bank took the payment back; your payout of {share} waits until the bank "
                 "decides.")
     if dispute.bank_withdrew and (dispute.bank_reinstated or dispute.bank_status == "won"):
-        return f"The bank decided for you and returned the money: {share} is owed to you again."
+        if reversal is not None and reversal.status == "succeeded":
+            return (f"The bank decided for you and returned the money: {share} is owed to "
+                    "you again.")
+        return "The bank returned the money before anything was taken from you."
     if dispute.bank_status == "won":
         return "The bank decided for you; nothing was taken."
     if dispute.bank_status in BANK_CLOSED_STATUSES:
