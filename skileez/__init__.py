@@ -134,6 +134,7 @@ def _bound_integer_urls(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     # Two blueprints have their views in several modules, and importing a module is what
     # registers its views: admin (users, mail and jobs; money) and sessions (three).
+    from skileez.admin import money as admin_overview  # noqa: F401
     from skileez.admin import payments as admin_money  # noqa: F401
     from skileez.admin.routes import bp as admin_bp
     from skileez.auth.routes import bp as auth_bp
@@ -146,9 +147,10 @@ def _register_blueprints(app: Flask) -> None:
     from skileez.payments.routes import bp as payments_bp
     from skileez.sessions import history_routes, lifecycle_routes, routes  # noqa: F401
     from skileez.sessions.blueprint import bp as sessions_bp
+    from skileez.sessions.contract_end_routes import bp as contract_end_bp
 
     for blueprint in (core_bp, dashboard_bp, vendor_bp, auth_bp, coaches_bp, contracts_bp,
-                      sessions_bp, payments_bp, notifications_bp, admin_bp):
+                      contract_end_bp, sessions_bp, payments_bp, notifications_bp, admin_bp):
         app.register_blueprint(blueprint)
 
 

@@ -188,7 +188,9 @@ def _jobs(env: Environment, redis_url: str | None) -> Settings:
     return {
         "JOBS_BACKEND": "rq" if redis_url else "inprocess",
         "SWEEP_INTERVAL_SECONDS": env.integer("SWEEP_INTERVAL_SECONDS", 60),
-        "RQ_QUEUES": ("default", "mail", "payouts"),
+        # Comparing with Stripe pages through its lists: a queue of its own, so a long run
+        # never holds up mail or payouts.
+        "RQ_QUEUES": ("default", "mail", "payouts", "reconciliation"),
     }
 
 

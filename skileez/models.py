@@ -15,6 +15,8 @@ from skileez.payments.models import (
     LedgerTransaction,
     Payment,
     Payout,
+    ReconciliationItem,
+    ReconciliationRun,
     Refund,
     WebhookEvent,
 )
@@ -37,6 +39,8 @@ __all__ = [
     "Payout",
     "Proposal",
     "Rating",
+    "ReconciliationItem",
+    "ReconciliationRun",
     "Refund",
     "Reminder",
     "RescheduleRequest",

@@ -73,6 +73,11 @@ class Policy:
     calendar_feed_ahead: timedelta = timedelta(days=365)
     # Not in SPEC's table: how often the sweep runs the ledger invariant check.
     ledger_check_interval: timedelta = _minutes(10)
+    # Not in SPEC's table: when the nightly comparison with Stripe is due (after midnight
+    # UTC), how much each run overlaps the previous one, and how far back the first looks.
+    reconciliation_time: timedelta = _hours(3)
+    reconciliation_overlap: timedelta = timedelta(days=3)
+    reconciliation_lookback: timedelta = timedelta(days=90)
 
     def offering_price_bounds(self, currency: str) -> tuple[int, int]:
         """(lowest, highest) price in the currency's major unit."""

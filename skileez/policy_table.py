@@ -84,6 +84,13 @@ MEANINGS: dict[str, str] = {
     "ledger_check_interval": "How often the sweep checks that the ledger balances and agrees "
                              "with the payments and payouts; the admin money page shows the "
                              "last result and can ask for a check at once.",
+    "reconciliation_time": "Each night, this long after midnight UTC, the sweep asks for a "
+                           "comparison of our payments, refunds and payouts with Stripe's; "
+                           "the admin payments page lists the differences.",
+    "reconciliation_overlap": "Each comparison with Stripe reaches this far before the start "
+                              "of the previous successful one, so refunds, reversals and "
+                              "late outcomes on recent objects are seen again.",
+    "reconciliation_lookback": "How far back the first comparison with Stripe looks.",
 }
 
 

@@ -16,13 +16,15 @@ one gateway reaches both::
         assert len(fake_connect.transfers) == 1
 
 Served here: ``POST /v1/transfers``, ``GET /v1/transfers[/<id>]``, ``POST /v1/accounts``,
-``GET /v1/accounts/<id>``, ``POST /v1/account_links``, transfer reversals (``POST
-/v1/transfers/<id>/reversals``: at most what is not reversed yet) and card disputes, which
-localstripe lacks too (``GET``/``POST /v1/disputes/<id>`` with text ``evidence[...]`` and
-``submit``, ``POST /v1/disputes/<id>/close``; a test plays the bank with ``open_dispute``
-and ``dispute``), plus the hosted-onboarding page an
-account link points to (``GET /_fake_connect/onboarding/<token>``: marks the account
-onboarded and redirects to ``return_url``; a used link redirects to ``refresh_url``).
+``GET /v1/accounts/<id>``, ``POST /v1/account_links``, ``GET /v1/refunds`` when it filters
+on ``created`` (localstripe cannot; see ``_refunds_created_since``), transfer reversals
+(``POST /v1/transfers/<id>/reversals``: at most what is not reversed yet) and card disputes,
+which localstripe lacks too (``GET``/``POST /v1/disputes/<id>`` with text ``evidence[...]``
+and ``submit``, ``POST /v1/disputes/<id>/close``; a test plays the bank with
+``open_dispute`` and ``dispute``), plus the hosted-onboarding page an account link points
+to (``GET /_fake_connect/onboarding/<token>``: marks the account onboarded and redirects to
+``return_url``; a used link redirects to ``refresh_url``). Transfer lists filter on
+``created`` and page with ``starting_after``.
 
 What it checks, like Stripe: a ``Bearer sk_…``/``rk_…`` key; a form-encoded body;
 unknown, missing and malformed parameters (400 in Stripe's error shape, so the library
@@ -314,7 +316,12 @@ class FakeStripeConnect:
         recorded = RecordedRequest(handler.command, split.path, split.query, headers, body,
                                    {}, proxied=not local)
         try:
-            if local:
+            if handler.command == "GET" and split.path == "/v1/refunds" and \
+                    "created" in decode_form(split.query) and self.upstream:
+                recorded.params = decode_form(split.query)
+                response = _Response(200, self._refunds_created_since(headers,
+                                                                      recorded.params))
+            elif local:
                 response = self._local(handler.command, split.path, split.query, headers, body,
                                        recorded)
             else:
@@ -646,9 +653,7 @@ class FakeStripeConnect:
         matching = [t for t in reversed(self.transfers)
                     if all(params.get(k) in (None, t[k]) for k in ("destination",
                                                                    "transfer_group"))]
-        limit = int(params.get("limit") or 10)
-        return {"object": "list", "data": matching[:limit], "has_more": len(matching) > limit,
-                "url": "/v1/transfers"}
+        return self._list_page(matching, params, "/v1/transfers")
 
     def _retrieve_transfer(self, params: dict[str, Any], transfer_id: str | None, _key: str,
                            _headers: dict[str, str]) -> dict[str, Any]:
@@ -783,6 +788,100 @@ class FakeStripeConnect:
             if parse_qs(query).get("complete", ["1"])[0] != "0":
                 self._apply_status(self.accounts[link.account], True, True)
             return _Response(303, headers={"Location": link.return_url}, raw=b"")
+
+    # --- reconciliation: lists filtered by creation time, page by page ---------------------
+    # Stripe's list endpoints filter on ``created`` (gt, gte, lt, lte: whole seconds) and
+    # page newest first with ``limit`` (1 to 100, default 10) and ``starting_after`` (the id
+    # of the last object of the previous page), answering ``has_more``. localstripe does so
+    # for charges (``gt`` only) but not for refunds, so a refund list with ``created`` is
+    # answered here from all of localstripe's refunds.
+
+    @staticmethod
+    def _created_filter(params: dict[str, Any]) -> Any:
+        created = params.get("created")
+        if created is None:
+            return lambda _stamp: True
+        if isinstance(created, str):
+            if not re.fullmatch(r"\d+", created):
+                raise StripeApiError(400, f"Invalid integer: {created}", param="created")
+            return lambda stamp: stamp == int(created)
+        if not isinstance(created, dict) or not created:
+            raise StripeApiError(400, "Invalid created filter", param="created")
+        tests = {"gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__}
+        bounds = []
+        for op, value in created.items():
+            if op not in tests:
+                raise StripeApiError(400, f"Received unknown parameter: created[{op}]",
+                                     code="parameter_unknown", param=f"created[{op}]")
+            if not (isinstance(value, str) and re.fullmatch(r"\d+", value)):
+                raise StripeApiError(400, f"Invalid integer: {value}", param=f"created[{op}]")
+            bounds.append((tests[op], int(value)))
+        return lambda stamp: all(test(int(stamp), bound) for test, bound in bounds)
+
+    def _list_page(self, newest_first: list[dict[str, Any]], params: dict[str, Any],
+                   url: str) -> dict[str, Any]:
+        raw_limit = params.get("limit") or "10"
+        if not (isinstance(raw_limit, str) and raw_limit.isdigit()
+                and 1 <= int(raw_limit) <= 100):
+            raise StripeApiError(400, "This value must be between 1 and 100.",
+                                 code="parameter_invalid_integer", param="limit")
+        limit = int(raw_limit)
+        keep = self._created_filter(params)
+        matching = [item for item in newest_first if keep(item["created"])]
+        after = params.get("starting_after")
+        if after:
+            ids = [item["id"] for item in matching]
+            if after not in ids:
+                raise StripeApiError(400, f"No such object: '{after}'",
+                                     code="resource_missing", param="starting_after")
+            matching = matching[ids.index(after) + 1:]
+        return {"object": "list", "data": matching[:limit], "has_more": len(matching) > limit,
+                "url": url}
+
+    def _refunds_created_since(self, headers: dict[str, str],
+                               params: dict[str, Any]) -> dict[str, Any]:
+        extra = set(params) - {"created", "limit", "starting_after", "charge",
+                               "payment_intent"}
+        if extra:
+            name = sorted(extra)[0]
+            raise StripeApiError(400, f"Received unknown parameter: {name}",
+                                 code="parameter_unknown", param=name)
+        auth = {k: v for k, v in headers.items() if k == "authorization"}
+        refunds: list[dict[str, Any]] = []
+        after = None
+        while True:
+            query = "?limit=100" + (f"&starting_after={after}" if after else "")
+            status, _, data = self._upstream("GET", "/v1/refunds" + query, auth, None)
+            if status != 200:
+                raise StripeApiError(status, f"localstripe answered {status} listing refunds",
+                                     type="api_error")
+            page = json.loads(data)
+            refunds.extend(page["data"])
+            if not page["has_more"] or not page["data"]:
+                break
+            after = page["data"][-1]["id"]
+        for name in ("charge", "payment_intent"):
+            if params.get(name):
+                refunds = [r for r in refunds if r.get(name) == params[name]]
+        refunds.sort(key=lambda r: (r["created"], r["id"]), reverse=True)
+        return self._list_page(refunds, params, "/v1/refunds")
+
+    def reverse_in_dashboard(self, transfer_id: str, amount: int | None = None) -> str:
+        """Reverse (part of) a transfer as someone in Stripe's dashboard would: the
+        transfer's ``amount_reversed``, ``reversed`` and ``reversals`` change, and the app
+        hears nothing. Returns the reversal's id."""
+        with self._lock:
+            transfer = next(t for t in self.transfers if t["id"] == transfer_id)
+            amount = transfer["amount"] - transfer["amount_reversed"] if amount is None \
+                else amount
+            reversal = {"id": _new_id("trr_"), "object": "transfer_reversal", "amount": amount,
+                        "currency": transfer["currency"], "created": int(time.time()),
+                        "transfer": transfer_id, "metadata": {}}
+            transfer["amount_reversed"] += amount
+            transfer["reversed"] = transfer["amount_reversed"] >= transfer["amount"]
+            transfer["reversals"]["data"].insert(0, reversal)
+            transfer["reversals"]["total_count"] += 1
+            return reversal["id"]
 
 
     # --- transfer reversals and card disputes (issue 11) ----------------------------------------

@@ -55,6 +55,7 @@ def statements_for(app, client, url: str, *, htmx: bool = False) -> list:
     headers = {"HX-Request": "true"} if htmx else {}
     with counted_statements(app) as statements:
         response = client.get(url, headers=headers)
+        response.get_data()  # a streamed export reads its rows while it is sent
     assert response.status_code == 200, (url, response.status_code)
     return statements
 
@@ -143,6 +144,13 @@ PAGES = {
     "users fragment": lambda ids: "/admin/users?q=coach",
     "payments": lambda ids: "/admin/payments",
     "payments filtered": lambda ids: "/admin/payments?status=disputed&q=student",
+    "payments releasing": lambda ids: "/admin/payments?releasing=7d",
+    "money": lambda ids: "/admin/money",
+    "money csv": lambda ids: "/admin/money.csv",
+    "money entries": lambda ids: "/admin/money/entries?account=escrow&currency=EUR",
+    "money entries of a month": lambda ids: "/admin/money/entries?account=platform_revenue"
+                                            "&month=2026-03",
+    "money entries csv": lambda ids: "/admin/money/entries.csv?account=coach_payable",
     "payment": lambda ids: f"/admin/payments/{ids['payment']}",
     "disputes": lambda ids: "/admin/disputes",
     "resolved disputes": lambda ids: "/admin/disputes?status=resolved",

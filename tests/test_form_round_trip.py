@@ -195,6 +195,8 @@ ACTION_FORMS = {
     "coaches.set_offering_status": "activates or deactivates an offering",
     "contracts.propose": "sends a proposal",
     "contracts.answer": "accepts, declines or withdraws a proposal",
+    "contracts.pause": "pauses or resumes new bookings on a contract",
+    "contract_end.end": "ends a contract (cancels its booked sessions)",
     "notifications.mark_read": "marks a notification read",
     "notifications.mark_all_read": "marks every notification read",
     "sessions.confirm": "books a time",
@@ -224,6 +226,8 @@ ACTION_FORMS = {
     "admin.mail_retry": "sends an email again",
     "admin.job_action": "requeues or deletes a job",
     "admin.ledger_check_now": "queues a ledger check (a button, no fields)",
+    "admin.reconcile_now": "queues a comparison with Stripe (a button, no fields)",
+    "admin.resolve_difference": "closes a difference with Stripe, with a note (starts empty)",
 }
 
 

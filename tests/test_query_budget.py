@@ -271,6 +271,7 @@ def _participant(role: str, ids: dict) -> list[Visit]:
     visits = [Visit(role, "contracts", "/contracts/"),
               Visit(role, "contracts active", "/contracts/?status=active"),
               Visit(role, "contract", f"/contracts/{ids['contract']}"),
+              Visit(role, "end contract", f"/contracts/{ids['contract']}/end"),
               Visit(role, "proposals", "/contracts/proposals"),
               Visit(role, "history", "/sessions/"),
               Visit(role, "history fragment", "/sessions/?status=completed", htmx=True),
@@ -336,6 +337,13 @@ def visits_for(role: str, ids: dict) -> list[Visit]:
         visits += [Visit(role, "admin", "/admin/"), Visit(role, "admin users", "/admin/users"),
                    Visit(role, "admin users search", "/admin/users?q=student"),
                    Visit(role, "admin payments", "/admin/payments"),
+                   Visit(role, "admin payments releasing", "/admin/payments?releasing=24h"),
+                   Visit(role, "admin money", "/admin/money"),
+                   Visit(role, "admin money csv", "/admin/money.csv"),
+                   Visit(role, "admin money entries",
+                         "/admin/money/entries?account=escrow&currency=EUR"),
+                   Visit(role, "admin money entries csv",
+                         "/admin/money/entries.csv?account=refunds"),
                    Visit(role, "admin ledger check", "/admin/payments/ledger-check"),
                    Visit(role, "admin payment", f"/admin/payments/{ids['payment']}"),
                    Visit(role, "admin disputes", "/admin/disputes"),
@@ -373,6 +381,7 @@ def _measure(app, clients: dict, visits: list[Visit]) -> dict[str, Measured]:
             statements.clear()
             headers = {"HX-Request": "true"} if visit.htmx else {}
             response = clients[visit.role].get(visit.url, headers=headers)
+            response.get_data()  # a streamed export reads its rows while it is sent
             assert response.status_code < 500, (visit.key, response.get_data(as_text=True))
             measured[visit.key] = Measured(response.status_code, list(statements))
     finally:

@@ -8,7 +8,7 @@ idempotent job. The ledger gains ``chargebacks`` (money the bank took back) and
 before release is ``charged_back``.
 
 Revision ID: cb7d1e4a2f90
-Revises: dsp2a7c4e9b1
+Revises: ec7d41a2b9f3
 Create Date: 2026-12-06 21:20:00.000000
 
 """
@@ -19,7 +19,7 @@ import skileez.core.types
 
 # revision identifiers, used by Alembic.
 revision = 'cb7d1e4a2f90'
-down_revision = 'dsp2a7c4e9b1'
+down_revision = 'ec7d41a2b9f3'
 branch_labels = None
 depends_on = None
 

@@ -8,12 +8,13 @@ the template. The ledger check is not run here: the page shows the last stored r
 
 from __future__ import annotations
 
-from flask import abort, current_app, render_template, request, url_for
+from flask import abort, current_app, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select, union
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from skileez import clock
 from skileez.admin.routes import bp
 from skileez.auth.forms import ConfirmForm
 from skileez.auth.models import User
@@ -25,11 +26,12 @@ from skileez.core.pagination import paginate
 from skileez.core.permissions import ALLOWED, deny
 from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import db
-from skileez.payments import chargebacks, ledger, operations
+from skileez.payments import chargebacks, ledger, operations, overview, reconciliation
 from skileez.payments.attempts import provider_call
 from skileez.payments.forms import (
     AdminMoneyForm,
     DisputeEvidenceForm,
+    ResolveDifferenceForm,
     ResolveDisputeForm,
     ReversePayoutForm,
 )
@@ -39,6 +41,7 @@ from skileez.payments.models import (
     LedgerTransaction,
     Payment,
     Payout,
+    ReconciliationItem,
     Refund,
     TransferReversal,
 )
@@ -57,28 +60,78 @@ LEDGER_ROWS_SHOWN = 100
 
 @bp.get("/payments")
 def payments():
+    return _payments_page()
+
+
+def _payments_page(resolve_form=None, form_for: int | None = None,
+                   refusal: str | None = None) -> str:
+    """The money page. It never calls Stripe: the comparison is a job (``reconcile_now``)
+    and the page shows its last result and the differences still open."""
     status = choice_arg("status", PAYMENT_STATUSES)
     query = text_arg("q")
+    # The money page's "releasing in the next 24 hours / 7 days": soonest first.
+    releasing = choice_arg("releasing", overview.RELEASE_WINDOWS)
     statement = select(Payment).options(joinedload(Payment.student), joinedload(Payment.coach))
     if status:
         statement = statement.where(Payment.status == status)
     if query:
         statement = statement.where(Payment.id.in_(_payments_matching(query)))
-    page = paginate(statement.order_by(Payment.created_at.desc(), Payment.id.desc()),
-                    per_page=current_app.config["PER_PAGE"])
+    order = (Payment.created_at.desc(), Payment.id.desc())
+    if releasing:
+        statement = statement.where(*overview.releasing_within(
+            clock.now(), overview.RELEASE_WINDOWS[releasing]))
+        order = (Payment.release_at, Payment.id)
+    page = paginate(statement.order_by(*order), per_page=current_app.config["PER_PAGE"])
     failing_payouts = db.session.scalars(
         select(Payout).where(Payout.status == "failed").options(joinedload(Payout.coach))
         .order_by(Payout.updated_at.desc()).limit(FAILURES_SHOWN)).all()
     failing_refunds = db.session.scalars(
         select(Refund).where(Refund.status == "failed")
         .order_by(Refund.updated_at.desc()).limit(FAILURES_SHOWN)).all()
-    reconciled = None
-    if request.args.get("reconcile"):
-        reconciled = operations.reconcile_with_gateway()
     return render_template("admin/payments.html", page=page, status=status, q=query,
-                           statuses=PAYMENT_STATUSES, reconciled=reconciled,
+                           statuses=PAYMENT_STATUSES, releasing=releasing,
                            failing_payouts=failing_payouts, failing_refunds=failing_refunds,
+                           reconciliation=reconciliation.reconciliation_state(
+                               resolve_form, form_for, refusal),
                            **_ledger_check_state())
+
+
+@bp.post("/payments/reconciliation")
+def reconcile_now():
+    """Queue a comparison with Stripe (run at once in this process when there is no Redis)."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    with transaction():
+        run, queued = reconciliation.request_run(actor=current_user)
+    db.session.refresh(run)
+    target = url_for("admin.payments") + "#reconciliation"
+    if run.is_finished:
+        if run.error:
+            return see_other(target, "The comparison with Stripe could not finish; the error "
+                                     "is shown below.", "warning")
+        return see_other(target, "Compared with Stripe just now; the result is below.")
+    if queued:
+        return see_other(target, "A comparison with Stripe has been queued. Its result "
+                                 "appears here as soon as a worker has run it.", "info")
+    return see_other(target, "A comparison with Stripe is already on its way; its result "
+                             "appears here as soon as it has run.", "info")
+
+
+@bp.post("/payments/reconciliation/<int:item_id>/resolve")
+def resolve_difference(item_id: int):
+    item = db.session.get(ReconciliationItem, item_id)
+    if item is None:
+        abort(404)
+    form = ResolveDifferenceForm()
+    decision = reconciliation.can_resolve(item)
+    return submit(form, lambda: reconciliation.resolve_item(item, current_user,
+                                                            note=form.note.data),
+                  page=lambda: _payments_page(form, item.id,
+                                              None if decision else decision.reason),
+                  allowed=decision,
+                  done=lambda _: see_other(url_for("admin.payments") + "#reconciliation",
+                                           "The difference is resolved; your note is kept in "
+                                           "the audit log."))
 
 
 def _payments_matching(query: str):

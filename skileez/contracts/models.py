@@ -96,6 +96,12 @@ def fully_booked_message(total_sessions: int) -> str:
             f"when a booking is left unpaid for {hold} (its payment hold runs out).")
 
 
+#: The longest reason a participant may give for ending a contract (the column's size).
+END_REASON_MAX_CHARS = 500
+PAUSED_FOR_STUDENT = ("The coach has paused new bookings on this contract. Sessions already "
+                      "booked go ahead as planned.")
+
+
 class Contract(db.Model):
     """An agreement for N sessions, with the offering as it was when accepted."""
 
@@ -103,7 +109,7 @@ class Contract(db.Model):
     __display_name__ = "contract"
     __transitions__ = {"status": {
         "active": {"completed", "cancelled"}, "completed": set(), "cancelled": set(),
-    }}
+    }, "paused": {False: {True}, True: {False}}}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Unique: however many accepts race, one proposal yields at most one contract.
@@ -119,6 +125,15 @@ class Contract(db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     total_sessions: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="active")
+    # How it ended, when a participant ended it (a contract completed by its last
+    # session has none of these).
+    ended_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(END_REASON_MAX_CHARS))
+    # The coach's pause on new bookings; sessions already booked are not affected.
+    paused: Mapped[bool] = mapped_column(db.Boolean, default=False, server_default=db.false())
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
                                                  onupdate=clock.now)
@@ -126,6 +141,8 @@ class Contract(db.Model):
     proposal = relationship("Proposal", back_populates="contract")
     student = relationship("User", foreign_keys=[student_id])
     coach = relationship("User", foreign_keys=[coach_id])
+    ended_by = relationship("User", foreign_keys=[ended_by_id])
+    paused_by = relationship("User", foreign_keys=[paused_by_id])
     offering = relationship("Offering")
 
     __table_args__ = (
@@ -159,9 +176,44 @@ class Contract(db.Model):
             return deny("Only the student books sessions on this contract.")
         if not self.is_active:
             return deny(f"This contract is {self.status}.")
+        if self.paused:
+            return deny(PAUSED_FOR_STUDENT)
         if self.booked_sessions >= self.total_sessions:
             return deny(fully_booked_message(self.total_sessions))
         return ALLOWED
+
+    def can_end(self, user) -> Decision:
+        """Either participant may end an active contract (the confirm page shows the cost)."""
+        if not self.is_participant(user):
+            return deny("Only the coach and the student of this contract can end it.")
+        if not self.is_active:
+            return deny(f"This contract is already {self.status}; it cannot be ended again.")
+        return ALLOWED
+
+    def can_pause(self, user) -> Decision:
+        """Only the coach stops new bookings, and only on an active contract."""
+        if not (user and user.is_authenticated) or user.id != self.coach_id:
+            return deny("Only the coach can pause new bookings on this contract.")
+        if not self.is_active:
+            return deny(f"This contract is {self.status}.")
+        if self.paused:
+            return deny("New bookings are already paused.")
+        return Decision(True, f"{self.student.name} will not be able to book new sessions "
+                              "until you resume; sessions already booked go ahead.")
+
+    def can_resume(self, user) -> Decision:
+        if not (user and user.is_authenticated) or user.id != self.coach_id:
+            return deny("Only the coach can resume bookings on this contract.")
+        if not self.is_active:
+            return deny(f"This contract is {self.status}.")
+        if not self.paused:
+            return deny("New bookings are not paused.")
+        return Decision(True, f"{self.student.name} can book sessions again.")
+
+    @property
+    def ended_early(self) -> bool:
+        """Ended by a participant (rather than completed by its last session)."""
+        return self.ended_at is not None
 
     def place_numbers(self) -> dict[int, int]:
         """``{session_id: n}`` for "session n of total", by start time.

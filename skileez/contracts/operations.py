@@ -122,3 +122,33 @@ def expire(proposal: Proposal) -> None:
                values={"decided_at": clock.now()})
     for person in (proposal.student, proposal.coach):
         notify(person, "proposal_expired", _payload(proposal))
+
+
+def _contract_payload(contract: Contract, **extra) -> dict:
+    return {"contract_id": contract.id, "contract_title": contract.title,
+            "coach_name": contract.coach.name, "student_name": contract.student.name, **extra}
+
+
+def pause_bookings(contract: Contract, coach) -> None:
+    """The coach stops new bookings; sessions already booked (or awaiting payment) go on."""
+    decision = contract.can_pause(coach)
+    if not decision:
+        raise Conflict(decision.reason)
+    transition(contract, True, field="paused", actor=coach,
+               reason="new bookings paused by the coach",
+               where=(Contract.status == "active",),
+               values={"paused_at": clock.now(), "paused_by_id": coach.id},
+               illegal_message="New bookings are already paused.")
+    notify(contract.student, "contract_paused", _contract_payload(contract))
+
+
+def resume_bookings(contract: Contract, coach) -> None:
+    decision = contract.can_resume(coach)
+    if not decision:
+        raise Conflict(decision.reason)
+    transition(contract, False, field="paused", actor=coach,
+               reason="new bookings resumed by the coach",
+               where=(Contract.status == "active",),
+               values={"paused_at": None, "paused_by_id": None},
+               illegal_message="New bookings are not paused.")
+    notify(contract.student, "contract_resumed", _contract_payload(contract))

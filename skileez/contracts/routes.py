@@ -17,7 +17,7 @@ from skileez.core.http import choice_arg, is_htmx
 from skileez.core.models import AuditEvent
 from skileez.core.pagination import paginate
 from skileez.core.permissions import Decision
-from skileez.core.unit_of_work import see_other, submit
+from skileez.core.unit_of_work import form_message, see_other, submit
 from skileez.core.words import duration_words
 from skileez.extensions import db
 from skileez.policy import get_policy
@@ -65,16 +65,25 @@ def _contract_for_participant(contract_id: int) -> Contract:
     return contract
 
 
-@bp.get("/<int:contract_id>")
-def detail(contract_id: int):
-    contract = _contract_for_participant(contract_id)
-    history = db.session.scalars(select(AuditEvent).where(
+def _history(contract: Contract) -> list[AuditEvent]:
+    return db.session.scalars(select(AuditEvent).where(
         or_((AuditEvent.object_type == "contracts") & (AuditEvent.object_id == contract.id),
             (AuditEvent.object_type == "proposals")
             & (AuditEvent.object_id == contract.proposal_id)))
         .order_by(AuditEvent.created_at, AuditEvent.id)).all()
-    return render_template("contracts/detail.html", contract=contract, history=history,
-                           fee=get_policy().platform_fee)
+
+
+def _forms() -> dict:
+    """The contract page's buttons that post (pause, resume): CSRF-protected forms."""
+    return {"pause_form": Form()}
+
+
+@bp.get("/<int:contract_id>")
+def detail(contract_id: int):
+    contract = _contract_for_participant(contract_id)
+    return render_template("contracts/detail.html", contract=contract,
+                           history=_history(contract), fee=get_policy().platform_fee,
+                           **_forms())
 
 
 # --- proposals ----------------------------------------------------------------------
@@ -175,3 +184,30 @@ def answer(proposal_id: int, action: str):
                          else "Your proposal was withdrawn.", "info")
 
     return submit(form, run, page=page, done=done)
+
+
+@bp.post("/<int:contract_id>/<any(pause, resume):action>")
+def pause(contract_id: int, action: str):
+    """The coach pauses or resumes new bookings; the student may see the contract, not this."""
+    contract = _contract_for_participant(contract_id)
+    decision = (contract.can_pause if action == "pause" else contract.can_resume)(current_user)
+    if current_user.id != contract.coach_id:
+        abort(403, decision.reason)
+    form = Form()
+
+    def page() -> str:
+        history = _history(contract)
+        return render_template("contracts/detail.html", contract=contract, history=history,
+                               fee=get_policy().platform_fee, conflict=form_message(form)
+                               or decision.reason, **_forms())
+
+    return submit(form, lambda: (operations.pause_bookings if action == "pause"
+                                 else operations.resume_bookings)(contract, current_user),
+                  page=page, allowed=decision,
+                  done=lambda _: see_other(
+                      url_for("contracts.detail", contract_id=contract.id),
+                      f"New bookings paused: {contract.student.name} cannot book more sessions "
+                      "until you resume. Sessions already booked go ahead."
+                      if action == "pause" else
+                      f"Bookings resumed: {contract.student.name} can book sessions again.",
+                      "info" if action == "pause" else "success"))

@@ -11,6 +11,7 @@ from flask import Flask
 from skileez import clock
 from skileez.core.queue import get_queue, redis_connection
 from skileez.jobs.ledger_check import check_ledger_if_due
+from skileez.jobs.reconciliation import reconcile_if_due
 from skileez.jobs.sweep import sweep
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,8 @@ log = logging.getLogger(__name__)
 
 def start_inprocess_sweeper(app: Flask, stop: threading.Event | None = None) -> threading.Thread:
     """Run the sweep every SWEEP_INTERVAL_SECONDS on a daemon thread (no Redis needed), and
-    the ledger check after it when that is due (see ``skileez.jobs.ledger_check``)."""
+    the ledger check and the nightly comparison with Stripe after it when those are due (see
+    ``skileez.jobs.ledger_check`` and ``skileez.jobs.reconciliation``)."""
     stop = stop or threading.Event()
     interval = app.config["SWEEP_INTERVAL_SECONDS"]
 
@@ -34,6 +36,11 @@ def start_inprocess_sweeper(app: Flask, stop: threading.Event | None = None) -> 
                     check_ledger_if_due()
             except Exception:
                 log.exception("Could not check the ledger; trying again after the next sweep")
+            try:
+                with app.app_context():
+                    reconcile_if_due()
+            except Exception:
+                log.exception("Could not compare with Stripe; trying again after the next sweep")
             stop.wait(interval)
 
     thread = threading.Thread(target=loop, name="skileez-sweeper", daemon=True)

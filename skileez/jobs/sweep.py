@@ -39,6 +39,7 @@ HANDLER_MODULES = (
     "skileez.sessions.deadlines",
     "skileez.payments.deadlines",
     "skileez.jobs.ledger_check",
+    "skileez.jobs.reconciliation",
 )
 
 

@@ -84,6 +84,32 @@ register(Kind(
     endpoint="contracts.proposal", endpoint_args=("proposal_id",),
 ))
 register(Kind(
+    name="contract_ended",
+    subject="{% if recipient.id == payload.ended_by_id %}You ended{% else %}"
+            "{{ payload.ended_by }} ended{% endif %} the contract {{ payload.contract_title }}",
+    summary="{% if recipient.id == payload.ended_by_id %}You{% else %}{{ payload.ended_by }}"
+            "{% endif %} ended the contract {{ payload.contract_title }}"
+            "{% if payload.refunds %}: {{ payload.refunds|length }} booked session"
+            "{{ 's' if payload.refunds|length != 1 }} cancelled, {{ payload.total_refund }} "
+            "refunded to {{ payload.student_name }}{% endif %}.",
+    detail="Reason: “{{ payload.reason }}”",
+    endpoint="contracts.detail", endpoint_args=("contract_id",),
+))
+register(Kind(
+    name="contract_paused",
+    subject="{{ payload.coach_name }} paused new bookings on {{ payload.contract_title }}",
+    summary="{{ payload.coach_name }} paused new bookings on the contract "
+            "{{ payload.contract_title }}. Sessions already booked go ahead as planned.",
+    endpoint="contracts.detail", endpoint_args=("contract_id",),
+))
+register(Kind(
+    name="contract_resumed",
+    subject="You can book sessions of {{ payload.contract_title }} again",
+    summary="{{ payload.coach_name }} resumed bookings on the contract "
+            "{{ payload.contract_title }}: you can book sessions again.",
+    endpoint="contracts.detail", endpoint_args=("contract_id",),
+))
+register(Kind(
     name="proposal_expired",
     subject="A proposal for {{ payload.offering_title }} expired",
     summary="The proposal of {{ payload.sessions_count }} session"
@@ -164,7 +190,8 @@ register(Kind(
 register(Kind(
     name="dispute_opened",
     subject="A dispute was opened on the session of " + _WHEN,
-    summary="{{ payload.student_name }} opened a dispute about the session of "
+    summary="{{ 'You' if payload.yours else payload.student_name }} opened a dispute about "
+            "the session of "
             "{{ payload.contract_title }} on " + _WHEN + ". The payment is on hold until an "
             "admin resolves it.",
     detail="Reason given: “{{ payload.reason }}”{% if payload.can_answer %}"

@@ -60,6 +60,15 @@ class ResolveDisputeForm(Form):
     confirmed = HiddenField()
 
 
+class ResolveDifferenceForm(Form):
+    """An admin closes a difference with Stripe: what they did is kept in the audit log."""
+
+    note = TextAreaField("What you did about it (kept in the audit log)", validators=[
+        InputRequired("Say what you did about this difference."),
+        Length(min=5, max=500, message="Write between 5 and 500 characters."),
+    ], render_kw={"rows": 2, "maxlength": 500})
+
+
 # --- card disputes at the bank and payout reversals (issue 11) -------------------------------
 
 class DisputeEvidenceForm(Form):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from flask import current_app
@@ -57,6 +58,40 @@ class AccountStatus:
     payouts_enabled: bool
 
 
+# What Stripe's list endpoints report, reduced to what reconciliation compares.
+@dataclass(frozen=True)
+class ListedCharge:
+    id: str
+    payment_intent_id: str | None
+    amount: int
+    currency: str
+    # succeeded, pending or failed
+    status: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class ListedRefund:
+    id: str
+    charge_id: str | None
+    payment_intent_id: str | None
+    amount: int
+    currency: str
+    # pending, requires_action, succeeded, failed or canceled
+    status: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class ListedTransfer:
+    id: str
+    amount: int
+    currency: str
+    destination: str | None
+    amount_reversed: int
+    created: datetime
+
+
 class Gateway(Protocol):
     name: str
 
@@ -85,6 +120,20 @@ class Gateway(Protocol):
                         transfer_group: str, source_transaction: str | None,
                         idempotency_key: str, metadata: dict[str, str]) -> str:
         """Transfer id."""
+
+    # Reconciliation: everything created at the provider since a moment, every page of it.
+    def list_charges(self, created_since: datetime) -> list[ListedCharge]: ...
+
+    def list_refunds_since(self, created_since: datetime) -> list[ListedRefund]: ...
+
+    def list_transfers(self, created_since: datetime) -> list[ListedTransfer]:
+        """Transfers with ``amount_reversed``: a reversal shows on its transfer."""
+
+    def retrieve_transfer(self, transfer_id: str) -> ListedTransfer | None:
+        """None when the provider has no such transfer."""
+
+    def retrieve_refund(self, refund_id: str) -> ListedRefund | None:
+        """None when the provider has no such refund."""
 
     def create_express_account(self, *, email: str, idempotency_key: str,
                                metadata: dict[str, str]) -> str:
@@ -142,6 +191,22 @@ class TestGateway:
     def create_transfer(self, *, amount_minor, currency, destination, transfer_group,
                         source_transaction, idempotency_key, metadata):
         return f"tr_test_{idempotency_key}"
+
+    # Money never moves through the test gateway, so there is never anything to list.
+    def list_charges(self, created_since):
+        return []
+
+    def list_refunds_since(self, created_since):
+        return []
+
+    def list_transfers(self, created_since):
+        return []
+
+    def retrieve_transfer(self, transfer_id):
+        return None
+
+    def retrieve_refund(self, refund_id):
+        return None
 
     def create_express_account(self, *, email, idempotency_key, metadata):
         return f"acct_test_{uuid.uuid5(uuid.NAMESPACE_URL, idempotency_key).hex[:16]}"

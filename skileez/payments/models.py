@@ -470,3 +470,99 @@ class LedgerCheck(db.Model):
     def problems_left_out(self) -> int:
         """Problems found but not kept (only the first few are stored and shown)."""
         return max((self.problem_count or 0) - len(self.problems or ()), 0)
+
+
+class ReconciliationRun(db.Model):
+    """One comparison of our payments, refunds and payouts with what Stripe holds.
+
+    Asked for by the sweep each night or by an admin, run once by a job that claims the
+    row first, like a ledger check. ``since`` is how far back it asked Stripe: what was
+    created since the previous successful run started, less an overlap (see
+    ``payments.reconciliation.window_start``).
+    """
+
+    __tablename__ = "reconciliation_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # 'schedule' (the nightly sweep) or 'admin' (someone pressed "Compare now").
+    source: Mapped[str] = mapped_column(String(10))
+    requested_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    charges_compared: Mapped[int | None] = mapped_column(Integer)
+    refunds_compared: Mapped[int | None] = mapped_column(Integer)
+    transfers_compared: Mapped[int | None] = mapped_column(Integer)
+    # Differences this run found new (or again after they had been closed), and closed.
+    opened: Mapped[int | None] = mapped_column(Integer)
+    closed: Mapped[int | None] = mapped_column(Integer)
+    # Set when there was nothing to compare (the test gateway moves no money).
+    note: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    requested_by = relationship("User")
+
+    __table_args__ = (
+        CheckConstraint("source IN ('schedule', 'admin')", name="source_known"),
+        Index("ix_reconciliation_runs_requested_at", "requested_at"),
+        Index("ix_reconciliation_runs_started_at", "started_at"),
+    )
+
+    @property
+    def is_finished(self) -> bool:
+        return self.finished_at is not None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.is_finished and self.error is None
+
+
+class ReconciliationItem(db.Model):
+    """One difference between our records and Stripe's, with what to do about it.
+
+    ``key`` names the difference (its kind and the object it is about), so a run that
+    finds it again updates this row instead of adding one; a run that compares the
+    object and finds no difference any more closes it. An admin who handled it closes
+    it with a note.
+    """
+
+    __tablename__ = "reconciliation_items"
+    __display_name__ = "difference"
+    __transitions__ = {"status": {"open": {"resolved"}, "resolved": {"open"}}}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
+    refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id"))
+    stripe_id: Mapped[str | None] = mapped_column(String(255))
+    ours: Mapped[str] = mapped_column(Text)
+    theirs: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    # When the object it is about was created: a run compares only objects created
+    # within its window, so only those can close it automatically.
+    object_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id",
+                                                                  ondelete="SET NULL"))
+    # The admin's note, or why a run closed it.
+    resolution: Mapped[str | None] = mapped_column(Text)
+
+    resolved_by = relationship("User")
+
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'resolved')", name="status_known"),
+        Index("ix_reconciliation_items_open_newest", "status", "first_seen_at"),
+    )
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "open"

@@ -43,7 +43,7 @@ from skileez.extensions import db
 from skileez.notifications.operations import notify, notify_many
 from skileez.payments import chargebacks, ledger
 from skileez.payments.attempts import ProviderAttempt
-from skileez.payments.gateway import CardDeclined, GatewayError, IntentResult, get_gateway
+from skileez.payments.gateway import CardDeclined, IntentResult, get_gateway
 from skileez.payments.models import Dispute, Payment, Payout, Refund
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle
@@ -194,7 +194,11 @@ ABANDONED_BECAUSE = {
     "booking_expired": "The booking hold expired before payment.",
     "booking_released": "The coach is away at that time; the booking was released before "
                         "payment.",
+    "contract_ended": "The contract was ended before this booking was paid.",
 }
+# Ends of a hold whose student is told by something else (the contract's ending says
+# which bookings it released), not by a notice per booking.
+TOLD_OTHERWISE = frozenset({"contract_ended"})
 
 
 def payments_abandoned(sessions: list[Session], *, notice: str = "booking_expired") -> None:
@@ -210,6 +214,8 @@ def payments_abandoned(sessions: list[Session], *, notice: str = "booking_expire
     transition_many(Payment, [row.id for row in payments if row.status == "pending"],
                     "failed", expected="pending", reason="hold ended before payment",
                     values={"failure_message": ABANDONED_BECAUSE[notice]})
+    if notice in TOLD_OTHERWISE:
+        return
     paid_for = {row.session_id for row in payments}
     notify_many(notice, [(session.student, session.notification_payload())
                          for session in sessions if session.id in paid_for])
@@ -557,7 +563,7 @@ def open_dispute(payment: Payment, student, *, reason: str) -> Dispute:
                                                    dispute_id=dispute.id)
     # The coach's copy says they can answer (on the session page, until the decision).
     notify(payment.coach, "dispute_opened", {**payload, "can_answer": True})
-    notify(payment.student, "dispute_opened", payload)
+    notify(payment.student, "dispute_opened", {**payload, "yours": True})
     return dispute
 
 
@@ -587,7 +593,8 @@ def answer_dispute(dispute: Dispute, coach, *, answer: str) -> Dispute:
         return dispute  # sent again unchanged: nothing to record, nobody to tell
     edited = dispute.coach_answer is not None
     transition(dispute, "open", actor=coach, expected="open",
-               reason="coach edited their answer" if edited else "coach answered",
+               reason="coach edited their answer to the dispute" if edited
+               else "coach answered the dispute",
                lost_race_message="An admin decided this dispute a moment ago; your answer "
                                  "was not saved.",
                values={"coach_answer": answer, "coach_answered_at": clock.now()})
@@ -640,7 +647,9 @@ def resolve_dispute(dispute: Dispute, admin, *, resolution: str, refund_minor: i
                               "full amount.", field="refund_amount")
         refund(payment, refund_minor, reason=why, actor=admin, resolving=True)
         db.session.refresh(payment)
-        release(payment, actor=admin, reason=why, resolving=True)
+        # Its own words: the timeline would otherwise show the refund's line twice.
+        release(payment, actor=admin, resolving=True,
+                reason=f"the rest released to the coach (dispute #{dispute.id})")
     else:
         release(payment, actor=admin, reason=why, resolving=True)
     payload = payment.session.notification_payload(
@@ -649,34 +658,3 @@ def resolve_dispute(dispute: Dispute, admin, *, resolution: str, refund_minor: i
         coach_gets=_money(outcome["coach_minor"], payment.currency))
     notify(payment.coach, "dispute_resolved", payload)
     notify(payment.student, "dispute_resolved", payload)
-
-
-def reconcile_with_gateway(limit: int = 100) -> list[str]:
-    """Compare what the provider says it collected with what we hold, payment by payment.
-
-    Network calls, so it runs when an admin asks for it, not on every page view.
-    """
-    gateway = get_gateway()
-    if gateway.name != "stripe":
-        return []
-    problems = []
-    payments = db.session.scalars(
-        select(Payment).where(Payment.gateway == "stripe",
-                              Payment.status.in_(Payment.FUNDED_STATES),
-                              Payment.payment_intent_id.is_not(None))
-        .order_by(Payment.id.desc()).limit(limit)).all()
-    for payment in payments:
-        try:
-            intent = gateway.retrieve_payment_intent(payment.payment_intent_id)
-        except GatewayError as error:
-            problems.append(f"Payment #{payment.id}: could not ask Stripe ({error.message}).")
-            continue
-        if intent.status != "succeeded":
-            problems.append(f"Payment #{payment.id}: Stripe says {intent.status}, we say "
-                            f"{payment.status}.")
-        elif intent.amount_received is not None and intent.amount_received != \
-                payment.amount_minor:
-            problems.append(f"Payment #{payment.id}: Stripe received "
-                            f"{_money(intent.amount_received, payment.currency)}, we expected "
-                            f"{_money(payment.amount_minor, payment.currency)}.")
-    return problems

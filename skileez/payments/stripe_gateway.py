@@ -19,6 +19,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import stripe
@@ -30,6 +31,9 @@ from skileez.payments.gateway import (
     GatewayError,
     IntentResult,
     InvalidWebhook,
+    ListedCharge,
+    ListedRefund,
+    ListedTransfer,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,6 +44,8 @@ T = TypeVar("T")
 WEBHOOK_TOLERANCE_SECONDS = 300
 DEFAULT_MAX_NETWORK_RETRIES = 2
 DEFAULT_TIMEOUT_SECONDS = 30.0
+#: Objects per page of a list call (Stripe allows 1 to 100).
+DEFAULT_LIST_PAGE_SIZE = 100
 
 # A PaymentIntent in one of these states needs no (further) confirmation: a second
 # confirm, e.g. a double-submitted form, reports the state instead of failing.
@@ -101,6 +107,41 @@ def _intent_result(intent: Any) -> IntentResult:
     )
 
 
+def _when(stamp: Any) -> datetime:
+    return datetime.fromtimestamp(int(stamp or 0), tz=UTC)
+
+
+def _since_filter(created_since: datetime) -> dict[str, int]:
+    """``created >= created_since`` as ``created[gt]`` one second earlier: Stripe counts
+    whole seconds, so it is the same filter, and it is the one form localstripe's charge
+    list understands too."""
+    return {"gt": int(created_since.timestamp()) - 1}
+
+
+def _listed_charge(item: Any) -> ListedCharge:
+    return ListedCharge(id=_field(item, "id"),
+                        payment_intent_id=_object_id(_field(item, "payment_intent")),
+                        amount=int(_field(item, "amount") or 0),
+                        currency=str(_field(item, "currency") or "").upper(),
+                        status=_field(item, "status"), created=_when(_field(item, "created")))
+
+
+def _listed_refund(item: Any) -> ListedRefund:
+    return ListedRefund(id=_field(item, "id"), charge_id=_object_id(_field(item, "charge")),
+                        payment_intent_id=_object_id(_field(item, "payment_intent")),
+                        amount=int(_field(item, "amount") or 0),
+                        currency=str(_field(item, "currency") or "").upper(),
+                        status=_field(item, "status"), created=_when(_field(item, "created")))
+
+
+def _listed_transfer(item: Any) -> ListedTransfer:
+    return ListedTransfer(id=_field(item, "id"), amount=int(_field(item, "amount") or 0),
+                          currency=str(_field(item, "currency") or "").upper(),
+                          destination=_object_id(_field(item, "destination")),
+                          amount_reversed=int(_field(item, "amount_reversed") or 0),
+                          created=_when(_field(item, "created")))
+
+
 def map_stripe_error(exc: stripe.StripeError, action: str) -> GatewayError:
     """Translate a library error into the port's vocabulary.
 
@@ -146,10 +187,12 @@ class StripeGateway:
     name = "stripe"
 
     def __init__(self, client: stripe.StripeClient, *, webhook_secret: str | None,
-                 webhook_tolerance: int = WEBHOOK_TOLERANCE_SECONDS) -> None:
+                 webhook_tolerance: int = WEBHOOK_TOLERANCE_SECONDS,
+                 list_page_size: int = DEFAULT_LIST_PAGE_SIZE) -> None:
         self._client = client
         self._webhook_secret = webhook_secret
         self._webhook_tolerance = webhook_tolerance
+        self._list_page_size = max(1, min(int(list_page_size), 100))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> StripeGateway:
@@ -175,7 +218,9 @@ class StripeGateway:
             http_client=stripe.new_default_http_client(
                 timeout=DEFAULT_TIMEOUT_SECONDS if timeout is None else float(timeout)),
         )
-        return cls(client, webhook_secret=config.get("STRIPE_WEBHOOK_SECRET") or None)
+        page_size = config.get("STRIPE_LIST_PAGE_SIZE")
+        return cls(client, webhook_secret=config.get("STRIPE_WEBHOOK_SECRET") or None,
+                   list_page_size=DEFAULT_LIST_PAGE_SIZE if page_size is None else page_size)
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -285,6 +330,63 @@ class StripeGateway:
                  "metadata": _plain(_field(item, "metadata"))}
                 for item in self._call("list the charge's refunds", lambda: list(
                     listing.auto_paging_iter()))]
+
+    # --- reconciliation: what Stripe holds, page by page -------------------------------------
+
+    def _every_page(self, action: str, listing: Callable[[dict[str, Any]], Any],
+                    params: dict[str, Any]) -> list[Any]:
+        """Every object of a list call: pages of ``list_page_size``, each asking for the
+        objects after the last one seen (``starting_after``) while Stripe says
+        ``has_more``. Stripe lists newest first, so objects created meanwhile cannot
+        shift a later page."""
+        found: list[Any] = []
+        after: str | None = None
+        while True:
+            page_params = {**params, "limit": self._list_page_size}
+            if after:
+                page_params["starting_after"] = after
+            page = self._call(action, lambda params=page_params: listing(params))
+            data = list(_field(page, "data") or ())
+            found.extend(data)
+            if not data or not _field(page, "has_more"):
+                return found
+            after = _field(data[-1], "id")
+
+    def list_charges(self, created_since: datetime) -> list[ListedCharge]:
+        """Charges, not PaymentIntents: Stripe filters both by ``created``, localstripe
+        only charges; a charge names its PaymentIntent."""
+        return [_listed_charge(item) for item in self._every_page(
+            "list Stripe's charges", self._client.v1.charges.list,  # type: ignore[arg-type]
+            {"created": _since_filter(created_since)})]
+
+    def list_refunds_since(self, created_since: datetime) -> list[ListedRefund]:
+        return [_listed_refund(item) for item in self._every_page(
+            "list Stripe's refunds", self._client.v1.refunds.list,  # type: ignore[arg-type]
+            {"created": _since_filter(created_since)})]
+
+    def list_transfers(self, created_since: datetime) -> list[ListedTransfer]:
+        return [_listed_transfer(item) for item in self._every_page(
+            "list Stripe's transfers", self._client.v1.transfers.list,  # type: ignore[arg-type]
+            {"created": _since_filter(created_since)})]
+
+    def _retrieve_or_none(self, action: str, call: Callable[[], T]) -> T | None:
+        """The object, or None when Stripe answers that it does not exist (404)."""
+        try:
+            return call()
+        except stripe.StripeError as exc:
+            if exc.http_status == 404:
+                return None
+            raise self._mapped(exc, action) from None
+
+    def retrieve_transfer(self, transfer_id: str) -> ListedTransfer | None:
+        item = self._retrieve_or_none("look up the transfer",
+                                      lambda: self._client.v1.transfers.retrieve(transfer_id))
+        return None if item is None else _listed_transfer(item)
+
+    def retrieve_refund(self, refund_id: str) -> ListedRefund | None:
+        item = self._retrieve_or_none("look up the refund",
+                                      lambda: self._client.v1.refunds.retrieve(refund_id))
+        return None if item is None else _listed_refund(item)
 
     # --- coaches (Connect) -------------------------------------------------------------------
 

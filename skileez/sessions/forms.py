@@ -74,3 +74,13 @@ class RatingForm(Form):
 
 __all__ = ["AnswerRescheduleForm", "BookForm", "CancelForm", "CompleteForm", "MissedForm",
            "NotesForm", "RatingForm", "RescheduleForm"]
+
+
+class EndContractForm(Form):
+    """The reason both people read, and the fingerprint of the preview being confirmed."""
+
+    reason = TextAreaField("Why are you ending the contract? (both of you see it)", validators=[
+        InputRequired("Say why you are ending the contract; both of you will see it."),
+        Length(max=500, message="Keep the reason under 500 characters.")],
+        render_kw={"rows": 3, "maxlength": 500})
+    fingerprint = HiddenField()

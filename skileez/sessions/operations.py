@@ -18,7 +18,7 @@ from skileez.coaches.availability import (
 )
 from skileez.coaches.models import CoachProfile
 from skileez.coaches.slots import Interval
-from skileez.contracts.models import Contract, fully_booked_message
+from skileez.contracts.models import PAUSED_FOR_STUDENT, Contract, fully_booked_message
 from skileez.core.db import among, is_lock_conflict, lock_coach_calendar
 from skileez.core.deadlines import due
 from skileez.core.errors import Conflict, DomainError
@@ -74,10 +74,13 @@ def book(student, contract_id: int, starts_at: datetime) -> Session:
         raise LookupError(contract_id)
     # Read under the row lock, not from the contract the page loaded: a contract ended a
     # moment ago is seen as ended.
-    status = db.session.scalar(select(Contract.status).where(Contract.id == contract_id)
-                               .with_for_update())
+    status, paused = db.session.execute(
+        select(Contract.status, Contract.paused).where(Contract.id == contract_id)
+        .with_for_update()).one()
     if status != "active":
         raise Conflict(f"This contract is {status}; no more sessions can be booked.")
+    if paused:
+        raise Conflict(PAUSED_FOR_STUDENT)
     duration = timedelta(minutes=contract.duration_minutes)
     calendar = calendar_arguments(contract.coach, duration)
     # Holds that ran out free their calendar time and their place in the contract first.
@@ -418,9 +421,15 @@ def auto_decide_reschedule(request: RescheduleRequest) -> str:
     return outcome
 
 
-def cancel(session: Session, user, *, reason: str = "") -> None:
-    """Cancel, refunding by policy: the terms shown before confirming are the ones applied."""
-    now = clock.now()
+def cancel(session: Session, user, *, reason: str = "", now: datetime | None = None,
+           tell_other: bool = True) -> int:
+    """Cancel, refunding by policy: the terms shown before confirming are the ones applied.
+
+    Returns the amount refunded (minor units). Ending a contract cancels each of its
+    booked sessions through here, at one ``now``, and tells both people once itself
+    (``tell_other=False``) instead of once per session.
+    """
+    now = now or clock.now()
     terms = lifecycle.cancel_terms(session, user, now)
     if not terms.allowed:
         raise Conflict(terms.reason)
@@ -438,10 +447,12 @@ def cancel(session: Session, user, *, reason: str = "") -> None:
                       reason=f"session cancelled by the {role}"
                       + (" (late)" if terms.late else ""),
                       release_from=max(now, session.starts_at))
-    amount = _money_text(refunded, payment) if payment else ""
-    notify(_other(session, user), "session_cancelled",
-           session.notification_payload(cancelled_by=user.name, late=terms.late,
-                                        refund=amount, reason=reason.strip()))
+    if tell_other:
+        amount = _money_text(refunded, payment) if payment else ""
+        notify(_other(session, user), "session_cancelled",
+               session.notification_payload(cancelled_by=user.name, late=terms.late,
+                                            refund=amount, reason=reason.strip()))
+    return refunded
 
 
 def _money_text(minor: int, payment) -> str:

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from flask import abort, make_response, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import or_, select
+from sqlalchemy import inspect, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from skileez import clock
@@ -38,13 +38,30 @@ def session_history(session: Session) -> list[AuditEvent]:
     """
     request_ids = [item.id for item in session.reschedule_requests]
     payment_id = session.payment.id if session.payment is not None else -1
-    return list(db.session.scalars(select(AuditEvent).where(or_(
+    sources = [
         (AuditEvent.object_type == "sessions") & (AuditEvent.object_id == session.id),
         (AuditEvent.object_type == "reschedule_requests")
         & AuditEvent.object_id.in_(request_ids or [-1]),
         (AuditEvent.object_type == "payments") & (AuditEvent.object_id == payment_id)
-        & (AuditEvent.field == "status") & (AuditEvent.to_state != "held")))
-        .order_by(AuditEvent.created_at, AuditEvent.id)))
+        & (AuditEvent.field == "status") & (AuditEvent.to_state != "held")]
+    if session.payment is not None:
+        sources.append(_dispute_answers(session.payment))
+    return list(db.session.scalars(select(AuditEvent).where(or_(*sources))
+                                   .order_by(AuditEvent.created_at, AuditEvent.id)))
+
+
+def _dispute_answers(payment):
+    """The coach's answers to the payment's disputes, which both sides should see come in.
+
+    A dispute's opening and decision already show as the payment's own events; only the
+    answers (open → open) are the dispute's. The dispute model is the payments layer's,
+    above this one, so it is reached through the payment's ``disputes`` relationship
+    rather than imported; the subquery keeps the page at one statement for its history.
+    """
+    dispute = inspect(type(payment)).relationships["disputes"].mapper.class_
+    return (AuditEvent.object_type == "disputes") & AuditEvent.object_id.in_(
+        select(dispute.id).where(dispute.payment_id == payment.id)) \
+        & (AuditEvent.from_state == "open") & (AuditEvent.to_state == "open")
 
 
 # What the session page shows besides the session, loaded with it.

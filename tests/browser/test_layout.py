@@ -18,7 +18,8 @@ PAGES = {
                           "/coaches/me/availability", "/sessions/", "/contracts/",
                           "/notifications/"],
     "sam@example.com": ["/dashboard", "/coaches/", "/sessions/", "/contracts/"],
-    "admin@example.com": ["/dashboard", "/admin/"],
+    "admin@example.com": ["/dashboard", "/admin/", "/admin/money",
+                          "/admin/money/entries?account=escrow"],
 }
 
 
@@ -61,6 +62,8 @@ def test_main_pages_have_no_console_errors(browser, live_server, portal, email):
     ("clara@example.com", "/dashboard", "dashboard-coach"),
     ("clara@example.com", "/coaches/me/availability", "availability"),
     ("clara@example.com", "/sessions/", "history-coach"),
+    ("admin@example.com", "/admin/money", "admin-money"),
+    ("admin@example.com", "/admin/money/entries", "admin-money-entries"),
 ])
 def test_no_sideways_scroll_at_phone_width(browser, live_server, portal, email, path, name):
     context = browser.new_context(viewport={"width": 390, "height": 844})
