@@ -17,10 +17,14 @@ one gateway reaches both::
 
 Served here: ``POST /v1/transfers``, ``GET /v1/transfers[/<id>]``, ``POST /v1/accounts``,
 ``GET /v1/accounts/<id>``, ``POST /v1/account_links``, ``GET /v1/refunds`` when it filters
-on ``created`` (localstripe cannot; see ``_refunds_created_since``), plus the
-hosted-onboarding page an account link points to (``GET /_fake_connect/onboarding/<token>``:
-marks the account onboarded and redirects to ``return_url``; a used link redirects to
-``refresh_url``). Transfer lists filter on ``created`` and page with ``starting_after``.
+on ``created`` (localstripe cannot; see ``_refunds_created_since``), transfer reversals
+(``POST /v1/transfers/<id>/reversals``: at most what is not reversed yet) and card disputes,
+which localstripe lacks too (``GET``/``POST /v1/disputes/<id>`` with text ``evidence[...]``
+and ``submit``, ``POST /v1/disputes/<id>/close``; a test plays the bank with
+``open_dispute`` and ``dispute``), plus the hosted-onboarding page an account link points
+to (``GET /_fake_connect/onboarding/<token>``: marks the account onboarded and redirects to
+``return_url``; a used link redirects to ``refresh_url``). Transfer lists filter on
+``created`` and page with ``starting_after``.
 
 What it checks, like Stripe: a ``Bearer sk_…``/``rk_…`` key; a form-encoded body;
 unknown, missing and malformed parameters (400 in Stripe's error shape, so the library
@@ -209,6 +213,10 @@ class FakeStripeConnect:
         self.emulate_retry_after_decline = emulate_retry_after_decline
         self.revoked_keys: set[str] = set()
         self.transfers: list[dict[str, Any]] = []
+        #: Every transfer reversal made, in order (each is also in its transfer's list).
+        self.reversals: list[dict[str, Any]] = []
+        #: Card disputes by id: made by tests with ``open_dispute`` (the bank's side).
+        self.disputes: dict[str, dict[str, Any]] = {}
         self.accounts: dict[str, dict[str, Any]] = {}
         self.requests: list[RecordedRequest] = []
         self._links: dict[str, _Link] = {}
@@ -304,7 +312,7 @@ class FakeStripeConnect:
         body = handler.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in handler.headers.items()}
         local = split.path.startswith(("/v1/transfers", "/v1/accounts", "/v1/account_links",
-                                       ONBOARDING_PATH))
+                                       "/v1/disputes", ONBOARDING_PATH))
         recorded = RecordedRequest(handler.command, split.path, split.query, headers, body,
                                    {}, proxied=not local)
         try:
@@ -497,6 +505,10 @@ class FakeStripeConnect:
         }
         if len(parts) < 2 or parts[0] != "v1":
             return None
+        nested = self._nested_routes().get((method, parts[1], parts[-1] if len(parts) == 4
+                                                               else None, len(parts)))
+        if nested is not None:
+            return nested, parts[2]
         endpoint = routes.get((method, parts[1], len(parts)))
         return None if endpoint is None else (endpoint, parts[2] if len(parts) == 3 else None)
 
@@ -870,6 +882,148 @@ class FakeStripeConnect:
             transfer["reversals"]["data"].insert(0, reversal)
             transfer["reversals"]["total_count"] += 1
             return reversal["id"]
+
+
+    # --- transfer reversals and card disputes (issue 11) ----------------------------------------
+
+    def _nested_routes(self) -> dict[tuple[str, str, str | None, int], Any]:
+        return {
+            ("POST", "transfers", "reversals", 4): self._create_reversal,
+            ("GET", "disputes", None, 3): self._retrieve_dispute,
+            ("POST", "disputes", None, 3): self._update_dispute,
+            ("POST", "disputes", "close", 4): self._close_dispute,
+        }
+
+    def _create_reversal(self, params: dict[str, Any], transfer_id: str | None, _key: str,
+                         _headers: dict[str, str]) -> dict[str, Any]:
+        """``POST /v1/transfers/<id>/reversals``: at most what is not reversed yet; without
+        an amount, all of it. A fully reversed transfer cannot be reversed again."""
+        self._only(params, {"amount", "description", "metadata", "refund_application_fee",
+                            "expand"})
+        transfer = self._retrieve_transfer({}, transfer_id, _key, _headers)
+        left = transfer["amount"] - transfer["amount_reversed"]
+        raw = params.get("amount")
+        if raw in (None, ""):
+            amount = left
+        elif isinstance(raw, str) and re.fullmatch(r"-?\d+", raw):
+            amount = int(raw)
+        else:
+            raise StripeApiError(400, f"Invalid integer: {raw}",
+                                 code="parameter_invalid_integer", param="amount")
+        if transfer["reversed"] or left <= 0:
+            raise StripeApiError(400, f"Transfer {transfer_id} has already been fully reversed.",
+                                 code="transfer_already_reversed")
+        if amount < 1:
+            raise StripeApiError(400, "This value must be greater than or equal to 1.",
+                                 code="parameter_invalid_integer", param="amount")
+        if amount > left:
+            raise StripeApiError(400, f"Amount to reverse ({amount}) is greater than the "
+                                      f"transfer's remaining amount ({left}).",
+                                 code="amount_too_large", param="amount")
+        reversal = {"id": _new_id("trr_"), "object": "transfer_reversal", "amount": amount,
+                    "balance_transaction": _new_id("txn_"), "created": int(time.time()),
+                    "currency": transfer["currency"], "destination_payment_refund":
+                    _new_id("pyr_"), "metadata": self._metadata(params),
+                    "source_refund": None, "transfer": transfer_id}
+        transfer["amount_reversed"] += amount
+        transfer["reversed"] = transfer["amount_reversed"] >= transfer["amount"]
+        listing = transfer["reversals"]
+        listing["data"].insert(0, reversal)
+        listing["total_count"] += 1
+        self.reversals.append(reversal)
+        return reversal
+
+    def open_dispute(self, charge_id: str, *, amount: int, currency: str = "eur",
+                     reason: str = "fraudulent", payment_intent: str | None = None,
+                     status: str = "needs_response", due_in: int = 7 * 86400) -> dict[str, Any]:
+        """What a cardholder's bank does: a dispute on ``charge_id`` (a copy is returned;
+        build the ``charge.dispute.*`` events from ``dispute(id)``)."""
+        dispute_id = _new_id("du_")
+        with self._lock:
+            self.disputes[dispute_id] = {
+                "id": dispute_id, "object": "dispute", "amount": amount,
+                "balance_transactions": [], "charge": charge_id, "created": int(time.time()),
+                "currency": currency, "evidence": {}, "evidence_details": {
+                    "due_by": int(time.time()) + due_in, "has_evidence": False,
+                    "past_due": False, "submission_count": 0},
+                "is_charge_refundable": False, "livemode": False, "metadata": {},
+                "payment_intent": payment_intent, "reason": reason, "status": status}
+            return json.loads(json.dumps(self.disputes[dispute_id]))
+
+    def dispute(self, dispute_id: str, **changes: Any) -> dict[str, Any]:
+        """The dispute as Stripe holds it now (``changes``: the bank moved it, e.g.
+        ``status="won"``)."""
+        with self._lock:
+            self.disputes[dispute_id].update(changes)
+            return json.loads(json.dumps(self.disputes[dispute_id]))
+
+    def _dispute_or_404(self, dispute_id: str | None) -> dict[str, Any]:
+        dispute = self.disputes.get(dispute_id or "")
+        if dispute is None:
+            raise StripeApiError(404, f"No such dispute: '{dispute_id}'",
+                                 code="resource_missing", param="id")
+        return dispute
+
+    def _retrieve_dispute(self, params: dict[str, Any], dispute_id: str | None, _key: str,
+                          _headers: dict[str, str]) -> dict[str, Any]:
+        self._only(params, {"expand"})
+        return self._dispute_or_404(dispute_id)
+
+    #: Stripe's evidence fields that take text (files are ids of uploads: none here).
+    EVIDENCE_FIELDS = frozenset({
+        "access_activity_log", "billing_address", "cancellation_policy_disclosure",
+        "cancellation_rebuttal", "customer_communication", "customer_email_address",
+        "customer_name", "customer_purchase_ip", "duplicate_charge_explanation",
+        "duplicate_charge_id", "product_description", "refund_policy_disclosure",
+        "refund_refusal_explanation", "service_date", "shipping_address",
+        "shipping_carrier", "shipping_date", "shipping_tracking_number",
+        "uncategorized_text"})
+
+    def _update_dispute(self, params: dict[str, Any], dispute_id: str | None, _key: str,
+                        _headers: dict[str, str]) -> dict[str, Any]:
+        """``POST /v1/disputes/<id>``: evidence (text fields, 20,000 characters in all) and
+        ``submit``; only while the dispute still needs a response."""
+        self._only(params, {"evidence", "submit", "metadata", "expand"})
+        dispute = self._dispute_or_404(dispute_id)
+        evidence = params.get("evidence", {})
+        if not isinstance(evidence, dict):
+            raise StripeApiError(400, "Invalid object", param="evidence")
+        for name, value in evidence.items():
+            if name not in self.EVIDENCE_FIELDS:
+                raise StripeApiError(400, f"Received unknown parameter: evidence[{name}]",
+                                     code="parameter_unknown", param=f"evidence[{name}]")
+            if not isinstance(value, str):
+                raise StripeApiError(400, "Invalid string", param=f"evidence[{name}]")
+        if sum(len(value) for value in evidence.values()) > 20000:
+            raise StripeApiError(400, "The combined length of the text evidence fields is "
+                                      "more than 20,000 characters.", param="evidence")
+        submit = params.get("submit")
+        if submit not in (None, "true", "false"):
+            raise StripeApiError(400, f"Invalid boolean: {submit}",
+                                 code="parameter_invalid_boolean", param="submit")
+        if dispute["status"] not in ("needs_response", "warning_needs_response"):
+            raise StripeApiError(400, "This dispute can no longer be updated: its status is "
+                                      f"{dispute['status']}.")
+        dispute["evidence"].update(evidence)
+        dispute["evidence_details"]["has_evidence"] = bool(dispute["evidence"])
+        if "metadata" in params:
+            dispute["metadata"] = self._metadata(params)
+        if submit == "true":
+            dispute["evidence_details"]["submission_count"] += 1
+            dispute["status"] = dispute["status"].replace("needs_response", "under_review")
+        return dispute
+
+    def _close_dispute(self, params: dict[str, Any], dispute_id: str | None, _key: str,
+                       _headers: dict[str, str]) -> dict[str, Any]:
+        """``POST /v1/disputes/<id>/close``: accept it as lost (only while it needs a
+        response)."""
+        self._only(params, {"expand"})
+        dispute = self._dispute_or_404(dispute_id)
+        if dispute["status"] not in ("needs_response", "warning_needs_response"):
+            raise StripeApiError(400, "This dispute is already closed or under review.")
+        dispute["status"] = "lost" if dispute["status"] == "needs_response" \
+            else "warning_closed"
+        return dispute
 
 
 @pytest.fixture

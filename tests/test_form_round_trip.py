@@ -226,6 +226,8 @@ ACTION_FORMS = {
     "admin.payment_action": "releases or refunds money, with a reason",
     "admin.resolve_dispute": "resolves a dispute (after the admin confirms the amounts)",
     "admin.decide_dispute": "reviews, then confirms, a dispute's decision",
+    "admin.dispute_evidence": "sends a card dispute's evidence to the bank, once",
+    "admin.reverse_payout": "takes a coach's transfer back, with a reason",
     "admin.mail_retry": "sends an email again",
     "admin.job_action": "requeues or deletes a job",
     "admin.ledger_check_now": "queues a ledger check (a button, no fields)",

@@ -19,14 +19,23 @@ from skileez.admin.routes import bp
 from skileez.auth.forms import ConfirmForm
 from skileez.auth.models import User
 from skileez.core.errors import DomainError
+from skileez.core.forms import attach_error
 from skileez.core.http import choice_arg, like_pattern, text_arg
 from skileez.core.money import MoneyError, format_money, parse_amount
 from skileez.core.pagination import paginate
 from skileez.core.permissions import ALLOWED, deny
 from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import db
-from skileez.payments import ledger, operations, overview, reconciliation
-from skileez.payments.forms import AdminMoneyForm, ResolveDifferenceForm, ResolveDisputeForm
+from skileez.payments import chargebacks, ledger, operations, overview, reconciliation
+from skileez.payments.attempts import provider_call
+from skileez.payments.forms import (
+    AdminMoneyForm,
+    DisputeEvidenceForm,
+    ResolveDifferenceForm,
+    ResolveDisputeForm,
+    ReversePayoutForm,
+)
+from skileez.payments.gateway import GatewayError
 from skileez.payments.models import (
     Dispute,
     LedgerTransaction,
@@ -34,13 +43,14 @@ from skileez.payments.models import (
     Payout,
     ReconciliationItem,
     Refund,
+    TransferReversal,
 )
 from skileez.payments.words import money_words_for
 from skileez.sessions.models import RescheduleRequest, Session
 from skileez.sessions.routes import session_history
 
 PAYMENT_STATUSES = ("pending", "held", "released", "refunded", "partially_refunded",
-                    "disputed", "failed")
+                    "disputed", "failed", "charged_back")
 DISPUTE_STATUSES = ("open", "resolved")
 # The newest failed payouts and refunds shown above the list (each is retried on its own).
 FAILURES_SHOWN = 20
@@ -181,7 +191,8 @@ def _payment(payment_id: int) -> Payment:
     payment = db.session.get(Payment, payment_id, options=(
         joinedload(Payment.student), joinedload(Payment.coach),
         joinedload(Payment.session).joinedload(Session.contract),
-        joinedload(Payment.payout), selectinload(Payment.refunds)))
+        joinedload(Payment.payout).joinedload(Payout.reversal)
+        .joinedload(TransferReversal.created_by), selectinload(Payment.refunds)))
     if payment is None:
         abort(404)
     return payment
@@ -212,11 +223,15 @@ def _unbooked_refunds(payment: Payment) -> list[Refund]:
             if item.status == "succeeded" and item.id not in posted]
 
 
-def _payment_page(payment: Payment, form=None) -> str:
+def _payment_page(payment: Payment, form=None, reverse_form=None) -> str:
+    payout = payment.payout
     return render_template("admin/payment.html", payment=payment,
                            transactions=_ledger_of(payment),
                            unbooked_refunds=_unbooked_refunds(payment),
-                           form=form or AdminMoneyForm())
+                           form=form or AdminMoneyForm(),
+                           reverse_form=reverse_form or ReversePayoutForm(),
+                           can_reverse=chargebacks.can_reverse_payout(payout)
+                           if payout is not None else None)
 
 
 @bp.get("/payments/<int:payment_id>")
@@ -276,7 +291,8 @@ def _dispute(dispute_id: int) -> Dispute:
         joinedload(Dispute.resolved_by),
         joinedload(Dispute.payment).options(
             joinedload(Payment.student), joinedload(Payment.coach),
-            joinedload(Payment.payout), selectinload(Payment.refunds),
+            joinedload(Payment.payout).joinedload(Payout.reversal),
+            selectinload(Payment.refunds),
             joinedload(Payment.session).options(
                 joinedload(Session.contract), joinedload(Session.started_by),
                 joinedload(Session.completed_by), joinedload(Session.cancelled_by),
@@ -323,13 +339,19 @@ def _outcomes(payment: Payment) -> dict[str, dict]:
             for resolution in ("release", "refund")}
 
 
-def _dispute_page(dispute: Dispute, form, review: dict | None = None) -> str:
+def _dispute_page(dispute: Dispute, form, review: dict | None = None,
+                  evidence_form=None) -> str:
     payment = dispute.payment
+    history = session_history(payment.session)
     return render_template(
         "admin/dispute.html", dispute=dispute, payment=payment, session=payment.session,
-        history=session_history(payment.session), transactions=_ledger_of(payment),
+        history=history, transactions=_ledger_of(payment),
         outcomes=_outcomes(payment) if dispute.is_open else {}, form=form, review=review,
-        outcome_words=operations.outcome_words)
+        outcome_words=operations.outcome_words,
+        evidence_form=evidence_form or DisputeEvidenceForm(),
+        can_send_evidence=chargebacks.can_submit_evidence(dispute),
+        evidence_summary=chargebacks.session_summary(payment, history)
+        if dispute.is_bank_dispute else None)
 
 
 @bp.get("/disputes/<int:dispute_id>")
@@ -380,3 +402,58 @@ def resolve_dispute(dispute_id: int):
     item = _dispute(dispute_id)
     form = ResolveDisputeForm()
     return _decide(item, form, page=lambda: _disputes_page("open", form, dispute_id))
+
+
+# --- card disputes at the bank and payout reversals (issue 11) ----------------------------
+
+@bp.post("/disputes/<int:dispute_id>/evidence")
+def dispute_evidence(dispute_id: int):
+    """Send the admin's evidence (and the session's record) to the bank, through Stripe."""
+    item = _dispute(dispute_id)
+    form = DisputeEvidenceForm()
+
+    def page(status: int):
+        return _dispute_page(item, ResolveDisputeForm(), evidence_form=form), status
+
+    decision = chargebacks.can_submit_evidence(item)
+    if not decision:
+        form.form_errors.append(decision.reason)
+        return page(409)
+    if not form.validate_on_submit():
+        return page(422)
+    payment = item.payment
+    summary = chargebacks.session_summary(payment, session_history(payment.session)) \
+        if form.include_summary.data else None
+    problem = chargebacks.evidence_problem(form.text.data or "", summary)
+    if problem is not None:
+        attach_error(form, problem)
+        return page(422)
+    try:
+        with provider_call():
+            chargebacks.submit_evidence(item, current_user, text=form.text.data or "",
+                                        summary=summary)
+    except GatewayError as error:
+        current_app.logger.warning("Dispute %s: evidence not sent: %s", item.id, error.message)
+        form.form_errors.append("Stripe did not take the evidence: " + error.message
+                                + (" Try again in a minute." if error.retryable else ""))
+        return page(503 if error.retryable else 409)
+    return see_other(url_for("admin.dispute", dispute_id=item.id),
+                     "The evidence was sent to the bank; Stripe tells us its decision.")
+
+
+@bp.post("/payments/<int:payment_id>/reverse-payout")
+def reverse_payout(payment_id: int):
+    """Take the coach's transfer for this payment back, with a reason (409 unless paid)."""
+    item = _payment(payment_id)
+    payout = item.payout
+    if payout is None:
+        abort(404)
+    form = ReversePayoutForm()
+    return submit(form, lambda: chargebacks.reverse_payout(payout, current_user,
+                                                           reason=form.reason.data or ""),
+                  page=lambda: _payment_page(item, reverse_form=form),
+                  allowed=chargebacks.can_reverse_payout(payout),
+                  done=lambda _: see_other(
+                      url_for("admin.payment", payment_id=payment_id),
+                      "The payout is being reversed at Stripe; the money returns to the "
+                      "platform and is owed to no one until you refund or re-pay."))

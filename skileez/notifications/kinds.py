@@ -236,6 +236,47 @@ register(Kind(
     endpoint="payments.dispute", endpoint_args=("payment_id",),
 ))
 
+# --- card disputes at the bank and transfer reversals (issue 11) ---------------------
+register(Kind(
+    name="chargeback_opened",
+    subject="A card dispute was opened on the session of " + _WHEN,
+    summary="The student's bank disputes the payment for the session of "
+            "{{ payload.contract_title }} on " + _WHEN + " ({{ payload.reason }}). "
+            "{% if payload.released %}The bank decides; an admin answers it with the "
+            "session's record.{% else %}The payment is on hold until it is decided.{% endif %}",
+    detail=_MONEY,
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="chargeback_withdrawn",
+    subject="{{ payload.amount }} taken back by a card dispute",
+    summary="The student's bank took back the payment for the session with "
+            "{{ payload.student_name }} on " + _WHEN + ". Your share, {{ payload.amount }}, "
+            "is taken back from your payouts while the bank decides; if the bank decides "
+            "for you, it is owed to you again.",
+    endpoint="payments.index",
+))
+register(Kind(
+    name="chargeback_closed",
+    subject="The card dispute on the session of " + _WHEN + " was "
+            "{{ 'won' if payload.won else 'lost' }}",
+    summary="The bank decided the card dispute about the session of "
+            "{{ payload.contract_title }} on " + _WHEN + ": {% if payload.won %}the payment "
+            "stands{% if payload.released %} and the coach's share is owed to them again"
+            "{% endif %}{% else %}the payment of {{ payload.amount }} went back to the card"
+            "{% if not payload.released %} and is not paid to the coach{% endif %}{% endif %}.",
+    endpoint="sessions.detail", endpoint_args=("session_id",),
+))
+register(Kind(
+    name="payout_reversed",
+    subject="A payout of {{ payload.amount }} was reversed",
+    summary="{{ payload.amount }} paid to you for the session with {{ payload.student_name }} "
+            "on " + _WHEN + " was taken back from your Stripe account"
+            "{% if payload.chargeback %} because the student's bank took the payment back"
+            "{% else %} by an admin: {{ payload.reason }}{% endif %}.",
+    endpoint="payments.index",
+))
+
 register(Kind(
     name="session_confirmed",
     subject="{{ payload.coach_name }} confirmed your session on " + _WHEN,

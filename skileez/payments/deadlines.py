@@ -9,7 +9,15 @@ from skileez.coaches.models import CoachProfile
 from skileez.core.deadlines import act_on_each, deadline_handler, due
 from skileez.core.queue import dispatch_claimed
 from skileez.payments.cards import charge_saved_card
-from skileez.payments.models import Dispute, Payment, Payout, Refund, SavedCardCharge
+from skileez.payments.chargebacks import funds_held_by_bank, reverse_transfer
+from skileez.payments.models import (
+    Dispute,
+    Payment,
+    Payout,
+    Refund,
+    SavedCardCharge,
+    TransferReversal,
+)
 from skileez.payments.operations import execute_refund, pay_out, release
 
 
@@ -42,7 +50,8 @@ def pay_out_due() -> int:
         select(Payout.id).where(or_(
             and_(Payout.status.in_(("pending", "failed")), Payout.next_attempt_at <= now),
             and_(Payout.status == "payable", connected),
-        ), *_unclaimed(Payout, now)).order_by(Payout.id))
+        ), ~funds_held_by_bank(Payout.payment_id), *_unclaimed(Payout, now))
+        .order_by(Payout.id))
     return dispatch_claimed(pay_out, Payout, due_ids, queue="payouts")
 
 
@@ -66,3 +75,15 @@ def retry_saved_card_charges() -> int:
                                          *_unclaimed(SavedCardCharge, now))
         .order_by(SavedCardCharge.id))
     return dispatch_claimed(charge_saved_card, SavedCardCharge, due_ids, queue="payouts")
+
+
+@deadline_handler("retry_transfer_reversals")
+def retry_transfer_reversals() -> int:
+    """Transfer reversals never sent (their job was lost) or failed and due for a retry."""
+    now = clock.now()
+    due_ids = due(
+        select(TransferReversal.id).where(
+            TransferReversal.status.in_(("pending", "failed")),
+            TransferReversal.next_attempt_at <= now, *_unclaimed(TransferReversal, now))
+        .order_by(TransferReversal.id))
+    return dispatch_claimed(reverse_transfer, TransferReversal, due_ids, queue="payouts")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from wtforms import (
+    BooleanField,
     DateField,
     HiddenField,
     IntegerField,
@@ -98,3 +99,27 @@ class PatternForm(Form):
     def minute_of_day(self) -> int:
         hours, minutes = self.at.data.split(":")
         return int(hours) * 60 + int(minutes)
+
+
+# --- card disputes at the bank and payout reversals (issue 11) -------------------------------
+
+class DisputeEvidenceForm(Form):
+    """What an admin sends the cardholder's bank, through Stripe, once."""
+
+    text = TextAreaField("What the bank should know", validators=[
+        InputRequired("Write what the bank should know."),
+        Length(max=15000, message="Keep it under 15000 characters."),
+    ], render_kw={"rows": 6, "maxlength": 15000},
+        description="Sent once, with the session's record if ticked; it cannot be changed "
+                    "afterwards.")
+    include_summary = BooleanField("Attach the session's record (times, who joined when, "
+                                   "notes, timeline)", default=True)
+
+
+class ReversePayoutForm(Form):
+    """An admin takes a coach's transfer back; the reason goes to the audit log and the coach."""
+
+    reason = TextAreaField("Reason (kept in the audit log and told to the coach)", validators=[
+        InputRequired("Give a reason."),
+        Length(min=5, max=500, message="Write between 5 and 500 characters."),
+    ], render_kw={"rows": 2})

@@ -184,6 +184,16 @@ class Gateway(Protocol):
     def construct_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         """Verify and parse a webhook. Raises InvalidWebhook."""
 
+    # --- chargebacks and payout reversals (issue 11) ---------------------------------------
+
+    def reverse_transfer(self, *, transfer_id: str, amount_minor: int, idempotency_key: str,
+                         metadata: dict[str, str]) -> str:
+        """Take (part of) a transfer back from the connected account; the reversal's id."""
+
+    def submit_dispute_evidence(self, *, dispute_id: str, evidence: dict[str, str],
+                                idempotency_key: str) -> str:
+        """Send evidence to the bank for a card dispute and submit it; Stripe's new status."""
+
 
 #: The test gateway's saveable cards and the last four digits each shows.
 TEST_CARDS = {"ok": "4242", "action": "3155", "decline": "0341"}
@@ -282,6 +292,14 @@ class TestGateway:
 
     def construct_event(self, payload, signature):
         raise InvalidWebhook("The test gateway does not receive webhooks.")
+
+    # --- chargebacks and payout reversals (issue 11) ---------------------------------------
+
+    def reverse_transfer(self, *, transfer_id, amount_minor, idempotency_key, metadata):
+        return f"trr_test_{idempotency_key}"
+
+    def submit_dispute_evidence(self, *, dispute_id, evidence, idempotency_key):
+        return "under_review"
 
 
 def get_gateway() -> Gateway:

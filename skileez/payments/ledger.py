@@ -11,6 +11,24 @@ Money is never created or destroyed, only moved:
     payout            coach_payable -amount           paid_out +amount
     payout reversal   paid_out -amount                coach_payable +amount
 
+Chargebacks (issue 11; ``payments/chargebacks.py`` decides when each is posted):
+
+    chargeback_withdrawn   the bank took a disputed payment back.
+        after release:     platform_revenue -fee, coach_payable -net    chargebacks +(fee+net)
+        lost in escrow:    escrow -remaining                           chargebacks +remaining
+    chargeback_reinstated  the bank gave it back (after release only: the mirror)
+                           chargebacks -(fee+net)     platform_revenue +fee, coach_payable +net
+    transfer_reversal      a coach's transfer taken back from their Stripe account
+        for a chargeback:  paid_out -amount           coach_payable +amount (repays the debt)
+        by an admin:       paid_out -amount           reversed_payouts +amount
+
+``chargebacks`` is what cardholders' banks hold of ours; ``reversed_payouts`` is money an
+admin took back from a coach (after a fraud finding, say): returned to the platform's
+Stripe balance and owed to no one until an admin refunds the student or pays the coach.
+A chargeback after release is the only way a coach's ``coach_payable`` goes below zero
+(the money was transferred and the bank took it back); the transfer reversal brings it
+back to zero, and ``check_invariants`` allows a negative balance only to that extent.
+
 ``student_funding`` is the mirror of what students put in, so it only ever goes
 down; the other accounts hold what that money became. ``coach_payable`` and
 ``paid_out`` entries carry the coach they belong to.
@@ -58,15 +76,20 @@ from skileez.core.unit_of_work import transaction
 from skileez.extensions import db
 from skileez.payments.models import (
     ACCOUNTS,
+    Dispute,
     LedgerCheck,
     LedgerEntry,
     LedgerTransaction,
     Payment,
     Payout,
     Refund,
+    TransferReversal,
 )
 
-KINDS = ("payment_held", "release", "refund", "payout", "payout_reversal")
+KINDS = ("payment_held", "release", "refund", "payout", "payout_reversal",
+         "chargeback_withdrawn", "chargeback_reinstated", "transfer_reversal")
+#: Postings that move a coach's payable balance for a chargeback (and may make it negative).
+CHARGEBACK_KINDS = ("chargeback_withdrawn", "chargeback_reinstated")
 
 # Accounts that belong to one coach: their entries must name the coach.
 COACH_ACCOUNTS = ("coach_payable", "paid_out")
@@ -144,6 +167,62 @@ def post_payout_reversal(payout: Payout, *, reason: str) -> LedgerTransaction:
         Line("paid_out", -amount, payout.currency, payout.coach_id),
         Line("coach_payable", amount, payout.currency, payout.coach_id),
     ], payout=payout, memo=reason)
+
+
+# --- chargebacks and transfer reversals (issue 11) -------------------------------------
+
+def _released_split(payment: Payment) -> tuple[int, int]:
+    """(fee, net) that the payment's release posting moved: what a chargeback claws back."""
+    rows = db.session.execute(
+        select(LedgerEntry.account, LedgerEntry.amount_minor)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(LedgerTransaction.payment_id == payment.id,
+               LedgerTransaction.kind == "release")).all()
+    amounts = {account: amount for account, amount in rows}
+    return amounts.get("platform_revenue", 0), amounts.get("coach_payable", 0)
+
+
+def post_chargeback_withdrawn(payment: Payment, *, memo: str = "") -> LedgerTransaction:
+    """The cardholder's bank took the payment back.
+
+    Still in escrow (a dispute lost before release): the escrowed money is what went.
+    Released: what the release moved is clawed back from the platform's fee and from the
+    coach's payable balance, which goes negative if the coach was already paid; the
+    transfer reversal then repays it.
+    """
+    if payment.status in Payment.ESCROW_STATES:
+        amount = _non_negative(payment.remaining_minor, "chargeback")
+        lines = [Line("escrow", -amount, payment.currency),
+                 Line("chargebacks", amount, payment.currency)]
+    else:
+        fee, net = _released_split(payment)
+        lines = [Line("platform_revenue", -fee, payment.currency),
+                 Line("coach_payable", -net, payment.currency, payment.coach_id),
+                 Line("chargebacks", fee + net, payment.currency)]
+    return _post("chargeback_withdrawn", lines, payment=payment, memo=memo)
+
+
+def post_chargeback_reinstated(payment: Payment, *, memo: str = "") -> LedgerTransaction:
+    """The bank returned a chargeback on a released payment: the fee is the platform's
+    again and the coach is owed their share again."""
+    fee, net = _released_split(payment)
+    return _post("chargeback_reinstated", [
+        Line("chargebacks", -(fee + net), payment.currency),
+        Line("platform_revenue", fee, payment.currency),
+        Line("coach_payable", net, payment.currency, payment.coach_id),
+    ], payment=payment, memo=memo)
+
+
+def post_transfer_reversal(payout: Payout, *, amount_minor: int, to_coach: bool,
+                           memo: str = "") -> LedgerTransaction:
+    """A transfer came back from the coach's account: to their payable balance (repaying a
+    chargeback) or, for an admin's reversal, to ``reversed_payouts`` (owed to no one)."""
+    amount = _non_negative(amount_minor, "reversal amount")
+    target = Line("coach_payable", amount, payout.currency, payout.coach_id) if to_coach \
+        else Line("reversed_payouts", amount, payout.currency)
+    return _post("transfer_reversal", [
+        Line("paid_out", -amount, payout.currency, payout.coach_id), target,
+    ], payout=payout, memo=memo)
 
 
 def _non_negative(amount: int, what: str) -> int:
@@ -344,6 +423,7 @@ def check_invariants() -> list[str]:
     problems += _payment_mismatches()
     problems += _refund_mismatches()
     problems += _payout_mismatches()
+    problems += _chargeback_mismatches()
     return problems
 
 
@@ -384,9 +464,11 @@ def _malformed_transactions() -> list[str]:
     T = LedgerTransaction
     unlinked = or_(
         T.kind.not_in(KINDS),
-        and_(T.kind.in_(("payment_held", "release", "refund")), T.payment_id.is_(None)),
+        and_(T.kind.in_(("payment_held", "release", "refund", *CHARGEBACK_KINDS)),
+             T.payment_id.is_(None)),
         and_(T.kind == "refund", T.refund_id.is_(None)),
-        and_(T.kind.in_(("payout", "payout_reversal")), T.payout_id.is_(None)),
+        and_(T.kind.in_(("payout", "payout_reversal", "transfer_reversal")),
+             T.payout_id.is_(None)),
     )
     for tx_id, kind in db.session.execute(
             select(T.id, T.kind).where(unlinked).order_by(T.id)):
@@ -425,22 +507,32 @@ def _negative_balances() -> list[str]:
     """(b) Escrow only pays out what payments put in, so below zero it has released or
     refunded money twice (or more than was held). A coach's payable balance only pays
     out what was released to them, so below zero they were paid money they were
-    never owed."""
+    never owed — except by a chargeback: the bank took back money already transferred,
+    and the balance may be negative by what chargeback postings took from it, no more.
+    What the banks hold (``chargebacks``) and reversed transfers owed to no one
+    (``reversed_payouts``) are never negative either."""
     problems = []
     total = func.sum(LedgerEntry.amount_minor)
-    for currency, amount in db.session.execute(
-            select(LedgerEntry.currency, total)
-            .where(LedgerEntry.account == "escrow")
-            .group_by(LedgerEntry.currency).having(total < 0)
-            .order_by(LedgerEntry.currency)):
-        problems.append(f"Escrow is negative in {currency}: {int(amount)}.")
-    for coach_id, currency, amount in db.session.execute(
-            select(LedgerEntry.coach_id, LedgerEntry.currency, total)
+    for account, currency, amount in db.session.execute(
+            select(LedgerEntry.account, LedgerEntry.currency, total)
+            .where(LedgerEntry.account.in_(("escrow", "chargebacks", "reversed_payouts")))
+            .group_by(LedgerEntry.account, LedgerEntry.currency).having(total < 0)
+            .order_by(LedgerEntry.account, LedgerEntry.currency)):
+        label = {"escrow": "Escrow", "chargebacks": "Chargebacks",
+                 "reversed_payouts": "Reversed payouts"}[account]
+        problems.append(f"{label} is negative in {currency}: {int(amount)}.")
+    by_chargebacks = func.coalesce(func.sum(case(
+        (LedgerTransaction.kind.in_(CHARGEBACK_KINDS), LedgerEntry.amount_minor), else_=0)), 0)
+    for coach_id, currency, amount, clawed in db.session.execute(
+            select(LedgerEntry.coach_id, LedgerEntry.currency, total, by_chargebacks)
+            .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
             .where(LedgerEntry.account == "coach_payable")
-            .group_by(LedgerEntry.coach_id, LedgerEntry.currency).having(total < 0)
+            .group_by(LedgerEntry.coach_id, LedgerEntry.currency)
+            .having(total - by_chargebacks < 0)
             .order_by(LedgerEntry.coach_id, LedgerEntry.currency)):
         problems.append(f"Coach {coach_id}'s payable balance is negative in {currency}: "
-                        f"{int(amount)}.")
+                        f"{int(amount)}" + (f" (chargebacks account for {int(clawed)})"
+                                            if clawed else "") + ".")
     return problems
 
 
@@ -555,7 +647,8 @@ def _payout_mismatches() -> list[str]:
         select(
             T.payout_id.label("payout_id"),
             _count_kind("payout").label("payouts"),
-            _count_kind("payout_reversal").label("reversals"),
+            (_count_kind("payout_reversal") + _count_kind("transfer_reversal"))
+            .label("reversals"),
             _entry_sum(E.account == "paid_out").label("paid_out"),
         )
         .join(E, E.transaction_id == T.id)
@@ -592,6 +685,38 @@ def _payout_mismatches() -> list[str]:
         if int(n_paid_out) != int(want_paid_out):
             problems.append(f"{label} has {int(n_paid_out)} {currency} paid out in the "
                             f"ledger, expected {int(want_paid_out)}.")
+    return problems
+
+
+def _chargeback_mismatches() -> list[str]:
+    """(f) The books follow the bank: a payment's chargeback postings (withdrawn less
+    reinstated) are 1 while its bank dispute says the bank holds the money and 0
+    otherwise; a transfer reversal is posted once when it succeeded, never before."""
+    T = LedgerTransaction
+    net = (_count_kind("chargeback_withdrawn") - _count_kind("chargeback_reinstated"))
+    per_payment = (select(T.payment_id.label("payment_id"), net.label("net"))
+                   .join(LedgerEntry, LedgerEntry.transaction_id == T.id)
+                   .where(T.kind.in_(CHARGEBACK_KINDS)).group_by(T.payment_id).subquery())
+    out = (select(Dispute.payment_id.label("payment_id"))
+           .where(Dispute.funds_out.is_(True)).distinct().subquery())
+    posted = func.coalesce(per_payment.c.net, 0)
+    expected = case((out.c.payment_id.is_not(None), 1), else_=0)
+    problems = [f"Payment {payment_id} has {int(n)} chargeback postings outstanding, its bank "
+                f"dispute says {int(want)}."
+                for payment_id, n, want in db.session.execute(
+                    select(Payment.id, posted, expected)
+                    .outerjoin(per_payment, per_payment.c.payment_id == Payment.id)
+                    .outerjoin(out, out.c.payment_id == Payment.id)
+                    .where(posted != expected).order_by(Payment.id))]
+    postings = (select(T.payout_id.label("payout_id"), func.count(T.id).label("n"))
+                .where(T.kind == "transfer_reversal").group_by(T.payout_id).subquery())
+    count = func.coalesce(postings.c.n, 0)
+    want = case((TransferReversal.status == "succeeded", 1), else_=0)
+    for reversal_id, status, n in db.session.execute(
+            select(TransferReversal.id, TransferReversal.status, count)
+            .outerjoin(postings, postings.c.payout_id == TransferReversal.payout_id)
+            .where(count != want).order_by(TransferReversal.id)):
+        problems.append(f"Transfer reversal {reversal_id} ({status}) is posted {int(n)} times.")
     return problems
 
 

@@ -30,15 +30,21 @@ class Payment(db.Model):
         "pending": {"held", "failed"},
         # A declined card can be retried while the hold lasts.
         "failed": {"held", "failed"},
-        "held": {"released", "refunded", "partially_refunded", "disputed"},
-        "partially_refunded": {"released", "refunded", "partially_refunded", "disputed"},
-        "disputed": {"released", "refunded", "partially_refunded"},
+        "held": {"released", "refunded", "partially_refunded", "disputed", "charged_back"},
+        "partially_refunded": {"released", "refunded", "partially_refunded", "disputed",
+                               "charged_back"},
+        "disputed": {"released", "refunded", "partially_refunded", "charged_back"},
         "released": set(),
         "refunded": set(),
+        # A card dispute lost at the bank before release: the escrowed money went to the
+        # bank (a chargeback posting), so nothing is released or refunded. The bank's
+        # verdict may arrive before the dispute itself, so undisputed escrow may go here too.
+        "charged_back": set(),
     }}
     # Named sets of states, used by queries, rules and templates alike.
     # The money reached escrow (a hold was posted): everything but an unpaid payment.
-    FUNDED_STATES = ("held", "partially_refunded", "disputed", "released", "refunded")
+    FUNDED_STATES = ("held", "partially_refunded", "disputed", "released", "refunded",
+                     "charged_back")
     # The money, less refunds, is still in escrow.
     ESCROW_STATES = ("held", "partially_refunded", "disputed")
     # In escrow and not frozen by a dispute: the rules may release, refund or dispute it.
@@ -130,10 +136,12 @@ class Payout(db.Model):
     __tablename__ = "payouts"
     __display_name__ = "payout"
     __transitions__ = {"status": {
-        "pending": {"paid", "payable", "failed"},
-        "failed": {"paid", "failed", "payable"},
+        # → reversed without a transfer: a card dispute lost at the bank before the coach
+        # was paid (payments/chargebacks.py); nothing was posted, nothing is owed.
+        "pending": {"paid", "payable", "failed", "reversed"},
+        "failed": {"paid", "failed", "payable", "reversed"},
         # A balance owed because the coach had no connected account; paid once they have one.
-        "payable": {"paid", "failed"},
+        "payable": {"paid", "failed", "reversed"},
         "paid": {"reversed"},
         "reversed": set(),
     }}
@@ -332,6 +340,26 @@ class Dispute(db.Model):
     coach_answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # --- a card dispute at the bank (source 'stripe'); see payments/chargebacks.py ---
+    # Stripe's dispute id (du_/dp_…): every charge.dispute.* event finds its row by it.
+    stripe_dispute_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # Stripe's dispute status (needs_response, under_review, won, lost, …), never moved
+    # back by a late event; amount and reason as the bank states them.
+    bank_status: Mapped[str | None] = mapped_column(String(32))
+    bank_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    bank_reason: Mapped[str | None] = mapped_column(String(64))
+    evidence_due_by: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Stripe said the bank took the money (funds_withdrawn, or a lost verdict) / gave it
+    # back (funds_reinstated, or a won verdict): the facts the postings follow.
+    bank_withdrew: Mapped[bool] = mapped_column(default=False)
+    bank_reinstated: Mapped[bool] = mapped_column(default=False)
+    # What our books say the bank holds right now (a chargeback_withdrawn posting not
+    # yet undone by a chargeback_reinstated one). A payout of this payment waits meanwhile.
+    funds_out: Mapped[bool] = mapped_column(default=False)
+    # What the admin sent the bank, and when.
+    evidence_text: Mapped[str | None] = mapped_column(Text)
+    evidence_summary: Mapped[str | None] = mapped_column(Text)
+    evidence_submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
                                                  onupdate=clock.now)
@@ -352,6 +380,74 @@ class Dispute(db.Model):
     def is_open(self) -> bool:
         """Still waiting for an admin's decision."""
         return self.status == "open"
+
+    @property
+    def is_bank_dispute(self) -> bool:
+        """Opened by the cardholder's bank (a chargeback), known to Stripe by its id."""
+        return self.stripe_dispute_id is not None
+
+    @property
+    def bank_closed(self) -> bool:
+        return self.bank_status in BANK_CLOSED_STATUSES
+
+    @property
+    def awaits_evidence(self) -> bool:
+        """Stripe still takes evidence for it (it has not been submitted or decided)."""
+        return self.is_bank_dispute and self.bank_status in BANK_NEEDS_RESPONSE
+
+
+#: Stripe's dispute statuses, in the order a dispute moves through them.
+BANK_NEEDS_RESPONSE = ("warning_needs_response", "needs_response")
+BANK_UNDER_REVIEW = ("warning_under_review", "under_review")
+BANK_CLOSED_STATUSES = ("won", "lost", "warning_closed", "charge_refunded", "prevented")
+
+
+class TransferReversal(db.Model):
+    """Taking a coach's transfer back from their connected account, exactly once.
+
+    Made when the bank withdraws a disputed payment after its payout was transferred
+    (``kind='chargeback'``: the money repays the coach's negative balance), or by an
+    admin with a reason (``kind='admin'``: the money returns to the platform, owed to
+    no one until an admin refunds the student or pays the coach). Sent to Stripe by an
+    idempotent job (``chargebacks.ReversalAttempt``) keyed by this row; one per payout.
+    """
+
+    __tablename__ = "transfer_reversals"
+    __display_name__ = "transfer reversal"
+    __transitions__ = {"status": {
+        "pending": {"succeeded", "failed"},
+        "failed": {"succeeded", "failed"},
+        "succeeded": set(),
+    }}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"), unique=True)
+    dispute_id: Mapped[int | None] = mapped_column(ForeignKey("disputes.id"))
+    kind: Mapped[str] = mapped_column(String(12))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    gateway_reversal_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
+                                                 onupdate=clock.now)
+
+    payout = relationship("Payout", backref=db.backref("reversal", uselist=False))
+    created_by = relationship("User")
+
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("kind IN ('chargeback', 'admin')", name="kind_known"),
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status_known"),
+        Index("ix_transfer_reversals_due", "status", "next_attempt_at"),
+    )
 
 
 class WebhookEvent(db.Model):
@@ -396,7 +492,7 @@ class LedgerTransaction(db.Model):
 
 
 ACCOUNTS = ("student_funding", "escrow", "coach_payable", "platform_revenue", "refunds",
-            "paid_out")
+            "paid_out", "chargebacks", "reversed_payouts")
 
 
 class LedgerEntry(db.Model):
@@ -417,7 +513,8 @@ class LedgerEntry(db.Model):
 
     __table_args__ = (
         CheckConstraint("account IN ('student_funding', 'escrow', 'coach_payable', "
-                        "'platform_revenue', 'refunds', 'paid_out')", name="account_known"),
+                        "'platform_revenue', 'refunds', 'paid_out', 'chargebacks', "
+                        "'reversed_payouts')", name="account_known"),
         Index("ix_ledger_entries_account", "account", "currency"),
     )
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import case, select, update
+from sqlalchemy import case, exists, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from skileez import clock
@@ -41,7 +41,7 @@ from skileez.core.transitions import (
 from skileez.core.words import duration_words
 from skileez.extensions import db
 from skileez.notifications.operations import notify, notify_many
-from skileez.payments import ledger
+from skileez.payments import chargebacks, ledger
 from skileez.payments.attempts import ProviderAttempt
 from skileez.payments.gateway import CardDeclined, IntentResult, get_gateway
 from skileez.payments.models import Dispute, Payment, Payout, Refund
@@ -276,7 +276,11 @@ class PayoutAttempt(ProviderAttempt):
         return payout.status == "payable" or super().due(payout, now)
 
     def blocked(self, payout: Payout) -> str | None:
-        """Without a connected account the money waits in the coach's payable balance."""
+        """Without a connected account the money waits in the coach's payable balance;
+        while the cardholder's bank holds the payment (a chargeback), it waits too."""
+        if db.session.scalar(select(exists().where(Dispute.payment_id == payout.payment_id,
+                                                   Dispute.funds_out.is_(True)))):
+            return "held back: card dispute"
         if _payout_account(payout):
             return None
         if payout.status != "payable":
@@ -299,6 +303,7 @@ class PayoutAttempt(ProviderAttempt):
                            "last_error": None, "next_attempt_at": None,
                            "claimed_until": None})
         ledger.post_payout(payout)
+        chargebacks.payout_landed(payout)
         return "paid"
 
 

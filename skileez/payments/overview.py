@@ -255,7 +255,9 @@ def payable(row) -> Payable:
     """
     when = None
     if row.balance < 0:
-        reason = "Paid out more than was released: the ledger check will list it."
+        reason = "Below zero: a card dispute took back money already transferred to the " \
+                 "coach, until the transfer reversal succeeds (any other cause the ledger " \
+                 "check lists)."
     elif not row.stripe_account_id:
         reason = "No connected Stripe account: the coach has not set up payouts yet."
     elif not row.payouts_enabled:

@@ -8,7 +8,7 @@ from sqlalchemy.orm import joinedload, raiseload, selectinload
 from skileez.core.pagination import paginate
 from skileez.extensions import db
 from skileez.payments import words
-from skileez.payments.models import Dispute, Payment, Payout
+from skileez.payments.models import Dispute, LedgerEntry, Payment, Payout
 from skileez.sessions.models import Session
 
 # The earnings page lists this many payouts, newest first; the totals cover them all.
@@ -41,9 +41,23 @@ def _totals(coach) -> dict[str, dict[str, int]]:
                       func.sum(Payout.amount_minor).label("total"))
                .where(Payout.coach_id == coach.id, Payout.status.in_(PAYOUT_STATES_OWED))
                .group_by(Payout.currency))
+    # Issue 11: the coach's balance in the books (negative only by a chargeback) and how
+    # many card disputes they have, so the earnings page asks for those only if any.
+    balance = (select(LedgerEntry.currency, literal("balance").label("kind"),
+                      func.sum(LedgerEntry.amount_minor).label("total"))
+               .where(LedgerEntry.coach_id == coach.id,
+                      LedgerEntry.account == "coach_payable")
+               .group_by(LedgerEntry.currency))
+    disputed = (select(Payment.currency, literal("bank_disputes").label("kind"),
+                       func.count(Dispute.id).label("total"))
+                .join(Dispute, Dispute.payment_id == Payment.id)
+                .where(Payment.coach_id == coach.id, Dispute.stripe_dispute_id.is_not(None))
+                .group_by(Payment.currency))
     totals: dict[str, dict[str, int]] = {}
-    for currency, kind, total in db.session.execute(union_all(held, paid, payable)):
-        bucket = totals.setdefault(currency, {"held": 0, "paid": 0, "payable": 0})
+    for currency, kind, total in db.session.execute(union_all(held, paid, payable, balance,
+                                                              disputed)):
+        bucket = totals.setdefault(currency, {"held": 0, "paid": 0, "payable": 0,
+                                              "balance": 0, "bank_disputes": 0})
         bucket[kind] += int(total or 0)
     return dict(sorted(totals.items()))
 
@@ -60,9 +74,34 @@ def coach_earnings(coach) -> dict:
         select(Payout).where(Payout.coach_id == coach.id)
         .options(joinedload(Payout.payment).joinedload(Payment.session)
                  .joinedload(Session.contract),
-                 joinedload(Payout.payment).joinedload(Payment.student))
+                 joinedload(Payout.payment).joinedload(Payment.student),
+                 joinedload(Payout.reversal))
         .order_by(Payout.created_at.desc(), Payout.id.desc()).limit(PAYOUTS_SHOWN)))
-    return {"held": held, "payouts": payouts, "totals": _totals(coach)}
+    totals = _totals(coach)
+    return {"held": held, "payouts": payouts, "totals": totals,
+            **coach_chargebacks(coach, totals)}
+
+
+#: Card disputes listed on the earnings page, newest first.
+CHARGEBACKS_SHOWN = 20
+
+
+def coach_chargebacks(coach, totals: dict[str, dict[str, int]]) -> dict:
+    """The coach's card disputes (what the bank took and gave back), asked for only when
+    ``totals`` counts any, and per currency their balance in the books when a chargeback
+    made it negative."""
+    negative = {currency: t["balance"] for currency, t in totals.items() if t["balance"] < 0}
+    if not any(t["bank_disputes"] for t in totals.values()):
+        return {"chargebacks": [], "negative_balances": negative}
+    disputes = list(db.session.scalars(
+        select(Dispute).join(Payment, Payment.id == Dispute.payment_id)
+        .where(Payment.coach_id == coach.id, Dispute.stripe_dispute_id.is_not(None))
+        .options(joinedload(Dispute.payment).options(
+            joinedload(Payment.session).joinedload(Session.contract),
+            joinedload(Payment.student),
+            joinedload(Payment.payout).joinedload(Payout.reversal)))
+        .order_by(Dispute.created_at.desc(), Dispute.id.desc()).limit(CHARGEBACKS_SHOWN)))
+    return {"chargebacks": disputes, "negative_balances": negative}
 
 
 def student_payments(student):

@@ -22,7 +22,7 @@ from skileez.core.access import public, require_login, role_required
 from skileez.core.http import is_htmx
 from skileez.core.unit_of_work import see_other, submit, transaction
 from skileez.extensions import csrf, db
-from skileez.payments import operations, queries, words
+from skileez.payments import chargebacks, operations, queries, words
 from skileez.payments.attempts import provider_call
 from skileez.payments.cards import saved_card_of
 from skileez.payments.forms import DisputeAnswerForm, DisputeForm
@@ -41,7 +41,8 @@ bp = require_login(Blueprint("payments", __name__, url_prefix="/payments"))
 @bp.app_context_processor
 def _payment_rules() -> dict:
     """Templates ask the same payment rules the operations enforce."""
-    return {"can_dispute": operations.can_dispute}
+    return {"can_dispute": operations.can_dispute,
+            "chargeback_words": chargebacks.chargeback_words}
 @bp.app_template_global("money_words")
 def _money_words(subject, viewer=None):
     """Every page and email says what a payment's money is doing through this one answer."""

@@ -560,3 +560,26 @@ class StripeGateway:
                 and isinstance(data.get("object"), dict)):
             raise InvalidWebhook("The webhook body is not a Stripe event.")
         return event
+
+    # --- chargebacks and payout reversals (issue 11) --------------------------------------------
+
+    def reverse_transfer(self, *, transfer_id: str, amount_minor: int, idempotency_key: str,
+                         metadata: dict[str, str]) -> str:
+        """``POST /v1/transfers/<id>/reversals``: the money leaves the coach's connected
+        account back to the platform. Stripe refuses more than is not yet reversed."""
+        params = {"amount": amount_minor, "metadata": _metadata(metadata)}
+        reversal = self._call("take the transfer back", lambda: self._client.v1.transfers
+                              .reversals.create(transfer_id, params,  # type: ignore[arg-type]
+                                                {"idempotency_key": idempotency_key}))
+        return reversal.id
+
+    def submit_dispute_evidence(self, *, dispute_id: str, evidence: dict[str, str],
+                                idempotency_key: str) -> str:
+        """``POST /v1/disputes/<id>`` with ``evidence[...]`` and ``submit=true``: the evidence
+        goes to the bank at once (it cannot be edited afterwards). Returns the dispute's
+        status, normally ``under_review``."""
+        params = {"evidence": dict(evidence), "submit": True}
+        dispute = self._call("send the dispute evidence", lambda: self._client.v1.disputes
+                             .update(dispute_id, params,  # type: ignore[arg-type]
+                                     {"idempotency_key": idempotency_key}))
+        return _field(dispute, "status") or "under_review"

@@ -8,6 +8,7 @@ failure reported after a success is ignored, a success after a failure wins.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from flask import current_app
@@ -16,12 +17,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from skileez.core.db import autocommit_read, is_lock_conflict
 from skileez.core.errors import Conflict
-from skileez.core.transitions import record_creation, transition
 from skileez.core.unit_of_work import transaction
 from skileez.extensions import db
-from skileez.notifications.operations import notify
+from skileez.payments.chargebacks import BankDispute, apply_bank_dispute
 from skileez.payments.gateway import GatewayError, get_gateway
-from skileez.payments.models import Dispute, Payment, Refund, WebhookEvent
+from skileez.payments.models import Payment, Refund, WebhookEvent
 from skileez.payments.operations import (
     confirm_own_refund,
     payment_failed,
@@ -196,9 +196,8 @@ def handle_event(event: dict[str, Any]) -> str:
         intent_id = _id_or_none(obj.get("id"), "the PaymentIntent id")
         charge_id = _id_or_none(_charge_id(obj), "the charge id")
         amount = _amount(obj)
-    elif event_type == "charge.dispute.created":
-        _id_or_none(obj.get("charge"), "the charge id")
-        _id_or_none(obj.get("payment_intent"), "the PaymentIntent id")
+    elif event_type in DISPUTE_EVENTS:
+        bank = _read_bank_dispute(obj)
     elif event_type == "charge.refunded":
         _id_or_none(obj.get("id"), "the charge id")
         _id_or_none(obj.get("payment_intent"), "the PaymentIntent id")
@@ -213,8 +212,8 @@ def handle_event(event: dict[str, Any]) -> str:
         message = error.get("message") if isinstance(error, dict) else None
         return payment_failed(intent_id, message if isinstance(message, str) else None,
                               metadata=metadata)
-    if event_type == "charge.dispute.created":
-        return _card_dispute(obj)
+    if event_type in DISPUTE_EVENTS:
+        return _card_dispute(obj, event_type, bank)
     if event_type == "charge.refunded":
         return _charge_refunded(obj, refunds)
     return "ignored"
@@ -333,20 +332,36 @@ def _charge_refunded(charge: dict[str, Any], refunds: list[_StripeRefund]) -> st
     return "refunded in Stripe"
 
 
-def _card_dispute(dispute: dict[str, Any]) -> str:
-    """The cardholder disputed the charge with their bank: freeze the release for an admin."""
+#: Stripe's events about a card dispute at the bank (see ``payments/chargebacks.py``).
+DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+                  "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated")
+
+
+def _read_bank_dispute(obj: dict[str, Any]) -> BankDispute:
+    """The dispute object's facts, or MalformedEvent before anything changes."""
+    _id_or_none(obj.get("charge"), "the charge id")
+    _id_or_none(obj.get("payment_intent"), "the PaymentIntent id")
+    dispute_id = _id_or_none(obj.get("id"), "the dispute id")
+    if dispute_id is None:
+        raise MalformedEvent("the dispute has no id")
+    words = {}
+    for name, size in (("currency", 3), ("reason", 64), ("status", 32)):
+        value = obj.get(name)
+        if value is not None and not isinstance(value, str):
+            raise MalformedEvent(f"{name} is not text")
+        words[name] = value[:size] if value else None
+    details = obj.get("evidence_details")
+    due_by = details.get("due_by") if isinstance(details, dict) else None
+    if due_by is not None and (type(due_by) is not int or not 0 < due_by < 2**33):
+        raise MalformedEvent("evidence_details.due_by is not a time")
+    return BankDispute(dispute_id, _amount(obj), words["currency"], words["reason"],
+                       words["status"],
+                       datetime.fromtimestamp(due_by, UTC) if due_by else None)
+
+
+def _card_dispute(dispute: dict[str, Any], event_type: str, bank: BankDispute) -> str:
+    """The cardholder disputed the charge with their bank: follow it (chargebacks.py)."""
     payment = _payment_for_charge(dispute.get("charge"), dispute.get("payment_intent"))
     if payment is None:
         return "unknown payment"
-    if not payment.is_in_undisputed_escrow:
-        return f"not in escrow ({payment.status}): for an admin to handle"
-    transition(payment, "disputed", reason="card dispute opened at the bank",
-               expected=payment.status)
-    item = Dispute(payment_id=payment.id, source="stripe", status="open",
-                   reason=f"Card dispute at the bank: {dispute.get('reason') or 'unspecified'}")
-    db.session.add(item)
-    db.session.flush()
-    record_creation(item, reason="card dispute")
-    notify(payment.coach, "dispute_opened",
-           payment.session.notification_payload(reason=item.reason, dispute_id=item.id))
-    return "disputed"
+    return apply_bank_dispute(payment, event_type, bank)

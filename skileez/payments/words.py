@@ -195,6 +195,12 @@ def describe_money(payment: Payment, viewer, now: datetime | None = None) -> Mon
         return words("Refunded", f"{money(amounts.refunded)} was refunded to {card}{when}.",
                      "secondary")
 
+    if status == "charged_back":
+        return words("Taken back by the bank",
+                     f"The bank returned {money(payment.amount_minor - amounts.refunded)} to "
+                     f"{card} after a card dispute; nothing of it is released to {coach}.",
+                     "secondary")
+
     # The money is still in escrow: held, partly refunded or disputed.
     refunded = ""
     if amounts.refunded:
