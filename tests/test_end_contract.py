@@ -397,3 +397,18 @@ def test_ending_while_the_student_books_leaves_no_booking_on_an_ended_contract(
             # The booking won and made the ending's preview stale: nothing was ended.
             assert results["end"].status_code == 409
             assert results["book"].status_code == 303
+
+
+def test_a_session_whose_time_came_but_nobody_started_is_explained_not_called_started(
+        app, coaching, clock, student, paid_session):
+    """Found by a tester: "has started and is not finished yet" about a session nobody
+    had started. It has no outcome yet, and the page says how it will get one."""
+    contract = coaching["contract"]
+    paid_session(coaching["student"], contract, WED_1000)
+    clock.advance(WED_1000 + timedelta(minutes=5) - clock.now())
+    text = student.get(end_url(contract)).get_data(as_text=True)
+    assert "has started" not in text
+    assert "was due to start and has no outcome yet" in text
+    # Marked missed from 15 minutes after the start, in the student's zone (New York).
+    assert "missed from 06:15 EDT" in text and "30 minutes after its end" in text
+    assert contract_row(app, contract.id).status == "active"

@@ -33,6 +33,7 @@ from skileez.core.timezones import format_local
 from skileez.core.transitions import transition, transition_many
 from skileez.extensions import db
 from skileez.notifications.operations import notify
+from skileez.policy import get_policy
 from skileez.sessions import lifecycle
 from skileez.sessions.lifecycle import CancelTerms
 from skileez.sessions.models import Session
@@ -43,6 +44,12 @@ STALE = ("Things changed since you opened this page (a session was booked, paid,
          "contract.")
 IN_PROGRESS = ("{label} has started and is not finished yet. Finish it, or mark the session "
                "in progress as completed or missed first, then end the contract.")
+# A tester read "has started" about a session nobody had started: its time has come, and
+# until it has an outcome its money cannot be reckoned.
+NO_OUTCOME_YET = ("{label} was due to start and has no outcome yet, so its payment cannot be "
+                  "settled by ending the contract. It is completed or marked missed on its "
+                  "session page (missed from {missed_from}), or settled automatically "
+                  "{close_after} minutes after its end; then you can end the contract.")
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,15 @@ class EndPreview:
         if not allowed:
             return allowed
         if self.unfinished:
-            return deny(IN_PROGRESS.format(label=_label(self.unfinished[0], self.ender)))
+            session = self.unfinished[0]
+            if session.status == "in_progress":
+                return deny(IN_PROGRESS.format(label=_label(session, self.ender)))
+            policy = get_policy()
+            return deny(NO_OUTCOME_YET.format(
+                label=_label(session, self.ender),
+                missed_from=format_local(session.starts_at + policy.mark_missed_after_start,
+                                         self.ender.timezone, "time"),
+                close_after=int(policy.auto_close_after_end.total_seconds() // 60)))
         return allowed
 
     def fingerprint(self) -> str:
