@@ -297,3 +297,13 @@ def test_a_check_that_cannot_finish_says_why_and_the_next_one_runs(app, admin, c
     clock.advance(timedelta(minutes=1))
     assert "Ledger check passed" in text(admin.post(f"{PAGE}/ledger-check", token_page=PAGE,
                                                     follow_redirects=True))
+
+
+def test_the_fragment_opened_in_a_browser_is_the_payments_page_at_its_card(app, make_user):
+    """Found by a tester: the polled card, opened directly, was a bare unstyled fragment."""
+    make_user("admin", name="Ada Admin", email="root@example.com")
+    admin = Client(app)
+    admin.login("root@example.com")
+    response = admin.get(f"{PAGE}/ledger-check")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"{PAGE}#ledger-check")

@@ -8,7 +8,7 @@ the template. The ledger check is not run here: the page shows the last stored r
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, render_template, url_for
+from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select, union
 from sqlalchemy.orm import joinedload, selectinload
@@ -20,7 +20,7 @@ from skileez.auth.forms import ConfirmForm
 from skileez.auth.models import User
 from skileez.core.errors import DomainError
 from skileez.core.forms import attach_error
-from skileez.core.http import choice_arg, like_pattern, text_arg
+from skileez.core.http import choice_arg, is_htmx, like_pattern, text_arg
 from skileez.core.money import MoneyError, format_money, parse_amount
 from skileez.core.pagination import paginate
 from skileez.core.permissions import ALLOWED, deny
@@ -159,7 +159,12 @@ def _ledger_check_state() -> dict:
 
 @bp.get("/payments/ledger-check")
 def ledger_check():
-    """The ledger check's card alone: the page polls it while a check is on its way."""
+    """The ledger check's card alone: the page polls it while a check is on its way.
+
+    Opened in a browser (a bookmark, a link shared), it is the payments page at the card.
+    """
+    if not is_htmx():
+        return redirect(url_for("admin.payments") + "#ledger-check")
     return render_template("admin/_ledger_check.html", **_ledger_check_state())
 
 
