@@ -175,6 +175,7 @@ def test_after_the_decision_the_answer_is_read_only(app, disputed):
     text = page.get_data(as_text=True)
     assert "can no longer be changed" in text and "<textarea" not in text
     assert "The recording shows the full hour." in text
+    assert "An admin decided it on" in text and "stays on hold" not in text
     late = coach.post(url, {"answer": "One more thing."}, token_page=f"/sessions/"
                       f"{disputed['session']}")
     assert late.status_code == 409
