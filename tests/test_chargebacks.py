@@ -409,6 +409,11 @@ def test_an_admin_reverses_a_paid_payout_with_a_reason(released):
     assert kinds_for(paid, "coach") == ["payout_reversed"]
     page = signed_in(paid, "clara@example.com").get("/payments/").get_data(as_text=True)
     assert "Taken back: reversed by Ada Admin: Fraud finding" in page
+    # The money overview says the reversed money waits for a decision (a tester found it
+    # stranded there with "every coach has been paid" and no word of it).
+    overview = admin.get("/admin/money").get_data(as_text=True)
+    assert 'data-testid="reversed-waiting-EUR"' in overview
+    assert "taken back from coaches by payout reversals is held by the platform" in overview
 
 
 def _release_without_a_payout_account(paid):
