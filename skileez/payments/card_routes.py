@@ -24,6 +24,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from skileez import clock
 from skileez.auth.models import User
+from skileez.auth.session import safe_redirect_target
 from skileez.contracts.models import Contract
 from skileez.core.access import role_required
 from skileez.core.errors import DomainError
@@ -42,10 +43,12 @@ PROVIDER_DOWN = "Card services are unavailable for a moment. Nothing was saved; 
 
 
 def _safe_next(value: str | None) -> str | None:
-    """Only a path of this site (the pay page or a pattern page sends the student here)."""
-    if value and value.startswith("/") and not value.startswith("//") and len(value) < 500:
-        return value
-    return None
+    """Only a path of this site (the pay page or a pattern page sends the student here),
+    judged as a browser reads it: "/\\evil.example" or "/<tab>/evil.example" is another
+    site (the login's own rule)."""
+    if not isinstance(value, str) or len(value) >= 500:
+        return None
+    return safe_redirect_target(value, "") or None
 
 
 @bp.get("/card")
@@ -185,7 +188,10 @@ def _parse_starts(values: list[str]) -> list[datetime]:
     starts = []
     for text in values:
         try:
-            value = datetime.fromisoformat(text.strip()).astimezone(UTC)
+            read = datetime.fromisoformat(text.strip())
+            if read.tzinfo is None:  # the page sends offsets; a bare time is no one's
+                raise ValueError(text)
+            value = read.astimezone(UTC)
         except (ValueError, OverflowError, TypeError):
             raise DomainError("A chosen time could not be read; check the times again.",
                               field="starts") from None
@@ -232,8 +238,10 @@ def book_pattern(contract_id: int):
         return found
 
     def preview_rows() -> list:
-        # A refusal of the whole booking (form_errors) still shows the fresh preview.
-        if not asked or not can_book or any(field.errors for field in form) or problems():
+        # A refusal of the whole booking (form_errors), or of the times chosen in it
+        # (the starts' errors, shown under them), still shows the fresh preview.
+        if not asked or not can_book or problems() or any(
+                field.errors for field in form if field.name != "starts"):
             return []
         starts = pattern.weekly_starts(form.weekday.data, form.minute_of_day,
                                        form.first_day.data, form.count.data,

@@ -1,0 +1,93 @@
+"""Issue 11's new routes, attacked as a hostile or careless person would.
+
+Each test here was a defect found by trying: a redirect a browser follows off the
+site, money exported as text a spreadsheet cannot add, a time read in the server's
+zone instead of the student's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from sqlalchemy import func, select
+
+from skileez.extensions import db
+from skileez.sessions.models import Session
+from tests.test_admin_money import admin_client, books  # noqa: F401
+from tests.test_book_pattern import (  # noqa: F401
+    FIRST_DAY,
+    confirm,
+    evening,
+    save_test_card,
+    signed_in,
+)
+
+pytestmark = pytest.mark.usefixtures("ledger_checked_after_each_test")
+
+# Browsers read a backslash as a slash and drop tabs and newlines, so each of these
+# is "//evil.example": another site.
+OFF_SITE = ["/\\evil.example", "/\\/evil.example", "/\t/evil.example", "/\n/evil.example",
+            "\\/evil.example"]
+
+
+@pytest.mark.parametrize("next_url", OFF_SITE)
+def test_the_card_pages_next_never_leads_off_the_site(app, evening, next_url):  # noqa: F811
+    """A link to the card page with a crafted ``next`` must not send the student away."""
+    client = signed_in(app, "sam@example.com")
+    page = client.get("/payments/card", query_string={"next": next_url})
+    assert page.status_code == 200
+    assert "evil.example" not in page.get_data(as_text=True)
+    response = client.post("/payments/card/test-save", {"card": "ok", "next": next_url},
+                           token_page="/payments/card")
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/payments/card")
+
+
+def test_a_path_of_the_site_is_still_followed(app, evening):  # noqa: F811
+    client = signed_in(app, "sam@example.com")
+    target = f"/payments/pattern/{evening['contract'].id}?weekday=1"
+    response = client.post("/payments/card/test-save", {"card": "ok", "next": target},
+                           token_page="/payments/card")
+    assert response.headers["Location"].endswith(target)
+
+
+def test_negative_amounts_in_the_entries_csv_stay_numbers(app, admin_client, books):  # noqa: F811
+    """Half of a ledger is negative; a quote before '-44.91' makes it text no sum adds."""
+    response = admin_client.get("/admin/money/entries.csv?account=escrow&currency=EUR")
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    amounts = [row[9] for row in rows[1:]]
+    assert any(amount.startswith("-") for amount in amounts), amounts
+    assert not any(amount.startswith("'") for amount in amounts), amounts
+    money_rows = list(csv.reader(io.StringIO(
+        admin_client.get("/admin/money.csv").get_data(as_text=True))))
+    assert not any(row[3].startswith("'") for row in money_rows[1:])
+
+
+def test_a_start_without_a_zone_is_refused_not_read_in_the_servers_zone(
+        app, evening):  # noqa: F811
+    """'2026-10-13T18:00' says no zone: the server's own (UTC here) is not the student's."""
+    client = signed_in(app, "sam@example.com")
+    save_test_card(client)
+    response = client.post(f"/payments/pattern/{evening['contract'].id}",
+                           {"weekday": 1, "at": "18:00", "first_day": FIRST_DAY.isoformat(),
+                            "count": 1, "starts": ["2026-10-13T18:00:00"]},
+                           token_page=f"/payments/pattern/{evening['contract'].id}")
+    assert response.status_code == 422
+    assert "could not be read" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Session)) == 0
+
+
+def test_confirming_with_nothing_ticked_says_so_beside_the_times(app, evening):  # noqa: F811
+    """Un-ticking every week must answer 'choose at least one', under the fresh times."""
+    client = signed_in(app, "sam@example.com")
+    save_test_card(client)
+    response = confirm(client, evening["contract"].id, [], count=2)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Choose at least one time to book." in body
+    assert 'data-testid="pattern-preview"' in body
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Session)) == 0
