@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+import time
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
 
 from skileez.extensions import db
+from skileez.payments import gateway
+from skileez.payments.models import Payment
 from skileez.sessions.models import Session
 from tests.test_admin_money import admin_client, books  # noqa: F401
 from tests.test_book_pattern import (  # noqa: F401
@@ -91,3 +96,55 @@ def test_confirming_with_nothing_ticked_says_so_beside_the_times(app, evening): 
     assert 'data-testid="pattern-preview"' in body
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Session)) == 0
+
+
+class StripeLikeIdempotency(gateway.TestGateway):
+    """The test gateway, slowed down like a real network call, charging once per
+    idempotency key as Stripe does (a repeated key gets the first answer back)."""
+
+    def __init__(self):
+        super().__init__()
+        self.charged: set[str] = set()
+        self.lock = threading.Lock()
+
+    def charge_saved_card(self, **kwargs):
+        time.sleep(0.3)
+        with self.lock:
+            self.charged.add(kwargs["idempotency_key"])
+        return super().charge_saved_card(**kwargs)
+
+
+@pytest.mark.real_commits
+def test_two_clicks_on_pay_with_saved_card_at_once_charge_the_card_once(app, coaching,
+                                                                         book_session, clock):
+    """A double click (or two tabs) while the first charge is at Stripe must not take the
+    money twice: the second payment would be 'left alone' here and kept by Stripe."""
+    clock.freeze(datetime(2026, 3, 9, 9, 0, tzinfo=UTC))
+    fake = app.extensions["skileez_gateway"] = StripeLikeIdempotency()
+    client = signed_in(app, "sam@example.com")
+    save_test_card(client)
+    session = book_session(coaching["student"], coaching["contract"],
+                           datetime(2026, 3, 11, 9, 0, tzinfo=UTC))
+    with app.app_context():
+        payment_id = db.session.get(Session, session.id).payment.id
+    clients = []
+    for _ in range(2):
+        other = signed_in(app, "sam@example.com")
+        clients.append((other, other.csrf_token(f"/payments/{payment_id}/pay")))
+    barrier, statuses = threading.Barrier(2), []
+
+    def click(index):
+        each, token = clients[index]
+        barrier.wait()
+        statuses.append(each.http.post(f"/payments/{payment_id}/saved-card",
+                                       data={"csrf_token": token}).status_code)
+
+    threads = [threading.Thread(target=click, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [303, 303], statuses
+    assert len(fake.charged) == 1, fake.charged
+    with app.app_context():
+        assert db.session.get(Payment, payment_id).status == "held"
