@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from skileez.extensions import db
 from skileez.payments import gateway
 from skileez.payments.models import Payment
+from skileez.payments.pattern import weekly_starts
 from skileez.sessions.models import Session
 from tests.test_admin_money import admin_client, books  # noqa: F401
 from tests.test_book_pattern import (  # noqa: F401
@@ -148,3 +149,16 @@ def test_two_clicks_on_pay_with_saved_card_at_once_charge_the_card_once(app, coa
     assert len(fake.charged) == 1, fake.charged
     with app.app_context():
         assert db.session.get(Payment, payment_id).status == "held"
+
+
+def test_more_times_than_sessions_asked_for_books_none(app, evening):  # noqa: F811
+    """The page offers one time a week for the count chosen; a form with more ticked
+    times (edited, or replayed from a longer preview) must not charge for extra ones."""
+    client = signed_in(app, "sam@example.com")
+    save_test_card(client)
+    starts = weekly_starts(1, 18 * 60, FIRST_DAY, 5, "Europe/Berlin")
+    response = confirm(client, evening["contract"].id, starts, count=2)
+    assert response.status_code == 422
+    assert "Choose at most 2 times, one a week." in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Session)) == 0

@@ -269,6 +269,10 @@ def book_pattern(contract_id: int):
         starts = _parse_starts(form.starts.data or [])
         if not starts:
             raise DomainError("Choose at least one time to book.", field="starts")
+        if len(starts) > form.count.data:  # the page offers one time a week
+            raise DomainError(f"Choose at most {form.count.data} time"
+                              f"{'s' if form.count.data != 1 else ''}, one a week.",
+                              field="starts")
         return len(pattern.book_pattern(current_user, contract, starts))
 
     return submit(form, book_them, page=page, allowed=can_book, problems=problems,
