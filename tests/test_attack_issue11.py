@@ -18,9 +18,12 @@ from sqlalchemy import func, select
 
 from skileez.extensions import db
 from skileez.payments import gateway
-from skileez.payments.models import Payment
+from skileez.payments.models import Payment, TransferReversal
 from skileez.payments.pattern import weekly_starts
 from skileez.sessions.models import Session
+from tests.conftest import Client
+from tests.fake_stripe_connect import fake_connect  # noqa: F401
+from tests.stripe_support import localstripe  # noqa: F401
 from tests.test_admin_money import admin_client, books  # noqa: F401
 from tests.test_book_pattern import (  # noqa: F401
     FIRST_DAY,
@@ -29,6 +32,7 @@ from tests.test_book_pattern import (  # noqa: F401
     save_test_card,
     signed_in,
 )
+from tests.test_chargebacks import paid, released  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("ledger_checked_after_each_test")
 
@@ -162,3 +166,37 @@ def test_more_times_than_sessions_asked_for_books_none(app, evening):  # noqa: F
     assert "Choose at most 2 times, one a week." in response.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Session)) == 0
+
+
+@pytest.mark.real_commits
+@pytest.mark.stripe
+def test_two_admins_reversing_one_payout_at_once_reverse_it_once(released):  # noqa: F811
+    """Both see a paid payout; one reverses it, the other is told it is being reversed
+    (409), never a 500 from the second reversal row."""
+    state = released
+    url = f"/admin/payments/{state['payment_id']}"
+    admins = []
+    for _ in range(2):
+        admin = Client(state["app"])
+        admin.login("root@example.com")
+        admins.append((admin, admin.csrf_token(url)))
+    barrier, statuses = threading.Barrier(2), []
+
+    def reverse(index):
+        admin, token = admins[index]
+        barrier.wait()
+        try:
+            statuses.append(admin.http.post(f"{url}/reverse-payout", data={
+                "csrf_token": token, "reason": "Fraud finding: no session."}).status_code)
+        except Exception as error:
+            statuses.append(repr(error)[:200])
+
+    threads = [threading.Thread(target=reverse, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses, key=str) == [303, 409], statuses
+    assert len(state["connect"].reversals) == 1
+    with state["app"].app_context():
+        assert db.session.scalar(select(func.count()).select_from(TransferReversal)) == 1
