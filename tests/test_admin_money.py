@@ -237,6 +237,8 @@ def test_the_csv_says_what_the_page_says(app, admin_client, books):
     assert rows[0] == ["section", "item", "currency", "amount", "count", "detail"]
     by_key = {(r[0], r[1], r[2]): r for r in rows[1:]}
     assert by_key[("balance", "escrow", "EUR")][3] == "179.60"
+    # A negative amount is a number a spreadsheet adds up, not text behind a quote.
+    assert by_key[("balance", "student_funding", "EUR")][3] == "-399.20"
     assert by_key[("balance", "platform_revenue", "EUR")][3] == "19.96"
     assert by_key[("releasing", "within 24h", "EUR")][3:5] == ["79.80", "2"]
     assert by_key[("revenue", "2026-03", "EUR")][3] == "19.96"

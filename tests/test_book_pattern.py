@@ -343,3 +343,28 @@ def test_eight_students_booking_eight_week_patterns_at_once_never_overlap(
             else:
                 assert s.status == "pending_payment" and s.id in waiting, s.id
                 assert s.payment.failure_message
+
+
+def test_confirming_with_nothing_ticked_keeps_the_preview_and_says_why(app, evening):
+    """Found by a tester: every week "Not free", nothing ticked, "Book" pressed — the
+    preview vanished for "Fix the pattern on the left", with no message anywhere."""
+    client = signed_in(app, "sam@example.com")
+    save_test_card(client, "ok")
+    response = confirm(client, evening["contract"].id, [], count=2)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Choose at least one time to book." in body
+    assert body.count('name="starts"') == 2  # the two weeks are still there to tick
+    assert "Fix the pattern on the left" not in body
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Session)) == 0
+
+
+def test_booking_one_week_is_told_in_the_singular(app, evening):
+    client = signed_in(app, "sam@example.com")
+    save_test_card(client, "ok")
+    [start] = weekly_starts(1, 18 * 60, FIRST_DAY, 1, "Europe/Berlin")
+    response = confirm(client, evening["contract"].id, [start], count=1)
+    assert response.status_code == 303
+    shown = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "1 session booked. It is being charged to your saved card" in shown

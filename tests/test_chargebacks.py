@@ -404,6 +404,7 @@ def test_an_admin_reverses_a_paid_payout_with_a_reason(released):
     again = admin.post(f"{url}/reverse-payout", {"reason": "Once more, to be sure."},
                        token_page=url)
     assert again.status_code == 409
+    assert "This payout is already reversed or being reversed." in again.get_data(as_text=True)
     assert len(paid["connect"].reversals) == 1
     assert kinds_for(paid, "coach") == ["payout_reversed"]
     page = signed_in(paid, "clara@example.com").get("/payments/").get_data(as_text=True)

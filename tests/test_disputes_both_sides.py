@@ -317,6 +317,8 @@ def test_deciding_twice_is_a_conflict(app, disputed):
     again = admin.post(url, {"resolution": "release", "note": "Changed my mind.",
                              "confirmed": "yes"}, token_page=url)
     assert again.status_code == 409
+    # The page that comes back (no decision form any more) says why nothing happened.
+    assert "This dispute is already resolved." in again.get_data(as_text=True)
     with app.app_context():
         assert db.session.get(Payment, disputed["payment"]).status == "refunded"
     resolved = admin.get(url).get_data(as_text=True)

@@ -40,8 +40,6 @@ CHART_STYLE = Style(background="transparent", plot_background="transparent",
                     label_font_size=17, major_label_font_size=17, legend_font_size=17,
                     font_family="system-ui, sans-serif")
 SCRIPT = re.compile(r"<script\b[^>]*(/>|>.*?</script>)", re.S)
-# An amount as _amount writes it: a spreadsheet reads it as a number, never a formula.
-PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 CSV_HEADER = ("section", "item", "currency", "amount", "count", "detail")
 ENTRIES_CSV_HEADER = ("entry", "transaction", "date", "time", "time zone", "kind", "account",
                       "coach", "currency", "amount", "payment", "memo")
@@ -144,14 +142,12 @@ def _money_rows(figures: dict) -> Iterator[list]:
 
 def _streamed_csv(rows: Iterable[list], filename: str) -> Response:
     """``rows`` written out as they come, each cell neutralised against spreadsheet
-    formulas (the sessions export's rule), except a plain signed number: a quote before
-    "-44.91" would make half the ledger text that no sum adds."""
+    formulas (the sessions export's rule)."""
     def generate() -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         for row in rows:
-            writer.writerow([cell if isinstance(cell, str) and PLAIN_NUMBER.fullmatch(cell)
-                             else neutralise(cell) for cell in row])
+            writer.writerow([neutralise(cell) for cell in row])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()

@@ -8,7 +8,7 @@ the template. The ledger check is not run here: the page shows the last stored r
 
 from __future__ import annotations
 
-from flask import abort, current_app, render_template, url_for
+from flask import abort, current_app, flash, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select, union
 from sqlalchemy.orm import joinedload, selectinload
@@ -360,6 +360,19 @@ def dispute(dispute_id: int):
     return _dispute_page(_dispute(dispute_id), ResolveDisputeForm())
 
 
+def _stating_refusal(decision, page):
+    """``page``, with a refused action's reason shown above it.
+
+    Found with two tabs: the second decision (or reversal) came back 409 on a page that no
+    longer shows the form, so nothing said it had not happened.
+    """
+    def render():
+        if not decision:
+            flash(decision.reason, "warning")
+        return page()
+    return render
+
+
 def _decide(dispute: Dispute, form, page):
     """Review a decision (what each person gets), or make it once the admin has confirmed.
 
@@ -385,7 +398,7 @@ def _decide(dispute: Dispute, form, page):
                          f"Dispute #{dispute.id} resolved; both people have been told what "
                          "they get and why.")
 
-    return submit(form, resolve, page=page, allowed=allowed,
+    return submit(form, resolve, page=_stating_refusal(allowed, page), allowed=allowed,
                   problems=lambda: _decision_problems(form, payment), done=done)
 
 
@@ -449,6 +462,7 @@ def reverse_payout(payment_id: int):
     if payout is None:
         abort(404)
     form = ReversePayoutForm()
+    decision = chargebacks.can_reverse_payout(payout)
 
     def reverse():
         # Two admins at once: the second waits for the first's row lock, then finds its
@@ -458,8 +472,9 @@ def reverse_payout(payment_id: int):
         return chargebacks.reverse_payout(payout, current_user, reason=form.reason.data or "")
 
     return submit(form, reverse, serialized=True,
-                  page=lambda: _payment_page(item, reverse_form=form),
-                  allowed=chargebacks.can_reverse_payout(payout),
+                  page=_stating_refusal(decision, lambda: _payment_page(item,
+                                                                        reverse_form=form)),
+                  allowed=decision,
                   done=lambda _: see_other(
                       url_for("admin.payment", payment_id=payment_id),
                       "The payout is being reversed at Stripe; the money returns to the "

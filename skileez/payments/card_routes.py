@@ -238,10 +238,10 @@ def book_pattern(contract_id: int):
         return found
 
     def preview_rows() -> list:
-        # A refusal of the whole booking (form_errors), or of the times chosen in it
-        # (the starts' errors, shown under them), still shows the fresh preview.
+        # A refusal of the whole booking (form_errors), or of the times ticked in it, still
+        # shows the fresh preview: the student ticks again rather than starting over.
         if not asked or not can_book or problems() or any(
-                field.errors for field in form if field.name != "starts"):
+                field.errors for field in form if field is not form.starts):
             return []
         starts = pattern.weekly_starts(form.weekday.data, form.minute_of_day,
                                        form.first_day.data, form.count.data,
@@ -279,7 +279,8 @@ def book_pattern(contract_id: int):
                   serialized=True,
                   done=lambda count: see_other(
                       url_for("contracts.detail", contract_id=contract.id),
-                      f"{count} session{'s' if count != 1 else ''} booked. Each is being "
-                      "charged to your saved card; you will be told at once if one needs "
-                      "you."))
+                      f"{count} sessions booked. Each is being charged to your saved card; "
+                      "you will be told at once if one needs you." if count != 1 else
+                      "1 session booked. It is being charged to your saved card; you will be "
+                      "told at once if it needs you."))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -40,6 +41,8 @@ CSV_HEADER = ("date", "start time", "end time", "time zone", "session number", "
               "student", "coach", "status", "late", "duration_minutes")
 # A spreadsheet treats a cell starting with one of these as a formula (OWASP "CSV injection").
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A signed decimal and nothing else: safe in a spreadsheet whatever its sign.
+PLAIN_NUMBER = re.compile(r"[-+]?\d+(\.\d+)?")
 MAX_SEARCH_LENGTH = 100
 
 
@@ -170,9 +173,15 @@ def _matching(user: User, filters: HistoryFilters) -> tuple[Select, type[User]]:
 # --- CSV -------------------------------------------------------------------------------
 
 def neutralise(cell: object) -> str:
-    """A cell as text a spreadsheet will not run: formula-looking text gets a leading quote."""
+    """A cell as text a spreadsheet will not run: formula-looking text gets a leading quote.
+
+    A plain number such as ``-468.00`` is left alone: it runs nothing, and quoted it would
+    be read as text, so a column of amounts would no longer add up.
+    """
     text = "" if cell is None else str(cell)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+    if text.startswith(FORMULA_PREFIXES) and not PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
 
 
 def csv_rows(user: User, filters: HistoryFilters) -> Iterable[list[str]]:
