@@ -468,8 +468,15 @@ def reverse_payout(payment_id: int):
         abort(404)
     form = ReversePayoutForm()
     decision = chargebacks.can_reverse_payout(payout)
-    return submit(form, lambda: chargebacks.reverse_payout(payout, current_user,
-                                                           reason=form.reason.data or ""),
+
+    def reverse():
+        # Two admins at once: the second waits for the first's row lock, then finds its
+        # reversal and is refused (409), instead of a second reversal row (a 500).
+        db.session.execute(select(Payout.id).where(Payout.id == payout.id).with_for_update())
+        db.session.expire(payout)
+        return chargebacks.reverse_payout(payout, current_user, reason=form.reason.data or "")
+
+    return submit(form, reverse, serialized=True,
                   page=_stating_refusal(decision, lambda: _payment_page(item,
                                                                         reverse_form=form)),
                   allowed=decision,

@@ -24,6 +24,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from skileez import clock
 from skileez.auth.models import User
+from skileez.auth.session import safe_redirect_target
 from skileez.contracts.models import Contract
 from skileez.core.access import role_required
 from skileez.core.errors import DomainError
@@ -42,10 +43,12 @@ PROVIDER_DOWN = "Card services are unavailable for a moment. Nothing was saved; 
 
 
 def _safe_next(value: str | None) -> str | None:
-    """Only a path of this site (the pay page or a pattern page sends the student here)."""
-    if value and value.startswith("/") and not value.startswith("//") and len(value) < 500:
-        return value
-    return None
+    """Only a path of this site (the pay page or a pattern page sends the student here),
+    judged as a browser reads it: "/\\evil.example" or "/<tab>/evil.example" is another
+    site (the login's own rule)."""
+    if not isinstance(value, str) or len(value) >= 500:
+        return None
+    return safe_redirect_target(value, "") or None
 
 
 @bp.get("/card")
@@ -185,7 +188,10 @@ def _parse_starts(values: list[str]) -> list[datetime]:
     starts = []
     for text in values:
         try:
-            value = datetime.fromisoformat(text.strip()).astimezone(UTC)
+            read = datetime.fromisoformat(text.strip())
+            if read.tzinfo is None:  # the page sends offsets; a bare time is no one's
+                raise ValueError(text)
+            value = read.astimezone(UTC)
         except (ValueError, OverflowError, TypeError):
             raise DomainError("A chosen time could not be read; check the times again.",
                               field="starts") from None
@@ -263,6 +269,10 @@ def book_pattern(contract_id: int):
         starts = _parse_starts(form.starts.data or [])
         if not starts:
             raise DomainError("Choose at least one time to book.", field="starts")
+        if len(starts) > form.count.data:  # the page offers one time a week
+            raise DomainError(f"Choose at most {form.count.data} time"
+                              f"{'s' if form.count.data != 1 else ''}, one a week.",
+                              field="starts")
         return len(pattern.book_pattern(current_user, contract, starts))
 
     return submit(form, book_them, page=page, allowed=can_book, problems=problems,

@@ -154,6 +154,14 @@ def _metadata(payment: Payment, **extra: str) -> dict[str, str]:
             **extra}
 
 
+def _on_session_key(payment: Payment, card: SavedCard) -> str:
+    """One key per state of the payment: two clicks at once (or two tabs) read the same
+    row and ask Stripe with the same key, so the card is charged once and both get that
+    answer; a decline or an adopted intent changes the row, so the next try is new."""
+    changed = payment.updated_at.timestamp() if payment.updated_at else 0.0
+    return f"payment-{payment.id}-saved-{card.id}-{payment.status}-{changed:.6f}"
+
+
 def pay_with_saved_card(payment: Payment, card: SavedCard) -> IntentResult:
     """The student, on the pay page, pays with their saved card (on-session).
 
@@ -170,7 +178,7 @@ def pay_with_saved_card(payment: Payment, card: SavedCard) -> IntentResult:
             amount_minor=payment.amount_minor, currency=payment.currency,
             customer=card.customer_id, payment_method=card.payment_method_id,
             off_session=False,
-            idempotency_key=f"payment-{payment.id}-saved-{uuid.uuid4().hex[:12]}",
+            idempotency_key=_on_session_key(payment, card),
             metadata=_metadata(payment))
     except CardDeclined as error:
         payment_failed(payment.payment_intent_id, error.message,
