@@ -87,3 +87,17 @@ def test_the_admin_payment_page_says_when_it_was_released_not_when_it_was_due(
         f"/admin/payments/{disputed['payment']}").get_data(as_text=True)
     assert ">Released</dt>" in page and "(due " in page
     assert ">Release at</dt>" not in page
+
+
+def test_the_admin_payments_list_says_released_when_not_when_due(app, disputed):  # noqa: F811
+    admin = signed_in(app, "root@example.com")
+
+    def listing() -> str:
+        page = admin.get("/admin/payments").get_data(as_text=True)
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page))
+
+    assert "due Sat 14 Mar" in listing()
+    decide(app, disputed, "release", note="The session happened in full.")
+    after = listing()
+    # Released by the decision, a day before it was due.
+    assert "released Fri 13 Mar, 21:02 JST" in after and "due Sat 14 Mar" not in after
