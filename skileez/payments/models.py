@@ -14,7 +14,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from skileez import clock
 from skileez.core.types import UTCDateTime
@@ -519,7 +519,35 @@ class LedgerEntry(db.Model):
     )
 
 
-class LedgerCheck(db.Model):
+class RequestedRun:
+    """The columns of a run that the sweep or an admin asks for and one job then claims
+    and runs (a ledger check, a reconciliation): who asked and when, the queue and run
+    claims, and when it started, finished or failed."""
+
+    # 'schedule' (the sweep) or 'admin' (someone pressed the page's button).
+    source: Mapped[str] = mapped_column(String(10))
+    requested_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    # A job for this row is waiting in a queue until then (see core.queue.claim_queued).
+    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A job is running it until then; only that job may write the result.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The run itself could not finish (the database or Stripe went away, say).
+    error: Mapped[str | None] = mapped_column(Text)
+
+    @declared_attr
+    def requested_by(cls):
+        return relationship("User")
+
+    @property
+    def is_finished(self) -> bool:
+        return self.finished_at is not None
+
+
+class LedgerCheck(RequestedRun, db.Model):
     """One run of the ledger invariant check: asked for, then run once by a job.
 
     The check reads the whole ledger, so it runs off the request path (on the sweep's
@@ -531,35 +559,16 @@ class LedgerCheck(db.Model):
     __tablename__ = "ledger_checks"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # 'schedule' (the sweep) or 'admin' (someone pressed "Check now").
-    source: Mapped[str] = mapped_column(String(10))
-    requested_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"))
-    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
-    # A job for this row is waiting in a queue until then (see core.queue.claim_queued).
-    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # A job is running the check until then; only that job may write the result.
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     # How many problems were found; ``problems`` keeps the first few (a JSON list).
     problem_count: Mapped[int | None] = mapped_column(Integer)
     problems: Mapped[list | None] = mapped_column(db.JSON)
-    # The check itself could not finish (the database went away, say).
-    error: Mapped[str | None] = mapped_column(Text)
-
-    requested_by = relationship("User")
 
     __table_args__ = (
         CheckConstraint("source IN ('schedule', 'admin')", name="source_known"),
         Index("ix_ledger_checks_started_at", "started_at"),
         Index("ix_ledger_checks_requested_at", "requested_at"),
     )
-
-    @property
-    def is_finished(self) -> bool:
-        return self.finished_at is not None
 
     @property
     def passed(self) -> bool:
@@ -571,7 +580,7 @@ class LedgerCheck(db.Model):
         return max((self.problem_count or 0) - len(self.problems or ()), 0)
 
 
-class ReconciliationRun(db.Model):
+class ReconciliationRun(RequestedRun, db.Model):
     """One comparison of our payments, refunds and payouts with what Stripe holds.
 
     Asked for by the sweep each night or by an admin, run once by a job that claims the
@@ -583,15 +592,6 @@ class ReconciliationRun(db.Model):
     __tablename__ = "reconciliation_runs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # 'schedule' (the nightly sweep) or 'admin' (someone pressed "Compare now").
-    source: Mapped[str] = mapped_column(String(10))
-    requested_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"))
-    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
-    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     charges_compared: Mapped[int | None] = mapped_column(Integer)
     refunds_compared: Mapped[int | None] = mapped_column(Integer)
@@ -601,19 +601,12 @@ class ReconciliationRun(db.Model):
     closed: Mapped[int | None] = mapped_column(Integer)
     # Set when there was nothing to compare (the test gateway moves no money).
     note: Mapped[str | None] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)
-
-    requested_by = relationship("User")
 
     __table_args__ = (
         CheckConstraint("source IN ('schedule', 'admin')", name="source_known"),
         Index("ix_reconciliation_runs_requested_at", "requested_at"),
         Index("ix_reconciliation_runs_started_at", "started_at"),
     )
-
-    @property
-    def is_finished(self) -> bool:
-        return self.finished_at is not None
 
     @property
     def succeeded(self) -> bool:
