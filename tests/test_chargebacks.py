@@ -537,3 +537,33 @@ def test_a_dispute_on_a_charge_that_is_not_ours_is_acknowledged(released):
                           "data": {"object": dispute}}).encode()
     assert deliver(paid, payload) == "unknown payment"
     assert paid["connect"].reversals == []
+
+
+# --- follow-ups: the earnings page's query budget ----------------------------------------------
+
+@pytest.mark.parametrize("when", ["before release", "after release"])
+def test_the_earnings_page_with_card_disputes_stays_within_the_query_budget(paid, when):
+    """A coach with card disputes opens their earnings page at the same ≤ 10 statements as
+    any page, and the count does not grow with more disputes (each row's payout and
+    reversal come with the list, not one by one)."""
+    from tests.test_admin_query_budget import BUDGET, described, statements_for
+
+    if when == "after release":
+        paid["clock"].advance(timedelta(hours=25))
+        for _ in range(3):
+            with paid["app"].app_context():
+                sweep()
+    dispute_id = bank_dispute(paid)
+    deliver(paid, event(paid, dispute_id, "created"))
+    deliver(paid, event(paid, dispute_id, "funds_withdrawn"))
+    coach = signed_in(paid, "clara@example.com")
+    coach.get("/payments/")  # the first visit warms the session and the caches
+    statements = statements_for(paid["app"], coach, "/payments/")
+    page = coach.get("/payments/").get_data(as_text=True)
+    assert "Card disputes" in page
+    assert len(statements) <= BUDGET, described(statements)
+    # A second bank dispute on the same payment: still the same count.
+    second = bank_dispute(paid)
+    deliver(paid, event(paid, second, "created"))
+    again = statements_for(paid["app"], coach, "/payments/")
+    assert len(again) <= len(statements), described(again)
