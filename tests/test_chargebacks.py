@@ -567,3 +567,47 @@ def test_the_earnings_page_with_card_disputes_stays_within_the_query_budget(paid
     deliver(paid, event(paid, second, "created"))
     again = statements_for(paid["app"], coach, "/payments/")
     assert len(again) <= len(statements), described(again)
+
+
+# --- follow-ups: what the payment's headline says after a chargeback after release ---------
+
+def headlines(paid) -> dict[str, str]:
+    """The payment's money headline as the student, the coach and an admin read it."""
+    from skileez.payments.words import describe_money
+
+    with paid["app"].app_context():
+        payment = db.session.get(Payment, paid["payment_id"])
+        admin = db.session.scalar(select(User).where(User.email == "root@example.com"))
+        return {who: describe_money(payment, viewer).headline for who, viewer in (
+            ("student", payment.student), ("coach", payment.coach), ("admin", admin))}
+
+
+@pytest.mark.parametrize("verdict", ["lost", "won"])
+def test_the_payment_headline_says_what_the_bank_did_after_release(released, verdict):
+    """'Paid — released to the coach' hid a chargeback: each step now reads as what
+    happened, for the student, the coach and an admin alike, on their pages too."""
+    paid = released
+    assert headlines(paid)["student"] == "Paid — released to the coach"
+    dispute_id = bank_dispute(paid)
+    deliver(paid, event(paid, dispute_id, "created"))
+    assert headlines(paid) == {"student": "Disputed at the bank — released to the coach",
+                               "coach": "Disputed at the bank — released to you",
+                               "admin": "Disputed at the bank — released to the coach"}
+    deliver(paid, event(paid, dispute_id, "funds_withdrawn"))
+    assert set(headlines(paid).values()) == {"Disputed at the bank — money taken back"}
+    page = signed_in(paid, "sam@example.com").get("/payments/").get_data(as_text=True)
+    assert "Disputed at the bank — money taken back" in page
+    if verdict == "lost":
+        deliver(paid, event(paid, dispute_id, "closed", status="lost"))
+        assert set(headlines(paid).values()) == {"Taken back by the bank"}
+        expected = "Taken back by the bank"
+    else:
+        deliver(paid, event(paid, dispute_id, "funds_reinstated"))
+        deliver(paid, event(paid, dispute_id, "closed", status="won"))
+        assert set(headlines(paid).values()) == {"Bank decided for the coach"}
+        expected = "Bank decided for the coach"
+    with paid["app"].app_context():
+        page_url = f"/admin/payments/{paid['payment_id']}"
+    assert expected in signed_in(paid, "root@example.com").get(page_url).get_data(as_text=True)
+    assert expected in signed_in(paid, "sam@example.com").get("/payments/").get_data(
+        as_text=True)
