@@ -611,3 +611,41 @@ def test_the_payment_headline_says_what_the_bank_did_after_release(released, ver
     assert expected in signed_in(paid, "root@example.com").get(page_url).get_data(as_text=True)
     assert expected in signed_in(paid, "sam@example.com").get("/payments/").get_data(
         as_text=True)
+
+
+# --- follow-ups: a won chargeback after release, whatever order its events arrive in --------
+
+#: Stripe sends ``funds_withdrawn`` when it takes the money and ``funds_reinstated`` after
+#: the dispute closed won; deliveries may come in any order (see chargebacks.py).
+ORDERS_WON = {
+    "in order": ["created", "funds_withdrawn", "closed", "funds_reinstated"],
+    "won before withdrawn": ["created", "closed", "funds_withdrawn", "funds_reinstated"],
+    "won first, reinstated before withdrawn": ["closed", "funds_reinstated",
+                                               "funds_withdrawn", "created"],
+    "reinstated before won": ["funds_withdrawn", "funds_reinstated", "closed", "created"],
+}
+
+
+@pytest.mark.parametrize("order", ORDERS_WON, ids=list(ORDERS_WON))
+def test_a_won_chargeback_after_release_loses_and_double_counts_nothing_in_any_order(
+        released, order):
+    """However the events of a won dispute arrive, the bank ends holding nothing, the
+    platform keeps its fee and the coach's share is theirs exactly once: either they kept
+    their transfer (nothing was taken), or it was taken back and is owed to them again."""
+    paid = released
+    dispute_id = bank_dispute(paid)
+    payloads = {kind: event(paid, dispute_id, kind) for kind in ("created", "funds_withdrawn",
+                                                                  "funds_reinstated")}
+    payloads["closed"] = event(paid, dispute_id, "closed", status="won")
+    for kind in ORDERS_WON[order]:
+        deliver_twice(paid, payloads[kind])
+    totals = books(paid)
+    assert totals["chargebacks"] == 0 and totals["platform_revenue"] == FEE
+    assert totals["coach_payable"] + totals["paid_out"] == NET
+    assert state(paid)["dispute"] == ("resolved", "bank_won", "won", False)
+    if paid["connect"].reversals:  # taken back while the bank held it: owed again
+        assert (totals["paid_out"], totals["coach_payable"]) == (0, NET)
+    else:  # nothing was taken: the coach keeps their transfer, nothing is owed
+        assert (totals["paid_out"], totals["coach_payable"]) == (NET, 0)
+        assert state(paid)["payout"] == "paid"
+    assert invariants(paid) == []

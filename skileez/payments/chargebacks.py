@@ -22,6 +22,20 @@ it gave it back. The books then follow what the facts say the bank holds now:
   money. When the bank gives it back (reinstated, or won) ``chargeback_reinstated`` makes
   the coach owed again.
 
+Event order (checked against Stripe's dispute docs): ``funds_withdrawn`` reports the
+money taken from the platform's balance, and ``funds_reinstated`` "occurs when funds are
+reinstated to your account after a dispute is closed"; the dispute object in every event
+lists zero, one or two balance transactions (withdrawn, then reinstated). So a dispute
+that closed *won* either never took the money or took it and gave it back: what the bank
+holds after a won verdict is nothing, whichever event arrives first. That is why a
+``funds_withdrawn`` delivered after the ``closed`` (won) event posts nothing and queues
+no reversal (the coach keeps the transfer, the books never moved), and a
+``funds_reinstated`` on a dispute whose withdrawal we never booked posts nothing either;
+had the withdrawal been booked first, the reinstatement (or the won verdict, whichever
+comes first) reverses it exactly once. Lost is the mirror image: a lost verdict means
+the bank holds the money even if ``funds_withdrawn`` never arrives. No order loses money
+or counts it twice (tests/test_chargebacks.py, the "in any order" tests).
+
 An admin can also reverse a paid transfer with a reason (a fraud finding, say): the
 money comes back to the platform's balance as ``reversed_payouts``, owed to no one until
 an admin refunds the student or pays the coach by hand.
