@@ -184,13 +184,14 @@ def test_a_chargeback_after_release_ends_with_a_transfer_reversal_and_balanced_b
     # The bank decides for us: the money comes back and the coach is owed again.
     deliver_twice(paid, event(paid, dispute_id, "closed", status="won"))
     assert deliver_twice(paid, event(paid, dispute_id, "funds_reinstated")) == "recorded"
-    assert books(paid) == {"escrow": 0, "coach_payable": NET, "paid_out": 0,
+    # Owed again, and paid again at once (a second transfer, see the repayment tests).
+    assert books(paid) == {"escrow": 0, "coach_payable": 0, "paid_out": NET,
                            "platform_revenue": FEE, "chargebacks": 0, "reversed_payouts": 0}
     assert state(paid)["dispute"] == ("resolved", "bank_won", "won", False)
     assert kinds_for(paid, "student") == ["chargeback_closed", "chargeback_opened"]
     assert "chargeback_closed" in kinds_for(paid, "coach")
     page = coach.get("/payments/").get_data(as_text=True)
-    assert "€44.91 is owed to you again" in page
+    assert "Paid again after the bank decided for you: €44.91 was transferred" in page
     page = admin.get(f"/admin/disputes/{case_id}").get_data(as_text=True)
     assert "the bank decided for us (won)" in page
     assert invariants(paid) == []
@@ -631,7 +632,7 @@ def test_a_won_chargeback_after_release_loses_and_double_counts_nothing_in_any_o
         released, order):
     """However the events of a won dispute arrive, the bank ends holding nothing, the
     platform keeps its fee and the coach's share is theirs exactly once: either they kept
-    their transfer (nothing was taken), or it was taken back and is owed to them again."""
+    their transfer (nothing was taken), or it was taken back and transferred again."""
     paid = released
     dispute_id = bank_dispute(paid)
     payloads = {kind: event(paid, dispute_id, kind) for kind in ("created", "funds_withdrawn",
@@ -643,9 +644,83 @@ def test_a_won_chargeback_after_release_loses_and_double_counts_nothing_in_any_o
     assert totals["chargebacks"] == 0 and totals["platform_revenue"] == FEE
     assert totals["coach_payable"] + totals["paid_out"] == NET
     assert state(paid)["dispute"] == ("resolved", "bank_won", "won", False)
-    if paid["connect"].reversals:  # taken back while the bank held it: owed again
-        assert (totals["paid_out"], totals["coach_payable"]) == (0, NET)
+    assert (totals["paid_out"], totals["coach_payable"]) == (NET, 0)
+    if paid["connect"].reversals:  # taken back while the bank held it: paid again, once
+        assert [r[:2] for r in repayments(paid)] == [("paid", NET)]
+        assert len(paid["connect"].transfers) == 2
     else:  # nothing was taken: the coach keeps their transfer, nothing is owed
-        assert (totals["paid_out"], totals["coach_payable"]) == (NET, 0)
-        assert state(paid)["payout"] == "paid"
+        assert state(paid)["payout"] == "paid" and repayments(paid) == []
+        assert len(paid["connect"].transfers) == 1
     assert invariants(paid) == []
+
+
+# --- follow-ups: the coach is paid again after a won chargeback ----------------------------
+
+def repayments(paid) -> list[tuple[str, int, str | None]]:
+    from skileez.payments.models import Repayment
+
+    with paid["app"].app_context():
+        return [(r.status, r.amount_minor, r.transfer_id) for r in db.session.scalars(
+            select(Repayment).order_by(Repayment.id))]
+
+
+def _withdrawn_and_won(paid) -> None:
+    dispute_id = bank_dispute(paid)
+    deliver_twice(paid, event(paid, dispute_id, "created"))
+    deliver_twice(paid, event(paid, dispute_id, "funds_withdrawn"))
+    assert state(paid)["reversals"] == [("chargeback", "succeeded", NET)]
+    deliver_twice(paid, event(paid, dispute_id, "closed", status="won"))
+    deliver_twice(paid, event(paid, dispute_id, "funds_reinstated"))
+
+
+def test_after_a_won_chargeback_the_coach_is_transferred_their_share_again(released):
+    """The transfer was reversed while the bank held the money; won, the coach is owed
+    again and gets a new transfer, once, with its own idempotency key and posting; the
+    earnings page and the admin payment page show it."""
+    paid = released
+    _withdrawn_and_won(paid)
+    assert len(paid["connect"].transfers) == 2
+    again = paid["connect"].transfers[1]
+    assert again["amount"] == NET
+    [(status, amount, transfer_id)] = repayments(paid)
+    assert (status, amount, transfer_id) == ("paid", NET, again["id"])
+    [request] = [r for r in paid["connect"].requests_to("POST", "/v1/transfers")
+                 if (r.header("Idempotency-Key") or "").startswith("repayment-")]
+    assert request.header("Idempotency-Key") == "repayment-1"
+    assert books(paid) == {"escrow": 0, "coach_payable": 0, "paid_out": NET,
+                           "platform_revenue": FEE, "chargebacks": 0, "reversed_payouts": 0}
+    assert invariants(paid) == []
+    # A later sweep sends nothing more.
+    paid["clock"].advance(timedelta(hours=2))
+    with paid["app"].app_context():
+        sweep()
+    assert len(paid["connect"].transfers) == 2
+    page = signed_in(paid, "clara@example.com").get("/payments/").get_data(as_text=True)
+    assert "Paid again after the bank decided for you: €44.91" in page
+    admin_page = signed_in(paid, "root@example.com").get(
+        f"/admin/payments/{paid['payment_id']}").get_data(as_text=True)
+    assert "Repayment #1" in admin_page and "paid" in admin_page
+
+
+def test_a_coach_without_a_connected_account_is_owed_the_repayment_until_they_connect(
+        released):
+    """As a payout: without an account the repayment waits as payable (the coach's
+    balance shows it owed), and is transferred by the sweep once they connect one."""
+    paid = released
+    with paid["app"].app_context():
+        profile = profile_for(db.session.get(User, paid["coach_id"]))
+        account = profile.stripe_account_id
+        profile.payouts_enabled = False
+        db.session.commit()
+    _withdrawn_and_won(paid)
+    assert [r[:2] for r in repayments(paid)] == [("payable", NET)]
+    assert books(paid)["coach_payable"] == NET and len(paid["connect"].transfers) == 1
+    assert invariants(paid) == []
+    with paid["app"].app_context():
+        profile = profile_for(db.session.get(User, paid["coach_id"]))
+        profile.payouts_enabled, profile.stripe_account_id = True, account
+        db.session.commit()
+    with paid["app"].app_context():
+        sweep()
+    assert [r[:2] for r in repayments(paid)] == [("paid", NET)]
+    assert books(paid)["coach_payable"] == 0 and len(paid["connect"].transfers) == 2

@@ -191,8 +191,9 @@ def _payment(payment_id: int) -> Payment:
     payment = db.session.get(Payment, payment_id, options=(
         joinedload(Payment.student), joinedload(Payment.coach),
         joinedload(Payment.session).joinedload(Session.contract),
-        joinedload(Payment.payout).joinedload(Payout.reversal)
-        .joinedload(TransferReversal.created_by), selectinload(Payment.refunds)))
+        joinedload(Payment.payout).joinedload(Payout.reversal).options(
+            joinedload(TransferReversal.created_by), joinedload(TransferReversal.repayment)),
+        selectinload(Payment.refunds)))
     if payment is None:
         abort(404)
     return payment

@@ -262,7 +262,12 @@ def release(payment: Payment, *, actor=None, reason: str = "escrow released",
 
 def _payout_account(payout: Payout) -> str | None:
     """The coach's Stripe account, if Stripe lets it receive transfers yet."""
-    profile = profile_for(payout.coach)
+    return payout_account(payout.coach)
+
+
+def payout_account(coach) -> str | None:
+    """``coach``'s Stripe account, if Stripe lets it receive transfers yet."""
+    profile = profile_for(coach)
     return profile.stripe_account_id if profile.payouts_enabled else None
 
 

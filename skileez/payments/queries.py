@@ -8,7 +8,7 @@ from sqlalchemy.orm import joinedload, raiseload, selectinload
 from skileez.core.pagination import paginate, paginate_counted
 from skileez.extensions import db
 from skileez.payments import words
-from skileez.payments.models import Dispute, LedgerEntry, Payment, Payout
+from skileez.payments.models import Dispute, LedgerEntry, Payment, Payout, TransferReversal
 from skileez.sessions.models import Session
 
 # The earnings page lists this many payouts, newest first; the totals cover them all.
@@ -101,7 +101,8 @@ def coach_chargebacks(coach, totals: dict[str, dict[str, int]]) -> dict:
         .options(joinedload(Dispute.payment).options(
             joinedload(Payment.session).joinedload(Session.contract),
             joinedload(Payment.student),
-            joinedload(Payment.payout).joinedload(Payout.reversal)))
+            joinedload(Payment.payout).joinedload(Payout.reversal)
+            .joinedload(TransferReversal.repayment)))
         .order_by(Dispute.created_at.desc(), Dispute.id.desc()).limit(CHARGEBACKS_SHOWN)))
     return {"chargebacks": disputes, "negative_balances": negative}
 
