@@ -380,6 +380,7 @@ def test_a_dispute_decision_books_a_refund_already_made_in_stripe_and_never_refu
     admin, url = _disputed_and_refunded_in_stripe(paid, make_user, 1000)
     page = admin.get(url).get_data(as_text=True)
     assert "Already refunded in Stripe: €10.00." in page
+    assert "(at least the €10.00 already refunded in Stripe)" in page
     assert "Student gets €49.90 back (€10.00 of it already refunded in Stripe); coach gets " \
         "€0.00." in page
     assert "Student gets €10.00 back (€10.00 of it already refunded in Stripe); coach gets " \
