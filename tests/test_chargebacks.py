@@ -724,3 +724,24 @@ def test_a_coach_without_a_connected_account_is_owed_the_repayment_until_they_co
         sweep()
     assert [r[:2] for r in repayments(paid)] == [("paid", NET)]
     assert books(paid)["coach_payable"] == 0 and len(paid["connect"].transfers) == 2
+
+
+def test_a_repayment_stripe_fails_is_retried_by_the_sweep_and_sent_once(released):
+    """Stripe answers the repayment's transfer with a 500: it is failed with a retry time,
+    the coach is still owed, and the sweep sends it again with the same key, once."""
+    paid = released
+    dispute_id = bank_dispute(paid)
+    deliver(paid, event(paid, dispute_id, "funds_withdrawn"))
+    paid["connect"].fail_next_transfers(1)
+    deliver(paid, event(paid, dispute_id, "closed", status="won"))
+    assert [r[:2] for r in repayments(paid)] == [("failed", NET)]
+    assert books(paid)["coach_payable"] == NET and invariants(paid) == []
+    paid["clock"].advance(timedelta(hours=1))
+    for _ in range(2):
+        with paid["app"].app_context():
+            sweep()
+    assert [r[:2] for r in repayments(paid)] == [("paid", NET)]
+    assert len(paid["connect"].transfers) == 2 and books(paid)["coach_payable"] == 0
+    keys = [r.header("Idempotency-Key") for r in paid["connect"].requests_to("POST",
+                                                                              "/v1/transfers")]
+    assert keys.count("repayment-1") == 2
