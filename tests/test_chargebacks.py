@@ -184,13 +184,14 @@ def test_a_chargeback_after_release_ends_with_a_transfer_reversal_and_balanced_b
     # The bank decides for us: the money comes back and the coach is owed again.
     deliver_twice(paid, event(paid, dispute_id, "closed", status="won"))
     assert deliver_twice(paid, event(paid, dispute_id, "funds_reinstated")) == "recorded"
-    assert books(paid) == {"escrow": 0, "coach_payable": NET, "paid_out": 0,
+    # Owed again, and paid again at once (a second transfer, see the repayment tests).
+    assert books(paid) == {"escrow": 0, "coach_payable": 0, "paid_out": NET,
                            "platform_revenue": FEE, "chargebacks": 0, "reversed_payouts": 0}
     assert state(paid)["dispute"] == ("resolved", "bank_won", "won", False)
     assert kinds_for(paid, "student") == ["chargeback_closed", "chargeback_opened"]
     assert "chargeback_closed" in kinds_for(paid, "coach")
     page = coach.get("/payments/").get_data(as_text=True)
-    assert "€44.91 is owed to you again" in page
+    assert "Paid again after the bank decided for you: €44.91 was transferred" in page
     page = admin.get(f"/admin/disputes/{case_id}").get_data(as_text=True)
     assert "the bank decided for us (won)" in page
     assert invariants(paid) == []
@@ -543,3 +544,210 @@ def test_a_dispute_on_a_charge_that_is_not_ours_is_acknowledged(released):
                           "data": {"object": dispute}}).encode()
     assert deliver(paid, payload) == "unknown payment"
     assert paid["connect"].reversals == []
+
+
+# --- follow-ups: the earnings page's query budget ----------------------------------------------
+
+@pytest.mark.parametrize("when", ["before release", "after release"])
+def test_the_earnings_page_with_card_disputes_stays_within_the_query_budget(paid, when):
+    """A coach with card disputes opens their earnings page at the same ≤ 10 statements as
+    any page, and the count does not grow with more disputes (each row's payout and
+    reversal come with the list, not one by one)."""
+    from tests.test_admin_query_budget import BUDGET, described, statements_for
+
+    if when == "after release":
+        paid["clock"].advance(timedelta(hours=25))
+        for _ in range(3):
+            with paid["app"].app_context():
+                sweep()
+    dispute_id = bank_dispute(paid)
+    deliver(paid, event(paid, dispute_id, "created"))
+    deliver(paid, event(paid, dispute_id, "funds_withdrawn"))
+    coach = signed_in(paid, "clara@example.com")
+    coach.get("/payments/")  # the first visit warms the session and the caches
+    statements = statements_for(paid["app"], coach, "/payments/")
+    page = coach.get("/payments/").get_data(as_text=True)
+    assert "Card disputes" in page
+    assert len(statements) <= BUDGET, described(statements)
+    # A second bank dispute on the same payment: still the same count.
+    second = bank_dispute(paid)
+    deliver(paid, event(paid, second, "created"))
+    again = statements_for(paid["app"], coach, "/payments/")
+    assert len(again) <= len(statements), described(again)
+
+
+# --- follow-ups: what the payment's headline says after a chargeback after release ---------
+
+def headlines(paid) -> dict[str, str]:
+    """The payment's money headline as the student, the coach and an admin read it."""
+    from skileez.payments.words import describe_money
+
+    with paid["app"].app_context():
+        payment = db.session.get(Payment, paid["payment_id"])
+        admin = db.session.scalar(select(User).where(User.email == "root@example.com"))
+        return {who: describe_money(payment, viewer).headline for who, viewer in (
+            ("student", payment.student), ("coach", payment.coach), ("admin", admin))}
+
+
+@pytest.mark.parametrize("verdict", ["lost", "won"])
+def test_the_payment_headline_says_what_the_bank_did_after_release(released, verdict):
+    """'Paid — released to the coach' hid a chargeback: each step now reads as what
+    happened, for the student, the coach and an admin alike, on their pages too."""
+    paid = released
+    assert headlines(paid)["student"] == "Paid — released to the coach"
+    dispute_id = bank_dispute(paid)
+    deliver(paid, event(paid, dispute_id, "created"))
+    assert headlines(paid) == {"student": "Disputed at the bank — released to the coach",
+                               "coach": "Disputed at the bank — released to you",
+                               "admin": "Disputed at the bank — released to the coach"}
+    deliver(paid, event(paid, dispute_id, "funds_withdrawn"))
+    assert set(headlines(paid).values()) == {"Disputed at the bank — money taken back"}
+    page = signed_in(paid, "sam@example.com").get("/payments/").get_data(as_text=True)
+    assert "Disputed at the bank — money taken back" in page
+    if verdict == "lost":
+        deliver(paid, event(paid, dispute_id, "closed", status="lost"))
+        assert set(headlines(paid).values()) == {"Taken back by the bank"}
+        expected = "Taken back by the bank"
+    else:
+        deliver(paid, event(paid, dispute_id, "funds_reinstated"))
+        deliver(paid, event(paid, dispute_id, "closed", status="won"))
+        assert set(headlines(paid).values()) == {"Bank decided for the coach"}
+        expected = "Bank decided for the coach"
+    with paid["app"].app_context():
+        page_url = f"/admin/payments/{paid['payment_id']}"
+    assert expected in signed_in(paid, "root@example.com").get(page_url).get_data(as_text=True)
+    assert expected in signed_in(paid, "sam@example.com").get("/payments/").get_data(
+        as_text=True)
+
+
+# --- follow-ups: a won chargeback after release, whatever order its events arrive in --------
+
+#: Stripe sends ``funds_withdrawn`` when it takes the money and ``funds_reinstated`` after
+#: the dispute closed won; deliveries may come in any order (see chargebacks.py).
+ORDERS_WON = {
+    "in order": ["created", "funds_withdrawn", "closed", "funds_reinstated"],
+    "won before withdrawn": ["created", "closed", "funds_withdrawn", "funds_reinstated"],
+    "won first, reinstated before withdrawn": ["closed", "funds_reinstated",
+                                               "funds_withdrawn", "created"],
+    "reinstated before won": ["funds_withdrawn", "funds_reinstated", "closed", "created"],
+}
+
+
+@pytest.mark.parametrize("order", ORDERS_WON, ids=list(ORDERS_WON))
+def test_a_won_chargeback_after_release_loses_and_double_counts_nothing_in_any_order(
+        released, order):
+    """However the events of a won dispute arrive, the bank ends holding nothing, the
+    platform keeps its fee and the coach's share is theirs exactly once: either they kept
+    their transfer (nothing was taken), or it was taken back and transferred again."""
+    paid = released
+    dispute_id = bank_dispute(paid)
+    payloads = {kind: event(paid, dispute_id, kind) for kind in ("created", "funds_withdrawn",
+                                                                  "funds_reinstated")}
+    payloads["closed"] = event(paid, dispute_id, "closed", status="won")
+    for kind in ORDERS_WON[order]:
+        deliver_twice(paid, payloads[kind])
+    totals = books(paid)
+    assert totals["chargebacks"] == 0 and totals["platform_revenue"] == FEE
+    assert totals["coach_payable"] + totals["paid_out"] == NET
+    assert state(paid)["dispute"] == ("resolved", "bank_won", "won", False)
+    assert (totals["paid_out"], totals["coach_payable"]) == (NET, 0)
+    if paid["connect"].reversals:  # taken back while the bank held it: paid again, once
+        assert [r[:2] for r in repayments(paid)] == [("paid", NET)]
+        assert len(paid["connect"].transfers) == 2
+    else:  # nothing was taken: the coach keeps their transfer, nothing is owed
+        assert state(paid)["payout"] == "paid" and repayments(paid) == []
+        assert len(paid["connect"].transfers) == 1
+    assert invariants(paid) == []
+
+
+# --- follow-ups: the coach is paid again after a won chargeback ----------------------------
+
+def repayments(paid) -> list[tuple[str, int, str | None]]:
+    from skileez.payments.models import Repayment
+
+    with paid["app"].app_context():
+        return [(r.status, r.amount_minor, r.transfer_id) for r in db.session.scalars(
+            select(Repayment).order_by(Repayment.id))]
+
+
+def _withdrawn_and_won(paid) -> None:
+    dispute_id = bank_dispute(paid)
+    deliver_twice(paid, event(paid, dispute_id, "created"))
+    deliver_twice(paid, event(paid, dispute_id, "funds_withdrawn"))
+    assert state(paid)["reversals"] == [("chargeback", "succeeded", NET)]
+    deliver_twice(paid, event(paid, dispute_id, "closed", status="won"))
+    deliver_twice(paid, event(paid, dispute_id, "funds_reinstated"))
+
+
+def test_after_a_won_chargeback_the_coach_is_transferred_their_share_again(released):
+    """The transfer was reversed while the bank held the money; won, the coach is owed
+    again and gets a new transfer, once, with its own idempotency key and posting; the
+    earnings page and the admin payment page show it."""
+    paid = released
+    _withdrawn_and_won(paid)
+    assert len(paid["connect"].transfers) == 2
+    again = paid["connect"].transfers[1]
+    assert again["amount"] == NET
+    [(status, amount, transfer_id)] = repayments(paid)
+    assert (status, amount, transfer_id) == ("paid", NET, again["id"])
+    [request] = [r for r in paid["connect"].requests_to("POST", "/v1/transfers")
+                 if (r.header("Idempotency-Key") or "").startswith("repayment-")]
+    assert request.header("Idempotency-Key") == "repayment-1"
+    assert books(paid) == {"escrow": 0, "coach_payable": 0, "paid_out": NET,
+                           "platform_revenue": FEE, "chargebacks": 0, "reversed_payouts": 0}
+    assert invariants(paid) == []
+    # A later sweep sends nothing more.
+    paid["clock"].advance(timedelta(hours=2))
+    with paid["app"].app_context():
+        sweep()
+    assert len(paid["connect"].transfers) == 2
+    page = signed_in(paid, "clara@example.com").get("/payments/").get_data(as_text=True)
+    assert "Paid again after the bank decided for you: €44.91" in page
+    admin_page = signed_in(paid, "root@example.com").get(
+        f"/admin/payments/{paid['payment_id']}").get_data(as_text=True)
+    assert "Repayment #1" in admin_page and "paid" in admin_page
+
+
+def test_a_coach_without_a_connected_account_is_owed_the_repayment_until_they_connect(
+        released):
+    """As a payout: without an account the repayment waits as payable (the coach's
+    balance shows it owed), and is transferred by the sweep once they connect one."""
+    paid = released
+    with paid["app"].app_context():
+        profile = profile_for(db.session.get(User, paid["coach_id"]))
+        account = profile.stripe_account_id
+        profile.payouts_enabled = False
+        db.session.commit()
+    _withdrawn_and_won(paid)
+    assert [r[:2] for r in repayments(paid)] == [("payable", NET)]
+    assert books(paid)["coach_payable"] == NET and len(paid["connect"].transfers) == 1
+    assert invariants(paid) == []
+    with paid["app"].app_context():
+        profile = profile_for(db.session.get(User, paid["coach_id"]))
+        profile.payouts_enabled, profile.stripe_account_id = True, account
+        db.session.commit()
+    with paid["app"].app_context():
+        sweep()
+    assert [r[:2] for r in repayments(paid)] == [("paid", NET)]
+    assert books(paid)["coach_payable"] == 0 and len(paid["connect"].transfers) == 2
+
+
+def test_a_repayment_stripe_fails_is_retried_by_the_sweep_and_sent_once(released):
+    """Stripe answers the repayment's transfer with a 500: it is failed with a retry time,
+    the coach is still owed, and the sweep sends it again with the same key, once."""
+    paid = released
+    dispute_id = bank_dispute(paid)
+    deliver(paid, event(paid, dispute_id, "funds_withdrawn"))
+    paid["connect"].fail_next_transfers(1)
+    deliver(paid, event(paid, dispute_id, "closed", status="won"))
+    assert [r[:2] for r in repayments(paid)] == [("failed", NET)]
+    assert books(paid)["coach_payable"] == NET and invariants(paid) == []
+    paid["clock"].advance(timedelta(hours=1))
+    for _ in range(2):
+        with paid["app"].app_context():
+            sweep()
+    assert [r[:2] for r in repayments(paid)] == [("paid", NET)]
+    assert len(paid["connect"].transfers) == 2 and books(paid)["coach_payable"] == 0
+    keys = [r.header("Idempotency-Key") for r in paid["connect"].requests_to("POST",
+                                                                              "/v1/transfers")]
+    assert keys.count("repayment-1") == 2

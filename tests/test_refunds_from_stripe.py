@@ -334,3 +334,106 @@ def test_a_refund_in_stripe_on_a_disputed_payment_is_left_for_the_admin_deciding
         "an admin"
     assert payment_state(paid) == ("disputed", 0, True)
     assert refunds(paid) == [("succeeded", 1000, stripe_id)]
+
+
+def _disputed_and_refunded_in_stripe(paid, make_user, amount: int):
+    """The student disputes; meanwhile someone refunds ``amount`` in Stripe's dashboard
+    (recorded, not booked). Returns a signed-in admin and the dispute's page URL."""
+    from skileez.auth.models import User
+    from skileez.payments.models import Dispute
+    from tests.conftest import Client
+
+    with paid["app"].app_context():
+        dispute = operations.open_dispute(db.session.get(Payment, paid["payment_id"]),
+                                          db.session.get(User, paid["student_id"]),
+                                          reason="No show")
+        db.session.commit()
+        dispute_id = dispute.id
+    refund_in_stripe(paid, amount)
+    assert deliver(paid, charge_refunded(paid)).startswith("not in escrow (disputed)")
+    make_user("admin", email="root@example.com")
+    admin = Client(paid["app"])
+    admin.login("root@example.com")
+    assert Dispute  # the page is the dispute's own
+    return admin, f"/admin/disputes/{dispute_id}"
+
+
+def at_stripe(paid) -> list[int]:
+    return sorted(r.amount for r in paid["stripe"].v1.refunds.list(
+        {"charge": paid["charge_id"]}).data)
+
+
+@pytest.mark.parametrize(("decision", "stripe_after", "payment_after", "coach_net"), [
+    ({"resolution": "refund"}, [1000, 3990], ("refunded", 4990, False), 0),
+    ({"resolution": "partial", "refund_amount": "20.00"}, [1000, 1000],
+     ("released", 2000, False), 2990 - 299),
+    ({"resolution": "partial", "refund_amount": "10.00"}, [1000],
+     ("released", 1000, False), 3990 - 399),
+    ({"resolution": "release"}, [1000], ("released", 1000, False), 3990 - 399),
+])
+def test_a_dispute_decision_books_a_refund_already_made_in_stripe_and_never_refunds_twice(
+        paid, make_user, clock, decision, stripe_after, payment_after, coach_net):
+    """€10 was refunded in Stripe's dashboard while the payment was disputed. The dispute
+    page shows it with the outcomes counting it as the student's; the decision books it
+    (a ledger posting) and Stripe is asked only for the rest of the student's refund, so
+    Stripe never refunds more than the charge minus what it already gave back."""
+    admin, url = _disputed_and_refunded_in_stripe(paid, make_user, 1000)
+    page = admin.get(url).get_data(as_text=True)
+    assert "Already refunded in Stripe: €10.00." in page
+    assert "(at least the €10.00 already refunded in Stripe)" in page
+    assert "Student gets €49.90 back (€10.00 of it already refunded in Stripe); coach gets " \
+        "€0.00." in page
+    assert "Student gets €10.00 back (€10.00 of it already refunded in Stripe); coach gets " \
+        "€35.91." in page
+    data = {"note": "Decided with what Stripe already did.", **decision}
+    review = admin.post(url, data, token_page=url).get_data(as_text=True)
+    assert "Booked from Stripe&#39;s earlier refund: €10.00" in review or \
+        "Booked from Stripe's earlier refund: €10.00" in review
+    done = admin.post(url, {**data, "confirmed": "yes"}, token_page=url)
+    assert done.status_code == 303, done.get_data(as_text=True)
+    clock.advance(timedelta(minutes=5))
+    for _ in range(2):
+        with paid["app"].app_context():
+            sweep()
+    assert at_stripe(paid) == stripe_after
+    assert sum(at_stripe(paid)) <= 4990
+    status, refunded, _release = payment_state(paid)
+    assert (status, refunded) == payment_after[:2]
+    with paid["app"].app_context():
+        assert ledger.balance("escrow", currency="EUR") == 0
+        assert ledger.balance("refunds", currency="EUR") == refunded
+        payout = db.session.scalar(select(Payout))
+        assert (payout.amount_minor if payout else 0) == coach_net
+        assert operations.unbooked_provider_refunds(db.session.get(
+            Payment, paid["payment_id"])) == []
+        assert ledger.check_invariants() == []
+    # The admin payment page no longer asks for a decision about it.
+    page = admin.get(f"/admin/payments/{paid['payment_id']}").get_data(as_text=True)
+    assert "Refunded in Stripe, not in the books." not in page
+
+
+def test_a_partial_refund_below_what_stripe_already_refunded_is_refused(paid, make_user):
+    """Stripe gave back €10 already; a decision to refund €5 cannot take €5 back from the
+    card: refused beside the amount, nothing changes."""
+    admin, url = _disputed_and_refunded_in_stripe(paid, make_user, 1000)
+    response = admin.post(url, {"resolution": "partial", "refund_amount": "5.00",
+                                "note": "Half of the half.", "confirmed": "yes"},
+                          token_page=url)
+    assert response.status_code == 422
+    assert "€10.00 was already refunded in Stripe: a partial refund must be at least that" \
+        in response.get_data(as_text=True)
+    assert payment_state(paid) == ("disputed", 0, True)
+    assert at_stripe(paid) == [1000]
+
+
+def test_an_admin_refund_never_asks_stripe_for_what_it_already_refunded(paid, make_user):
+    """The guard under every refund: with €10 refunded in Stripe and not yet booked, a
+    refund of all that escrow holds is refused rather than sent."""
+    from skileez.core.errors import Conflict
+
+    _disputed_and_refunded_in_stripe(paid, make_user, 1000)
+    with paid["app"].app_context():
+        payment = db.session.get(Payment, paid["payment_id"])
+        with pytest.raises(Conflict, match="already refunded in Stripe"):
+            operations.refund(payment, 4990, reason="test", resolving=True)
+    assert at_stripe(paid) == [1000]

@@ -21,7 +21,7 @@ from skileez.auth.models import User
 from skileez.core.errors import DomainError
 from skileez.core.forms import attach_error
 from skileez.core.http import choice_arg, is_htmx, like_pattern, text_arg
-from skileez.core.money import MoneyError, format_money, parse_amount
+from skileez.core.money import MoneyError, parse_amount
 from skileez.core.pagination import paginate
 from skileez.core.permissions import ALLOWED, deny
 from skileez.core.unit_of_work import see_other, submit, transaction
@@ -196,8 +196,9 @@ def _payment(payment_id: int) -> Payment:
     payment = db.session.get(Payment, payment_id, options=(
         joinedload(Payment.student), joinedload(Payment.coach),
         joinedload(Payment.session).joinedload(Session.contract),
-        joinedload(Payment.payout).joinedload(Payout.reversal)
-        .joinedload(TransferReversal.created_by), selectinload(Payment.refunds)))
+        joinedload(Payment.payout).joinedload(Payout.reversal).options(
+            joinedload(TransferReversal.created_by), joinedload(TransferReversal.repayment)),
+        selectinload(Payment.refunds)))
     if payment is None:
         abort(404)
     return payment
@@ -330,17 +331,19 @@ def _decision_problems(form, payment: Payment) -> list[DomainError]:
         refund_minor = parse_amount(form.refund_amount.data or "", payment.currency)
     except MoneyError as error:
         return [DomainError(str(error), field="refund_amount")]
-    if not 0 < refund_minor < payment.remaining_minor:
-        held = format_money(payment.remaining_minor, payment.currency)
-        return [DomainError("A partial refund must be more than nothing and less than the "
-                            f"full amount. {held} is held.",
+    already = sum(item.amount_minor for item in operations.unbooked_provider_refunds(payment))
+    if not max(already, 1) <= refund_minor < payment.remaining_minor:
+        return [DomainError(operations.partial_refund_problem(payment, already),
                             field="refund_amount")]
     return []
 
 
-def _outcomes(payment: Payment) -> dict[str, dict]:
-    """What each person gets for each decision (the partial one for the amount asked)."""
-    return {resolution: operations.dispute_outcome(payment, resolution)
+def _outcomes(payment: Payment, made_in_stripe: list[Refund]) -> dict[str, dict]:
+    """What each person gets for each decision (the partial one for the amount asked),
+    counting what Stripe already refunded as the student's."""
+    already = sum(item.amount_minor for item in made_in_stripe)
+    return {resolution: operations.dispute_outcome(payment, resolution,
+                                                   already_refunded=already)
             for resolution in ("release", "refund")}
 
 
@@ -348,10 +351,14 @@ def _dispute_page(dispute: Dispute, form, review: dict | None = None,
                   evidence_form=None) -> str:
     payment = dispute.payment
     history = session_history(payment.session)
+    # Refunds made in Stripe's dashboard while it was disputed: the decision books them.
+    made_in_stripe = operations.unbooked_provider_refunds(payment) \
+        if dispute.is_open and payment.is_in_escrow else []
     return render_template(
         "admin/dispute.html", dispute=dispute, payment=payment, session=payment.session,
-        history=history, transactions=_ledger_of(payment),
-        outcomes=_outcomes(payment) if dispute.is_open else {}, form=form, review=review,
+        history=history, transactions=_ledger_of(payment), made_in_stripe=made_in_stripe,
+        outcomes=_outcomes(payment, made_in_stripe) if dispute.is_open else {}, form=form,
+        review=review,
         outcome_words=operations.outcome_words,
         evidence_form=evidence_form or DisputeEvidenceForm(),
         can_send_evidence=chargebacks.can_submit_evidence(dispute),

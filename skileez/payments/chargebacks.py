@@ -22,6 +22,20 @@ it gave it back. The books then follow what the facts say the bank holds now:
   money. When the bank gives it back (reinstated, or won) ``chargeback_reinstated`` makes
   the coach owed again.
 
+Event order (checked against Stripe's dispute docs): ``funds_withdrawn`` reports the
+money taken from the platform's balance, and ``funds_reinstated`` "occurs when funds are
+reinstated to your account after a dispute is closed"; the dispute object in every event
+lists zero, one or two balance transactions (withdrawn, then reinstated). So a dispute
+that closed *won* either never took the money or took it and gave it back: what the bank
+holds after a won verdict is nothing, whichever event arrives first. That is why a
+``funds_withdrawn`` delivered after the ``closed`` (won) event posts nothing and queues
+no reversal (the coach keeps the transfer, the books never moved), and a
+``funds_reinstated`` on a dispute whose withdrawal we never booked posts nothing either;
+had the withdrawal been booked first, the reinstatement (or the won verdict, whichever
+comes first) reverses it exactly once. Lost is the mirror image: a lost verdict means
+the bank holds the money even if ``funds_withdrawn`` never arrives. No order loses money
+or counts it twice (tests/test_chargebacks.py, the "in any order" tests).
+
 An admin can also reverse a paid transfer with a reason (a fraud finding, say): the
 money comes back to the platform's balance as ``reversed_payouts``, owed to no one until
 an admin refunds the student or pays the coach by hand.
@@ -52,6 +66,7 @@ from skileez.payments.models import (
     Dispute,
     Payment,
     Payout,
+    Repayment,
     TransferReversal,
 )
 
@@ -190,7 +205,7 @@ def _follow(payment: Payment, dispute: Dispute) -> str:
         ledger.post_chargeback_reinstated(
             payment, memo=f"card dispute {dispute.stripe_dispute_id}: funds reinstated")
         _set_funds_out(dispute, False)
-        outcome = "reinstated"
+        outcome = "reinstated" + _repay_if_taken_back(payment.payout)
     if lost:
         outcome += _cancel_unpaid_payout(payment.payout)
     if dispute.bank_closed and dispute.is_open:
@@ -342,6 +357,11 @@ class ReversalAttempt(ProviderAttempt):
         ledger.post_transfer_reversal(payout, amount_minor=reversal.amount_minor,
                                       to_coach=reversal.kind == "chargeback",
                                       memo=reversal.reason)
+        if reversal.kind == "chargeback" and not db.session.scalar(
+                select(Dispute.funds_out).where(Dispute.id == reversal.dispute_id)):
+            # The bank gave the money back while this reversal was on its way to Stripe:
+            # the coach is owed again, so they are paid again.
+            _repay(reversal)
         payment = payout.payment
         notify(payout.coach, "payout_reversed", payment.session.notification_payload(
             amount=_money(reversal.amount_minor, reversal.currency),
@@ -354,6 +374,99 @@ class ReversalAttempt(ProviderAttempt):
 def reverse_transfer(reversal_id: int) -> str:
     """Send a transfer reversal to Stripe, exactly once (see ``ProviderAttempt``)."""
     return ReversalAttempt().run(reversal_id)
+
+
+# --- paying the coach again after a won chargeback ------------------------------------------
+
+def _repay_if_taken_back(payout: Payout | None) -> str:
+    """The bank gave the money back: if the coach's transfer was already taken back, the
+    coach is owed again (``chargeback_reinstated``) and is paid again. A reversal not
+    sent yet is never sent (``ReversalAttempt.blocked``); one in flight repays when it
+    lands (``ReversalAttempt.record``)."""
+    reversal = payout.reversal if payout is not None else None
+    if reversal is None or reversal.kind != "chargeback" or reversal.status != "succeeded":
+        return ""
+    repayment = _repay(reversal)
+    return f"; repayment #{repayment.id} queued" if repayment is not None else ""
+
+
+def _repay(reversal: TransferReversal) -> Repayment | None:
+    """One repayment per reversal (unique): a repeat finds the first."""
+    if reversal.repayment is not None:
+        return None
+    payout = reversal.payout
+    repayment = Repayment(reversal_id=reversal.id, payment_id=payout.payment_id,
+                          coach_id=payout.coach_id, amount_minor=reversal.amount_minor,
+                          currency=reversal.currency, status="pending",
+                          next_attempt_at=clock.now())
+    db.session.add(repayment)
+    db.session.flush()
+    record_creation(repayment, reason="the bank gave the money back: the coach is paid again")
+    enqueue_after_commit(repay_coach, repayment.id, queue="payouts",
+                         claim=(Repayment, repayment.id))
+    return repayment
+
+
+class RepaymentAttempt(ProviderAttempt):
+    """The new transfer to a coach whose transfer a won chargeback had taken back, with
+    the repayment row as idempotency key (the payout's own key was used once already)."""
+
+    model = Repayment
+    finished = ("paid",)
+    failure_reason = "repayment transfer failed"
+
+    def due(self, repayment: Repayment, now: datetime) -> bool:
+        return repayment.status == "payable" or super().due(repayment, now)
+
+    def blocked(self, repayment: Repayment) -> str | None:
+        """As a payout: without a connected account it waits in the payable balance, and
+        while a bank holds the payment again it waits too."""
+        from skileez.payments.operations import payout_account
+
+        if db.session.scalar(select(funds_held_by_bank(repayment.payment_id))):
+            return "held back: card dispute"
+        if payout_account(repayment.coach):
+            return None
+        if repayment.status != "payable":
+            transition(repayment, "payable", reason="coach has no payout account yet",
+                       values={"next_attempt_at": None, "queued_until": None})
+        return "payable"
+
+    def ask(self, repayment: Repayment) -> str:
+        from skileez.payments.operations import payout_account
+
+        payment = repayment.payment
+        return get_gateway().create_transfer(
+            amount_minor=repayment.amount_minor, currency=repayment.currency,
+            destination=payout_account(repayment.coach),
+            transfer_group=f"session-{payment.session_id}", source_transaction=None,
+            idempotency_key=f"repayment-{repayment.id}",
+            metadata={"repayment_id": str(repayment.id), "payment_id": str(payment.id)})
+
+    def record(self, repayment: Repayment, transfer_id: str, expected: str) -> str:
+        transition(repayment, "paid", expected=expected, reason="transferred again",
+                   values={"transfer_id": transfer_id, "paid_at": clock.now(),
+                           "last_error": None, "next_attempt_at": None,
+                           "claimed_until": None})
+        ledger.post_repayment(repayment)
+        return "paid"
+
+
+@job
+def repay_coach(repayment_id: int) -> str:
+    """Transfer a won chargeback's coach their share again, exactly once."""
+    return RepaymentAttempt().run(repayment_id)
+
+
+def repayment_words(repayment: Repayment) -> str:
+    """Where a repayment after a won chargeback stands, for the admin's payment page."""
+    amount = _money(repayment.amount_minor, repayment.currency)
+    return {"paid": f"{amount} paid to the coach again after the bank decided for them.",
+            "payable": f"{amount} owed to the coach again; transferred once their Stripe "
+                       "account can receive payouts.",
+            "failed": f"{amount} to pay the coach again: the transfer failed and is retried "
+                      "automatically."}.get(repayment.status,
+                                            f"{amount} being transferred to the coach again.")
 
 
 # --- evidence for the bank -----------------------------------------------------------------
@@ -501,8 +614,16 @@ def chargeback_words(dispute: Dispute) -> str:
                 "decides.")
     if dispute.bank_withdrew and (dispute.bank_reinstated or dispute.bank_status == "won"):
         if reversal is not None and reversal.status == "succeeded":
+            repayment = reversal.repayment
+            if repayment is not None and repayment.status == "paid":
+                return (f"Paid again after the bank decided for you: {share} was transferred "
+                        "to your Stripe account again.")
+            if repayment is not None and repayment.status == "payable":
+                return (f"The bank decided for you and returned the money: {share} is owed to "
+                        "you again, and is transferred once your Stripe account can receive "
+                        "payouts.")
             return (f"The bank decided for you and returned the money: {share} is owed to "
-                    "you again.")
+                    "you again and is being transferred to you.")
         return "The bank returned the money before anything was taken from you."
     if dispute.bank_status == "won":
         return "The bank decided for you; nothing was taken."

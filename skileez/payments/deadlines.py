@@ -9,12 +9,13 @@ from skileez.coaches.models import CoachProfile
 from skileez.core.deadlines import act_on_each, deadline_handler, due
 from skileez.core.queue import dispatch_claimed
 from skileez.payments.cards import charge_saved_card
-from skileez.payments.chargebacks import funds_held_by_bank, reverse_transfer
+from skileez.payments.chargebacks import funds_held_by_bank, repay_coach, reverse_transfer
 from skileez.payments.models import (
     Dispute,
     Payment,
     Payout,
     Refund,
+    Repayment,
     SavedCardCharge,
     TransferReversal,
 )
@@ -87,3 +88,19 @@ def retry_transfer_reversals() -> int:
             TransferReversal.next_attempt_at <= now, *_unclaimed(TransferReversal, now))
         .order_by(TransferReversal.id))
     return dispatch_claimed(reverse_transfer, TransferReversal, due_ids, queue="payouts")
+
+
+@deadline_handler("repay_coaches")
+def repay_coaches() -> int:
+    """Repayments after a won chargeback never sent, failed and due, or payable now that
+    the coach has a connected account (as ``pay_out_due``)."""
+    now = clock.now()
+    connected = exists().where(CoachProfile.user_id == Repayment.coach_id,
+                               CoachProfile.payouts_enabled.is_(True))
+    due_ids = due(
+        select(Repayment.id).where(or_(
+            and_(Repayment.status.in_(("pending", "failed")), Repayment.next_attempt_at <= now),
+            and_(Repayment.status == "payable", connected),
+        ), ~funds_held_by_bank(Repayment.payment_id), *_unclaimed(Repayment, now))
+        .order_by(Repayment.id))
+    return dispatch_claimed(repay_coach, Repayment, due_ids, queue="payouts")

@@ -65,6 +65,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, joinedload
@@ -83,11 +84,12 @@ from skileez.payments.models import (
     Payment,
     Payout,
     Refund,
+    Repayment,
     TransferReversal,
 )
 
 KINDS = ("payment_held", "release", "refund", "payout", "payout_reversal",
-         "chargeback_withdrawn", "chargeback_reinstated", "transfer_reversal")
+         "chargeback_withdrawn", "chargeback_reinstated", "transfer_reversal", "repayment")
 #: Postings that move a coach's payable balance for a chargeback (and may make it negative).
 CHARGEBACK_KINDS = ("chargeback_withdrawn", "chargeback_reinstated")
 
@@ -223,6 +225,17 @@ def post_transfer_reversal(payout: Payout, *, amount_minor: int, to_coach: bool,
     return _post("transfer_reversal", [
         Line("paid_out", -amount, payout.currency, payout.coach_id), target,
     ], payout=payout, memo=memo)
+
+
+def post_repayment(repayment: Repayment) -> LedgerTransaction:
+    """A won chargeback's coach was paid again (``Repayment``): their payable balance,
+    owed again by the reinstatement, is transferred. Linked to the payment; the memo
+    names the repayment (``_repayment_mismatches`` checks it was posted once)."""
+    amount = _non_negative(repayment.amount_minor, "repayment amount")
+    return _post("repayment", [
+        Line("coach_payable", -amount, repayment.currency, repayment.coach_id),
+        Line("paid_out", amount, repayment.currency, repayment.coach_id),
+    ], payment=repayment.payment, memo=f"repayment #{repayment.id} after a won chargeback")
 
 
 def _non_negative(amount: int, what: str) -> int:
@@ -424,6 +437,7 @@ def check_invariants() -> list[str]:
     problems += _refund_mismatches()
     problems += _payout_mismatches()
     problems += _chargeback_mismatches()
+    problems += _repayment_mismatches()
     return problems
 
 
@@ -464,8 +478,8 @@ def _malformed_transactions() -> list[str]:
     T = LedgerTransaction
     unlinked = or_(
         T.kind.not_in(KINDS),
-        and_(T.kind.in_(("payment_held", "release", "refund", *CHARGEBACK_KINDS)),
-             T.payment_id.is_(None)),
+        and_(T.kind.in_(("payment_held", "release", "refund", "repayment",
+                         *CHARGEBACK_KINDS)), T.payment_id.is_(None)),
         and_(T.kind == "refund", T.refund_id.is_(None)),
         and_(T.kind.in_(("payout", "payout_reversal", "transfer_reversal")),
              T.payout_id.is_(None)),
@@ -718,6 +732,32 @@ def _chargeback_mismatches() -> list[str]:
             .where(count != want).order_by(TransferReversal.id)):
         problems.append(f"Transfer reversal {reversal_id} ({status}) is posted {int(n)} times.")
     return problems
+
+
+def _repayment_mismatches() -> list[str]:
+    """(g) A payment's repayment postings are exactly its paid repayments, once each and
+    for their amounts; a repayment not paid yet has nothing posted."""
+    T, E = LedgerTransaction, LedgerEntry
+    posted = (select(T.payment_id.label("payment_id"), func.count(T.id.distinct()).label("n"),
+                     _entry_sum(E.account == "paid_out").label("amount"))
+              .join(E, E.transaction_id == T.id).where(T.kind == "repayment")
+              .group_by(T.payment_id).subquery())
+    paid = (select(Repayment.payment_id.label("payment_id"), func.count().label("n"),
+                   func.sum(Repayment.amount_minor).label("amount"))
+            .where(Repayment.status == "paid").group_by(Repayment.payment_id).subquery())
+    payment_ids = union_all(select(posted.c.payment_id), select(paid.c.payment_id)).subquery()
+    n_posted, n_paid = func.coalesce(posted.c.n, 0), func.coalesce(paid.c.n, 0)
+    amount_posted = func.coalesce(posted.c.amount, 0)
+    amount_paid = func.coalesce(paid.c.amount, 0)
+    return [f"Payment {payment_id} has {int(n)} repayment postings for {int(a)}, its paid "
+            f"repayments are {int(m)} for {int(b)}."
+            for payment_id, n, a, m, b in db.session.execute(
+                select(payment_ids.c.payment_id, n_posted, amount_posted, n_paid, amount_paid)
+                .distinct()
+                .outerjoin(posted, posted.c.payment_id == payment_ids.c.payment_id)
+                .outerjoin(paid, paid.c.payment_id == payment_ids.c.payment_id)
+                .where(or_(n_posted != n_paid, amount_posted != amount_paid))
+                .order_by(payment_ids.c.payment_id))]
 
 
 # --- the check, off the request path ---------------------------------------------

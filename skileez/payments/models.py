@@ -450,6 +450,57 @@ class TransferReversal(db.Model):
     )
 
 
+class Repayment(db.Model):
+    """Paying a coach again what a won chargeback made them owed, exactly once.
+
+    When the bank took a released payment back, the coach's transfer was reversed
+    (``TransferReversal``); when the bank then gives the money back (reinstated, or won),
+    the coach is owed their share again. ``payouts.payment_id`` is unique (a payment is
+    paid out once), so the new transfer is this row, one per reversal, sent by an
+    idempotent job (``chargebacks.RepaymentAttempt``) with its own idempotency key and
+    the payout's failure and retry rules (no connected account: ``payable``).
+    """
+
+    __tablename__ = "payout_repayments"
+    __display_name__ = "repayment"
+    __transitions__ = {"status": {
+        "pending": {"paid", "payable", "failed"},
+        "failed": {"paid", "failed", "payable"},
+        "payable": {"paid", "failed"},
+        "paid": set(),
+    }}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reversal_id: Mapped[int] = mapped_column(ForeignKey("transfer_reversals.id"), unique=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    coach_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    transfer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
+                                                 onupdate=clock.now)
+
+    reversal = relationship("TransferReversal",
+                            backref=db.backref("repayment", uselist=False))
+    payment = relationship("Payment")
+    coach = relationship("User")
+
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("status IN ('pending', 'paid', 'payable', 'failed')",
+                        name="status_known"),
+        Index("ix_payout_repayments_due", "status", "next_attempt_at"),
+    )
+
+
 class WebhookEvent(db.Model):
     """Every Stripe event id we processed: a repeat finds its row and changes nothing."""
 

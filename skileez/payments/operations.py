@@ -35,6 +35,7 @@ from skileez.core.transitions import (
     expire_loaded,
     record_creation,
     record_creation_many,
+    record_event,
     transition,
     transition_many,
 )
@@ -44,7 +45,7 @@ from skileez.notifications.operations import notify, notify_many
 from skileez.payments import chargebacks, ledger
 from skileez.payments.attempts import ProviderAttempt
 from skileez.payments.gateway import CardDeclined, IntentResult, get_gateway
-from skileez.payments.models import Dispute, Payment, Payout, Refund
+from skileez.payments.models import Dispute, LedgerTransaction, Payment, Payout, Refund
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle
 from skileez.sessions.models import Session
@@ -261,7 +262,12 @@ def release(payment: Payment, *, actor=None, reason: str = "escrow released",
 
 def _payout_account(payout: Payout) -> str | None:
     """The coach's Stripe account, if Stripe lets it receive transfers yet."""
-    profile = profile_for(payout.coach)
+    return payout_account(payout.coach)
+
+
+def payout_account(coach) -> str | None:
+    """``coach``'s Stripe account, if Stripe lets it receive transfers yet."""
+    profile = profile_for(coach)
     return profile.stripe_account_id if profile.payouts_enabled else None
 
 
@@ -336,6 +342,13 @@ def refund(payment: Payment, amount_minor: int, *, reason: str, actor=None,
         raise DomainError(f"Refund between {_money(1, payment.currency)} and "
                           f"{_money(payment.remaining_minor, payment.currency)}.",
                           field="amount")
+    # Stripe may have refunded some of it already (in its dashboard) without the books
+    # knowing: never ask it for more than the charge minus what it gave back.
+    already = sum(item.amount_minor for item in unbooked_provider_refunds(payment))
+    if amount_minor > payment.remaining_minor - already:
+        raise Conflict(f"{_money(already, payment.currency)} of this payment was already "
+                       "refunded in Stripe and is not in the books yet; decide its dispute "
+                       "to book it.")
     [refund_id] = refund_many([(payment, amount_minor)], {payment.session_id: payment.session},
                               reason=reason, actor=actor)
     return db.session.get(Refund, refund_id)
@@ -493,6 +506,44 @@ def record_unbooked_provider_refunds(payment: Payment, refunds: list[tuple[str, 
                          reason="refunded in Stripe after release: for an admin")
 
 
+def unbooked_provider_refunds(payment: Payment) -> list[Refund]:
+    """Refunds Stripe made on this payment that the books have not taken (no posting):
+    recorded by ``record_unbooked_provider_refunds``, oldest first, in one statement."""
+    return list(db.session.scalars(select(Refund).where(
+        Refund.payment_id == payment.id, Refund.status == "succeeded",
+        Refund.gateway_refund_id.is_not(None),
+        ~exists().where(LedgerTransaction.refund_id == Refund.id,
+                        LedgerTransaction.kind == "refund")).order_by(Refund.id)))
+
+
+def _book_provider_refunds(payment: Payment, items: list[Refund], *, actor,
+                           reason: str) -> int:
+    """Post refunds Stripe already made to the books, as a decision on a disputed payment
+    does: escrow pays them (the student has the money), the payment's refunded amount
+    grows by compare-and-set and nothing is sent to Stripe. Returns what was booked."""
+    total = sum(item.amount_minor for item in items)
+    if not total:
+        return 0
+    left = payment.remaining_minor - total
+    if left < 0:
+        raise Conflict(f"Stripe refunded {_money(total, payment.currency)}, more than the "
+                       f"{_money(payment.remaining_minor, payment.currency)} escrow holds; "
+                       "the books cannot take it as a decision.")
+    values: dict = {"refunded_minor": Payment.refunded_minor + total}
+    if left == 0:
+        values["release_at"] = None
+    transition(payment, "refunded" if left == 0 else "partially_refunded",
+               expected=payment.status, actor=actor, reason=reason,
+               values=values, lost_race_message=LOST_REFUND_RACE)
+    ledger.post_refunds([(item.id, payment.id, item.amount_minor, payment.currency)
+                         for item in items])
+    for item in items:
+        record_event(item, field="booked", from_state=None, to_state="booked", actor=actor,
+                     reason=f"refund made in Stripe booked: {reason}"[:255])
+    db.session.refresh(payment)
+    return total
+
+
 def confirm_own_refund(item: Refund, gateway_id: str) -> str:
     """The provider reports a refund we asked for before our job recorded its answer.
 
@@ -610,54 +661,83 @@ def answer_dispute(dispute: Dispute, coach, *, answer: str) -> Dispute:
     return dispute
 
 
-def dispute_outcome(payment: Payment, resolution: str, refund_minor: int = 0) -> dict:
+def dispute_outcome(payment: Payment, resolution: str, refund_minor: int = 0, *,
+                    already_refunded: int | None = None) -> dict:
     """What each person gets from a decision, in minor units, as ``resolve_dispute`` pays it.
 
     The coach's share of what is released is net of the platform fee, computed exactly as
     ``release`` computes it, so the sentence the admin confirms is the money that moves.
+    What Stripe already refunded (``already_refunded``, read if not given) is the
+    student's whatever the decision: it counts towards their refund, only the rest is
+    sent to Stripe (``stripe_minor``), and a release releases what is left after it.
     """
+    if already_refunded is None:
+        already_refunded = sum(item.amount_minor for item in unbooked_provider_refunds(payment))
     remaining = payment.remaining_minor
-    back = {"release": 0, "refund": remaining, "partial": refund_minor}.get(resolution, 0)
+    back = {"release": already_refunded, "refund": remaining,
+            "partial": max(refund_minor, already_refunded)}.get(resolution, already_refunded)
     released = remaining - back
     fee = share(released, get_policy().platform_fee) if released > 0 else 0
     return {"student_minor": back, "coach_minor": released - fee, "fee_minor": fee,
+            "already_minor": already_refunded, "stripe_minor": back - already_refunded,
             "currency": payment.currency}
 
 
 def outcome_words(outcome: dict) -> str:
-    """'Student gets €45.00 back; coach gets €0.00.' — the decision in one sentence."""
+    """'Student gets €45.00 back; coach gets €0.00.' — the decision in one sentence, with
+    what of the student's money Stripe already refunded."""
     currency = outcome["currency"]
-    return (f"Student gets {_money(outcome['student_minor'], currency)} back; coach gets "
-            f"{_money(outcome['coach_minor'], currency)}.")
+    already = outcome.get("already_minor", 0)
+    return (f"Student gets {_money(outcome['student_minor'], currency)} back"
+            + (f" ({_money(already, currency)} of it already refunded in Stripe)"
+               if already else "")
+            + f"; coach gets {_money(outcome['coach_minor'], currency)}.")
+
+
+def partial_refund_problem(payment: Payment, already: int) -> str:
+    """Why a partial refund's amount is refused: at least what Stripe already refunded
+    (it cannot be taken back from the card), less than what escrow holds."""
+    held = _money(payment.remaining_minor, payment.currency)
+    if already:
+        return (f"{_money(already, payment.currency)} was already refunded in Stripe: a "
+                f"partial refund must be at least that and less than the {held} held.")
+    return ("A partial refund must be more than nothing and less than the full amount. "
+            f"{held} is held.")
 
 
 def resolve_dispute(dispute: Dispute, admin, *, resolution: str, refund_minor: int = 0,
                     note: str = "") -> None:
-    """Release to the coach, refund the student in full, or refund part and release the rest."""
+    """Release to the coach, refund the student in full, or refund part and release the rest.
+
+    A refund already made in Stripe's dashboard on the disputed payment (recorded, not
+    booked, by the webhook) is booked first as part of the decision and counts towards
+    the student's refund, so Stripe is only asked for the rest: never a second refund.
+    """
     payment = dispute.payment
     if resolution not in ("release", "refund", "partial"):
         raise DomainError("Choose how to resolve the dispute.", field="resolution")
+    made_in_stripe = unbooked_provider_refunds(payment)
+    already = sum(item.amount_minor for item in made_in_stripe)
+    if resolution == "partial" and not max(already, 1) <= refund_minor < payment.remaining_minor:
+        raise DomainError(partial_refund_problem(payment, already), field="refund_amount")
     # Told before the money moves: afterwards nothing is left in escrow to reckon from.
-    outcome = dispute_outcome(payment, resolution, refund_minor)
+    outcome = dispute_outcome(payment, resolution, refund_minor, already_refunded=already)
     transition(dispute, "resolved", actor=admin, reason=f"resolved: {resolution}",
                illegal_message="This dispute is already resolved.",
                values={"resolution": resolution, "resolved_by_id": admin.id,
                        "resolved_at": clock.now(), "note": note.strip() or None,
                        "refund_minor": refund_minor if resolution == "partial" else None})
     why = f"dispute #{dispute.id} resolved by {admin.name}" + (f": {note.strip()}" if note else "")
-    if resolution == "refund":
-        refund(payment, payment.remaining_minor, reason=why, actor=admin, resolving=True)
-    elif resolution == "partial":
-        if not 0 < refund_minor < payment.remaining_minor:
-            raise DomainError("A partial refund must be more than nothing and less than the "
-                              "full amount.", field="refund_amount")
-        refund(payment, refund_minor, reason=why, actor=admin, resolving=True)
+    _book_provider_refunds(payment, made_in_stripe, actor=admin, reason=why)
+    if outcome["stripe_minor"]:
+        refund(payment, outcome["stripe_minor"], reason=why, actor=admin, resolving=True)
         db.session.refresh(payment)
+    if resolution == "release" and not already:
+        release(payment, actor=admin, reason=why, resolving=True)
+    elif resolution != "refund" and payment.remaining_minor:
         # Its own words: the timeline would otherwise show the refund's line twice.
         release(payment, actor=admin, resolving=True,
                 reason=f"the rest released to the coach (dispute #{dispute.id})")
-    else:
-        release(payment, actor=admin, reason=why, resolving=True)
     payload = payment.session.notification_payload(
         resolution=resolution, note=note.strip(),
         student_gets=_money(outcome["student_minor"], payment.currency),

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.orm import joinedload, raiseload, selectinload
 
-from skileez.core.pagination import paginate
+from skileez.core.pagination import paginate, paginate_counted
 from skileez.extensions import db
 from skileez.payments import words
-from skileez.payments.models import Dispute, LedgerEntry, Payment, Payout
+from skileez.payments.models import Dispute, LedgerEntry, Payment, Payout, TransferReversal
 from skileez.sessions.models import Session
 
 # The earnings page lists this many payouts, newest first; the totals cover them all.
@@ -64,7 +64,9 @@ def _totals(coach) -> dict[str, dict[str, int]]:
 
 def coach_earnings(coach) -> dict:
     """Held (soonest release first, a page at a time), paid out, and payable balances."""
-    held = paginate(_listed(
+    # Counted with the page (one statement): with card disputes listed too, the page is
+    # at its budget of 10.
+    held = paginate_counted(_listed(
         select(Payment).where(Payment.coach_id == coach.id,
                               Payment.status.in_(Payment.ESCROW_STATES))
         .order_by(Payment.release_at.is_(None), Payment.release_at, Payment.id)),
@@ -99,7 +101,8 @@ def coach_chargebacks(coach, totals: dict[str, dict[str, int]]) -> dict:
         .options(joinedload(Dispute.payment).options(
             joinedload(Payment.session).joinedload(Session.contract),
             joinedload(Payment.student),
-            joinedload(Payment.payout).joinedload(Payout.reversal)))
+            joinedload(Payment.payout).joinedload(Payout.reversal)
+            .joinedload(TransferReversal.repayment)))
         .order_by(Dispute.created_at.desc(), Dispute.id.desc()).limit(CHARGEBACKS_SHOWN)))
     return {"chargebacks": disputes, "negative_balances": negative}
 

@@ -56,6 +56,7 @@ from skileez.payments.models import (
     ReconciliationItem,
     ReconciliationRun,
     Refund,
+    Repayment,
 )
 from skileez.policy import get_policy
 
@@ -300,10 +301,15 @@ def _transfer_differences(gateway: Gateway, transfers: list[ListedTransfer], sin
     ids = sorted({t.id for t in transfers})
     payouts = {p.transfer_id: p for p in db.session.scalars(
         select(Payout).where(among(Payout.transfer_id, ids)))} if ids else {}
+    # A won chargeback's coach paid again (``Repayment``): ours, not unknown.
+    repaid = set(db.session.scalars(select(Repayment.transfer_id).where(
+        among(Repayment.transfer_id, ids)))) if ids else set()
     found: list[Difference] = []
     checked: list[tuple[Payout, ListedTransfer | None]] = []
     for transfer in transfers:
         payout = payouts.get(transfer.id)
+        if payout is None and transfer.id in repaid:
+            continue
         if payout is None:
             found.append(Difference(
                 f"transfer_unknown:{transfer.id}", "transfer_unknown",

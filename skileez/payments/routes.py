@@ -42,7 +42,8 @@ bp = require_login(Blueprint("payments", __name__, url_prefix="/payments"))
 def _payment_rules() -> dict:
     """Templates ask the same payment rules the operations enforce."""
     return {"can_dispute": operations.can_dispute,
-            "chargeback_words": chargebacks.chargeback_words}
+            "chargeback_words": chargebacks.chargeback_words,
+            "repayment_words": chargebacks.repayment_words}
 @bp.app_template_global("money_words")
 def _money_words(subject, viewer=None):
     """Every page and email says what a payment's money is doing through this one answer."""

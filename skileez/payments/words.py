@@ -27,7 +27,7 @@ from skileez.core.timezones import format_local
 from skileez.core.words import duration_words
 from skileez.extensions import db
 from skileez.notifications.compose import EMAIL_BATCH
-from skileez.payments.models import LedgerEntry, LedgerTransaction, Payment
+from skileez.payments.models import Dispute, LedgerEntry, LedgerTransaction, Payment
 from skileez.policy import get_policy
 from skileez.sessions import lifecycle
 
@@ -70,15 +70,25 @@ class LedgerFigures:
 
     held: int = 0
     released: tuple[int, int] | None = None  # (coach share, fee) once released
+    # Issue 11: what the cardholder's bank holds of it now (chargeback postings), and the
+    # status of its newest bank dispute, if there is one.
+    bank_holds: int = 0
+    bank_status: str | None = None
 
 
 def _ledger_statement(payment_ids):
-    """Escrow balances and release postings of these payments, in one grouped query."""
+    """Escrow balances, release and chargeback postings of these payments and their newest
+    bank dispute's status, in one grouped query."""
+    bank_status = (select(Dispute.bank_status)
+                   .where(Dispute.payment_id == LedgerTransaction.payment_id,
+                          Dispute.stripe_dispute_id.is_not(None))
+                   .order_by(Dispute.id.desc()).limit(1).correlate(LedgerTransaction)
+                   .scalar_subquery())
     return (select(LedgerTransaction.payment_id, LedgerTransaction.kind, LedgerEntry.account,
-                   db.func.sum(LedgerEntry.amount_minor))
+                   db.func.sum(LedgerEntry.amount_minor), bank_status)
             .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
             .where(LedgerTransaction.payment_id.in_(payment_ids),
-                   or_(LedgerEntry.account == "escrow",
+                   or_(LedgerEntry.account.in_(("escrow", "chargebacks")),
                        and_(LedgerTransaction.kind == "release",
                             LedgerEntry.account.in_(("coach_payable", "platform_revenue")))))
             .group_by(LedgerTransaction.payment_id, LedgerTransaction.kind,
@@ -89,18 +99,25 @@ def ledger_figures(payment_ids) -> dict[int, LedgerFigures]:
     """The ledger's figures for each of these payments, from one query whatever their number."""
     held: dict[int, int] = {}
     released: dict[int, dict[str, int]] = {}
-    for payment_id, kind, account, total in db.session.execute(
+    bank: dict[int, int] = {}
+    statuses: dict[int, str | None] = {}
+    for payment_id, kind, account, total, status in db.session.execute(
             _ledger_statement(list(payment_ids))):
+        statuses[payment_id] = status
         if account == "escrow":
             held[payment_id] = held.get(payment_id, 0) + int(total or 0)
-        if kind == "release" and account != "escrow":
+        if account == "chargebacks":
+            bank[payment_id] = bank.get(payment_id, 0) + int(total or 0)
+        if kind == "release" and account not in ("escrow", "chargebacks"):
             released.setdefault(payment_id, dict.fromkeys(
                 ("coach_payable", "platform_revenue"), 0))[account] += int(total or 0)
     return {payment_id: LedgerFigures(
         held=held.get(payment_id, 0),
         released=(released[payment_id]["coach_payable"],
                   released[payment_id]["platform_revenue"])
-        if payment_id in released else None) for payment_id in payment_ids}
+        if payment_id in released else None,
+        bank_holds=bank.get(payment_id, 0), bank_status=statuses.get(payment_id))
+        for payment_id in payment_ids}
 
 
 _PREFETCHED = "_money_ledger_figures"
@@ -175,6 +192,9 @@ def describe_money(payment: Payment, viewer, now: datetime | None = None) -> Mon
                      "The hold on this time ran out before payment, so nothing was charged "
                      "and the time was released.", "secondary")
 
+    if status == "released" and (bank := _after_release_chargeback(
+            payment, role, money, coach, card, amounts)) is not None:
+        return words(*bank)
     if status == "released":
         when = f" on {at(payment.released_at)}" if payment.released_at else ""
         detail = f"{money(amounts.coach_share)} was released to {coach}{when}"
@@ -230,6 +250,40 @@ def describe_money(payment: Payment, viewer, now: datetime | None = None) -> Mon
     return words(headline if status == "partially_refunded" else "Paid — being released",
                  f"{refunded}{money(amounts.coach_share)} is being released to {coach}{terms}; "
                  f"the release was due {at(payment.release_at)}.", "info")
+
+
+def _after_release_chargeback(payment: Payment, role: str, money, coach: str, card: str,
+                              amounts: MoneyAmounts) -> tuple[str, str, str] | None:
+    """(headline, detail, tone) for a released payment the cardholder's bank disputed, or
+    None when it did not (or closed it some other way): "released" alone would hide that
+    the bank took the money back or is deciding."""
+    figures = _figures(payment)
+    status = figures.bank_status
+    if status is None:
+        return None
+    bank = "your bank" if role == "student" else f"{payment.student.name}'s bank"
+    share_ = money(amounts.coach_share)
+    theirs = "your" if role == "coach" else f"{payment.coach.name}'s"
+    if status == "lost":
+        return ("Taken back by the bank",
+                f"{bank[0].upper()}{bank[1:]} decided the card dispute for the cardholder and "
+                f"returned {money(figures.bank_holds or payment.amount_minor)} to {card}; "
+                f"{theirs} share of {share_} was taken back.", "secondary")
+    if status == "won":
+        return ("Bank decided for the coach",
+                f"{bank[0].upper()}{bank[1:]} decided the card dispute for the coach: "
+                f"{share_} stays released to {coach}.", "success")
+    if status in ("warning_closed", "charge_refunded", "prevented"):
+        return None
+    if figures.bank_holds:
+        return ("Disputed at the bank — money taken back",
+                f"{bank[0].upper()}{bank[1:]} took {money(figures.bank_holds)} back while it "
+                f"decides a card dispute; {theirs} share of {share_} is taken back until then "
+                "and owed again if the bank decides for the coach.", "danger")
+    return ("Disputed at the bank — released to the coach" if role != "coach"
+            else "Disputed at the bank — released to you",
+            f"{bank[0].upper()}{bank[1:]} is reviewing a card dispute; {share_} stays "
+            f"released to {coach} unless the bank takes the payment back.", "warning")
 
 
 def money_words(subject, viewer=None, now: datetime | None = None) -> MoneyWords | None:
