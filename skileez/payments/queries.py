@@ -69,7 +69,11 @@ def coach_earnings(coach) -> dict:
     held = paginate_counted(_listed(
         select(Payment).where(Payment.coach_id == coach.id,
                               Payment.status.in_(Payment.ESCROW_STATES))
-        .order_by(Payment.release_at.is_(None), Payment.release_at, Payment.id)),
+        # Sessions not yet completed have no release time: those by when they take place
+        # (a tester found them in booking order, which reads as no order at all).
+        .order_by(Payment.release_at.is_(None), Payment.release_at,
+                  select(Session.starts_at).where(Session.id == Payment.session_id)
+                  .scalar_subquery(), Payment.id)),
         per_page=PAYMENTS_PER_PAGE)
     words.prefetch(held.items)
     payouts = list(db.session.scalars(
