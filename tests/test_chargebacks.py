@@ -26,6 +26,7 @@ from skileez.coaches.operations import profile_for
 from skileez.core.models import AuditEvent
 from skileez.extensions import db
 from skileez.jobs.sweep import sweep
+from skileez.notifications.compose import render_email
 from skileez.notifications.models import Notification
 from skileez.payments import ledger
 from skileez.payments.models import Dispute, Payment, Payout, TransferReversal
@@ -408,6 +409,14 @@ def test_an_admin_reverses_a_paid_payout_with_a_reason(released):
     assert "This payout is already reversed or being reversed." in again.get_data(as_text=True)
     assert len(paid["connect"].reversals) == 1
     assert kinds_for(paid, "coach") == ["payout_reversed"]
+    with paid["app"].app_context():
+        coach = db.session.get(User, paid["coach_id"])
+        notice = db.session.scalar(select(Notification).where(
+            Notification.recipient_id == coach.id, Notification.kind == "payout_reversed"))
+        told = render_email("payout_reversed", coach, notice.payload)[1]
+    # Said once: not "by an admin: reversed by Ada Admin: …".
+    assert "from your Stripe account: reversed by Ada Admin: Fraud finding" in told
+    assert "by an admin" not in told
     page = signed_in(paid, "clara@example.com").get("/payments/").get_data(as_text=True)
     assert "Taken back: reversed by Ada Admin: Fraud finding" in page
     # The money overview says the reversed money waits for a decision (a tester found it

@@ -273,7 +273,7 @@ register(Kind(
     summary="{{ payload.amount }} paid to you for the session with {{ payload.student_name }} "
             "on " + _WHEN + " was taken back from your Stripe account"
             "{% if payload.chargeback %} because the student's bank took the payment back"
-            "{% else %} by an admin: {{ payload.reason }}{% endif %}.",
+            "{% else %}: {{ payload.reason }}{% endif %}.",
     endpoint="payments.index",
 ))
 
