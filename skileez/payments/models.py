@@ -130,7 +130,25 @@ class Payment(db.Model):
         return not self.is_funded and self.session.status == "pending_payment"
 
 
-class Payout(db.Model):
+class ProviderAttempted:
+    """The columns of a row that an idempotent job sends to Stripe (a payout, a refund, a
+    saved-card charge, a transfer reversal or a repayment): how often it was tried and when
+    next, the queue and call claims that keep two jobs from calling out at once, and the
+    last error (see ``payments.attempts.ProviderAttempt``)."""
+
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A job for this row is waiting in a queue until then: the sweep does not queue another.
+    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A job is talking to Stripe for this row until then: no other job may call out.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
+                                                 onupdate=clock.now)
+
+
+class Payout(ProviderAttempted, db.Model):
     """The coach's share of one released payment. Unique per payment: never paid twice."""
 
     __tablename__ = "payouts"
@@ -153,17 +171,7 @@ class Payout(db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     transfer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # A job for this row is waiting in a queue until then: the sweep does not queue another.
-    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # A job is talking to Stripe for this row until then: no other job may call out.
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
-                                                 onupdate=clock.now)
 
     payment = relationship("Payment", backref=db.backref("payout", uselist=False))
     coach = relationship("User")
@@ -176,7 +184,7 @@ class Payout(db.Model):
     )
 
 
-class Refund(db.Model):
+class Refund(ProviderAttempted, db.Model):
     """Money going back to the student; executed at Stripe by an idempotent job."""
 
     __tablename__ = "refunds"
@@ -194,17 +202,7 @@ class Refund(db.Model):
     reason: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     gateway_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # A job for this row is waiting in a queue until then: the sweep does not queue another.
-    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # A job is talking to Stripe for this row until then: no other job may call out.
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
-                                                 onupdate=clock.now)
 
     payment = relationship("Payment", backref=db.backref("refunds", order_by="Refund.id"))
 
@@ -264,7 +262,7 @@ class SavedCard(db.Model):
         return f"{self.exp_month or 0:02d}/{self.exp_year or 0}"
 
 
-class SavedCardCharge(db.Model):
+class SavedCardCharge(ProviderAttempted, db.Model):
     """One off-session charge of a saved card for a payment, made by an idempotent job.
 
     ``needs_action`` (the bank wants the student: SCA) and ``declined`` are final for
@@ -287,16 +285,6 @@ class SavedCardCharge(db.Model):
     payment_method_id: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     intent_id: Mapped[str | None] = mapped_column(String(255))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # A job for this row is waiting in a queue until then: the sweep does not queue another.
-    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # A job is talking to Stripe for this row until then: no other job may call out.
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
-                                                 onupdate=clock.now)
 
     payment = relationship("Payment", backref=db.backref("saved_card_charge",
                                                          uselist=False))
@@ -402,7 +390,7 @@ BANK_UNDER_REVIEW = ("warning_under_review", "under_review")
 BANK_CLOSED_STATUSES = ("won", "lost", "warning_closed", "charge_refunded", "prevented")
 
 
-class TransferReversal(db.Model):
+class TransferReversal(ProviderAttempted, db.Model):
     """Taking a coach's transfer back from their connected account, exactly once.
 
     Made when the bank withdraws a disputed payment after its payout was transferred
@@ -429,15 +417,7 @@ class TransferReversal(db.Model):
     reason: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     gateway_reversal_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
-                                                 onupdate=clock.now)
 
     payout = relationship("Payout", backref=db.backref("reversal", uselist=False))
     created_by = relationship("User")
@@ -450,7 +430,7 @@ class TransferReversal(db.Model):
     )
 
 
-class Repayment(db.Model):
+class Repayment(ProviderAttempted, db.Model):
     """Paying a coach again what a won chargeback made them owed, exactly once.
 
     When the bank took a released payment back, the coach's transfer was reversed
@@ -478,15 +458,7 @@ class Repayment(db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     transfer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    queued_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now,
-                                                 onupdate=clock.now)
 
     reversal = relationship("TransferReversal",
                             backref=db.backref("repayment", uselist=False))
